@@ -1,0 +1,237 @@
+//! The command vocabulary: what senders ask for. Payloads hold raw input (strings as sent), so
+//! that every rule in `decide` can answer with its own stable reason code instead of a generic
+//! decode error. Each type carries a version (`v`); version 1 is the only one so far.
+
+use crate::domain::account::AccountInput;
+use crate::domain::Attestation;
+use crate::domain::{FailureReason, Sex};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What arrives on the wire (a JSON Lines line, an AMQP message body).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CommandEnvelope {
+    /// Sender-chosen, unique per command; a redelivery carries the same id and gets the same outcome.
+    pub command_id: String,
+    /// Version of the command type's payload.
+    #[serde(default = "one")]
+    pub v: u32,
+    /// When the sender issued the command (RFC 3339). Events take their time from here.
+    pub issued_at: String,
+    /// Who sent it (over AMQP: the broker-validated user id). Informational in embedded mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum Command {
+    DefineProgram(DefineProgram),
+    SetStandardLevel(SetStandardLevel),
+    FundBudget(FundBudget),
+    EnrollBeneficiary(EnrollBeneficiary),
+    ChangePaymentAccount(ChangePaymentAccount),
+    ChangeCategory(ChangeCategory),
+    SuspendBeneficiary(StatusChange),
+    ResumeBeneficiary(StatusChange),
+    TerminateBeneficiary(StatusChange),
+    ReassignCitizenId(ReassignCitizenId),
+    SubmitPayoutBatch(SubmitPayoutBatch),
+    RecordSettlements(RecordSettlements),
+    ReissuePayout(PayoutRef),
+    WriteOffPayout(PayoutRef),
+}
+
+impl Command {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Command::DefineProgram(_) => "define_program",
+            Command::SetStandardLevel(_) => "set_standard_level",
+            Command::FundBudget(_) => "fund_budget",
+            Command::EnrollBeneficiary(_) => "enroll_beneficiary",
+            Command::ChangePaymentAccount(_) => "change_payment_account",
+            Command::ChangeCategory(_) => "change_category",
+            Command::SuspendBeneficiary(_) => "suspend_beneficiary",
+            Command::ResumeBeneficiary(_) => "resume_beneficiary",
+            Command::TerminateBeneficiary(_) => "terminate_beneficiary",
+            Command::ReassignCitizenId(_) => "reassign_citizen_id",
+            Command::SubmitPayoutBatch(_) => "submit_payout_batch",
+            Command::RecordSettlements(_) => "record_settlements",
+            Command::ReissuePayout(_) => "reissue_payout",
+            Command::WriteOffPayout(_) => "write_off_payout",
+        }
+    }
+
+    /// Every command type name, for schemas, docs and tests.
+    pub const TYPE_NAMES: &'static [&'static str] = &[
+        "define_program",
+        "set_standard_level",
+        "fund_budget",
+        "enroll_beneficiary",
+        "change_payment_account",
+        "change_category",
+        "suspend_beneficiary",
+        "resume_beneficiary",
+        "terminate_beneficiary",
+        "reassign_citizen_id",
+        "submit_payout_batch",
+        "record_settlements",
+        "reissue_payout",
+        "write_off_payout",
+    ];
+}
+
+/// Defines a program and its categories. Coefficients are decimal strings ("1.5").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefineProgram {
+    pub program_id: String,
+    pub name: String,
+    /// Category code -> coefficient, e.g. {"1a": "2.5"}.
+    pub categories: BTreeMap<String, String>,
+    #[serde(default)]
+    pub legal_basis: String,
+}
+
+/// Sets the standard level from a month on, nationally (`province` absent) or for one province.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetStandardLevel {
+    pub program_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub province: Option<String>,
+    pub effective_from: String,
+    pub amount: String,
+    #[serde(default)]
+    pub legal_basis: String,
+}
+
+/// Treasury allocation for a province, program and month.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FundBudget {
+    pub province: String,
+    pub program_id: String,
+    pub period: String,
+    pub amount: String,
+    #[serde(default)]
+    pub reference: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollBeneficiary {
+    pub citizen_id: String,
+    pub program_id: String,
+    /// Province that administers and pays (not derived from the ID, which is the birth place).
+    pub province: String,
+    pub full_name: String,
+    pub date_of_birth: String,
+    pub sex: Sex,
+    pub category: String,
+    /// First month of entitlement (month the decision was signed).
+    pub effective_from: String,
+    pub account: AccountInput,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePaymentAccount {
+    pub citizen_id: String,
+    pub account: AccountInput,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeCategory {
+    pub citizen_id: String,
+    pub program_id: String,
+    pub category: String,
+    pub effective_from: String,
+}
+
+/// Suspend, resume or terminate an enrollment from a month on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    pub citizen_id: String,
+    pub program_id: String,
+    pub effective_from: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The population database re-determined a person's number (e.g. birth year corrected).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReassignCitizenId {
+    pub old_citizen_id: String,
+    pub new_citizen_id: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitPayoutBatch {
+    pub batch_id: String,
+    pub program_id: String,
+    pub province: String,
+    pub period: String,
+    /// Line numbers are positions, from 1.
+    pub lines: Vec<PayoutLine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutLine {
+    pub citizen_id: String,
+    pub amount: String,
+}
+
+/// A bank reports what happened to its payouts; items are accepted one by one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSettlements {
+    /// The reporting bank; it may only settle payouts routed to it.
+    pub bin: String,
+    pub items: Vec<SettlementItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementItem {
+    pub payout_id: String,
+    pub status: SettlementStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+    #[serde(default)]
+    pub bank_reference: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettlementStatus {
+    Settled,
+    Failed,
+    Returned,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutRef {
+    pub payout_id: String,
+    #[serde(default)]
+    pub reason: String,
+}

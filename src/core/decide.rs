@@ -1,0 +1,469 @@
+//! `decide(state, command) -> events | rejection`: the functional core. Pure: no clock, no I/O,
+//! no randomness. Checks run in a fixed precedence order (structure, then references, then
+//! state), so the same input always gets the same code.
+
+use super::rejection::Rejection;
+use super::state::{EnrollmentStatus, PayoutStatus, State};
+use crate::command::*;
+use crate::domain::{valid_identifier, Attestation, BirthDate, CitizenId, Coefficient, Period, Vnd, IDENTIFIER_LEN_MAX};
+use crate::domain::reference::province_name;
+use crate::event::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+type Decision = Result<Vec<EventData>, Rejection>;
+
+const TEXT_LEN_MAX: usize = 256;
+const NAME_LEN_MAX: usize = 100;
+
+/// Decides one command. A batch or a settlement report is decided line by line: its bad lines
+/// become `*.rejected` events next to the good ones, never all-or-nothing.
+pub fn decide(state: &State, command: &Command) -> Decision {
+    match command {
+        Command::DefineProgram(c) => define_program(state, c),
+        Command::SetStandardLevel(c) => set_standard_level(state, c),
+        Command::FundBudget(c) => fund_budget(state, c),
+        Command::EnrollBeneficiary(c) => enroll(state, c),
+        Command::ChangePaymentAccount(c) => change_account(state, c),
+        Command::ChangeCategory(c) => change_category(state, c),
+        Command::SuspendBeneficiary(c) => change_status(state, c, EnrollmentStatus::Suspended),
+        Command::ResumeBeneficiary(c) => change_status(state, c, EnrollmentStatus::Active),
+        Command::TerminateBeneficiary(c) => change_status(state, c, EnrollmentStatus::Terminated),
+        Command::ReassignCitizenId(c) => reassign(state, c),
+        Command::SubmitPayoutBatch(c) => submit_batch(state, c),
+        Command::RecordSettlements(c) => record_settlements(state, c),
+        Command::ReissuePayout(c) => reissue(state, c),
+        Command::WriteOffPayout(c) => write_off(state, c),
+    }
+}
+
+// ---- small parsers that map to reason codes ------------------------------------------------
+
+fn period(raw: &str) -> Result<Period, Rejection> {
+    Period::parse(raw).map_err(|e| Rejection::new("period_invalid", e.to_string()))
+}
+
+fn province(raw: &str) -> Result<String, Rejection> {
+    province_name(raw).map(|_| raw.to_string()).ok_or_else(|| Rejection::new("province_unknown", format!("province code {raw:?} is not in the table")))
+}
+
+fn amount(raw: &str) -> Result<Vnd, Rejection> {
+    Vnd::parse(raw).map_err(|e| Rejection::new(e.code(), e.to_string()))
+}
+
+fn text(raw: &str, what: &str) -> Result<String, Rejection> {
+    if raw.chars().count() > TEXT_LEN_MAX {
+        return Err(Rejection::new("reference_invalid", format!("{what} is longer than {TEXT_LEN_MAX} characters")));
+    }
+    Ok(raw.to_string())
+}
+
+fn program<'s>(state: &'s State, program_id: &str) -> Result<&'s crate::domain::ProgramRules, Rejection> {
+    state.programs.get(program_id).ok_or_else(|| Rejection::new("program_unknown", format!("program {program_id:?} is not defined")))
+}
+
+/// Parses a citizen ID and refuses a re-determined (old) number, naming the new one.
+fn current_citizen(state: &State, raw: &str) -> Result<CitizenId, Rejection> {
+    let id = CitizenId::parse(raw).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
+    if let Some(new) = state.current_id(&id) {
+        return Err(Rejection::new("citizen_id_reassigned", format!("number {} was re-determined as {}", id.masked(), new.masked())));
+    }
+    Ok(id)
+}
+
+fn attestation(a: &Option<Attestation>) -> Result<Attestation, Rejection> {
+    let a = a.as_ref().ok_or_else(|| Rejection::new("attestation_missing", "identity needs a VNeID level 2 attestation"))?;
+    a.check()?;
+    Ok(a.clone())
+}
+
+fn enrollment<'s>(state: &'s State, id: &CitizenId, program_id: &str) -> Result<&'s super::state::Enrollment, Rejection> {
+    state
+        .people
+        .get(id)
+        .and_then(|p| p.enrollments.get(program_id))
+        .ok_or_else(|| Rejection::new("not_enrolled", format!("{} is not enrolled in {program_id:?}", id.masked())))
+}
+
+// ---- program rules and budgets -------------------------------------------------------------
+
+fn define_program(state: &State, c: &DefineProgram) -> Decision {
+    if !valid_identifier(&c.program_id, IDENTIFIER_LEN_MAX) {
+        return Err(Rejection::new("program_id_invalid", "program id must be 1-64 characters of [A-Za-z0-9._:-]"));
+    }
+    if c.name.trim().is_empty() || c.name.chars().count() > NAME_LEN_MAX {
+        return Err(Rejection::new("program_name_invalid", format!("program name must be 1-{NAME_LEN_MAX} characters")));
+    }
+    if c.categories.is_empty() || c.categories.len() > state.limits.categories_max || c.categories.keys().any(|k| !valid_identifier(k, 16)) {
+        return Err(Rejection::new("categories_invalid", format!("1-{} categories with codes of 1-16 characters of [A-Za-z0-9._:-]", state.limits.categories_max)));
+    }
+    let mut categories = BTreeMap::new();
+    for (code, raw) in &c.categories {
+        let coefficient = Coefficient::parse(raw).ok_or_else(|| Rejection::new("coefficient_invalid", format!("category {code}: coefficient {raw:?} is not a decimal in (0, 10]")))?;
+        categories.insert(code.clone(), coefficient);
+    }
+    let legal_basis = text(&c.legal_basis, "legal basis")?;
+    if state.programs.contains_key(&c.program_id) {
+        return Err(Rejection::new("program_exists", format!("program {:?} is already defined", c.program_id)));
+    }
+    Ok(vec![EventData::ProgramDefined(ProgramDefined { program_id: c.program_id.clone(), name: c.name.trim().to_string(), categories, legal_basis })])
+}
+
+fn set_standard_level(state: &State, c: &SetStandardLevel) -> Decision {
+    let province = c.province.as_deref().map(province).transpose()?;
+    let effective_from = period(&c.effective_from)?;
+    let amount = amount(&c.amount)?;
+    let legal_basis = text(&c.legal_basis, "legal basis")?;
+    program(state, &c.program_id)?;
+    Ok(vec![EventData::StandardLevelSet(StandardLevelSet { program_id: c.program_id.clone(), province, effective_from, amount, legal_basis })])
+}
+
+fn fund_budget(state: &State, c: &FundBudget) -> Decision {
+    let province = province(&c.province)?;
+    let period = period(&c.period)?;
+    let amount = amount(&c.amount)?;
+    let reference = text(&c.reference, "reference")?;
+    program(state, &c.program_id)?;
+    Ok(vec![EventData::BudgetFunded(BudgetFunded { province, program_id: c.program_id.clone(), period, amount, reference })])
+}
+
+// ---- enrollment lifecycle ------------------------------------------------------------------
+
+fn enroll(state: &State, c: &EnrollBeneficiary) -> Decision {
+    let citizen_id = current_citizen(state, &c.citizen_id)?;
+    let date_of_birth = BirthDate::parse(&c.date_of_birth).map_err(|e| Rejection::new("date_of_birth_invalid", e.to_string()))?;
+    citizen_id.check_consistency(date_of_birth.year(), c.sex).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
+    let full_name = c.full_name.trim();
+    if full_name.is_empty() || full_name.chars().count() > NAME_LEN_MAX || full_name.chars().any(char::is_control) {
+        return Err(Rejection::new("full_name_invalid", format!("full name must be 1-{NAME_LEN_MAX} printable characters")));
+    }
+    let attestation = attestation(&c.attestation)?;
+    let account = c.account.check()?;
+    let province = province(&c.province)?;
+    let effective_from = period(&c.effective_from)?;
+    if effective_from < date_of_birth.period() {
+        return Err(Rejection::new("period_invalid", "effective month is before the date of birth"));
+    }
+    let rules = program(state, &c.program_id)?;
+    if !rules.categories.contains_key(&c.category) {
+        return Err(Rejection::new("category_unknown", format!("program {:?} has no category {:?}", c.program_id, c.category)));
+    }
+    if let Some(person) = state.people.get(&citizen_id) {
+        if person.enrollments.contains_key(&c.program_id) {
+            return Err(Rejection::new("already_enrolled", format!("{} is already enrolled in {:?}", citizen_id.masked(), c.program_id)));
+        }
+        if person.date_of_birth != date_of_birth || person.sex != c.sex {
+            return Err(Rejection::new("identity_mismatch", "date of birth or sex differ from the existing enrollment of this citizen"));
+        }
+    }
+    Ok(vec![EventData::BeneficiaryEnrolled(BeneficiaryEnrolled {
+        citizen_id,
+        program_id: c.program_id.clone(),
+        province,
+        full_name: full_name.to_string(),
+        date_of_birth,
+        sex: c.sex,
+        category: c.category.clone(),
+        effective_from,
+        account,
+        attestation,
+    })])
+}
+
+fn change_account(state: &State, c: &ChangePaymentAccount) -> Decision {
+    let citizen_id = current_citizen(state, &c.citizen_id)?;
+    let account = c.account.check()?;
+    let person = state.people.get(&citizen_id).ok_or_else(|| Rejection::new("not_enrolled", format!("{} is not enrolled", citizen_id.masked())))?;
+    if person.account == account {
+        return Err(Rejection::new("account_unchanged", "this account is already on record"));
+    }
+    Ok(vec![EventData::PaymentAccountChanged(PaymentAccountChanged { citizen_id, account })])
+}
+
+fn change_category(state: &State, c: &ChangeCategory) -> Decision {
+    let citizen_id = current_citizen(state, &c.citizen_id)?;
+    let effective_from = period(&c.effective_from)?;
+    let rules = program(state, &c.program_id)?;
+    if !rules.categories.contains_key(&c.category) {
+        return Err(Rejection::new("category_unknown", format!("program {:?} has no category {:?}", c.program_id, c.category)));
+    }
+    let e = enrollment(state, &citizen_id, &c.program_id)?;
+    if e.is_terminated() {
+        return Err(Rejection::new("beneficiary_terminated", "the enrollment is terminated"));
+    }
+    if effective_from < e.last_change() {
+        return Err(Rejection::new("effective_out_of_order", format!("effective month {effective_from} is before the last recorded change {}", e.last_change())));
+    }
+    Ok(vec![EventData::CategoryChanged(CategoryChanged { citizen_id, program_id: c.program_id.clone(), category: c.category.clone(), effective_from })])
+}
+
+fn change_status(state: &State, c: &StatusChange, to: EnrollmentStatus) -> Decision {
+    let citizen_id = current_citizen(state, &c.citizen_id)?;
+    let effective_from = period(&c.effective_from)?;
+    let reason = text(&c.reason, "reason")?;
+    program(state, &c.program_id)?;
+    let e = enrollment(state, &citizen_id, &c.program_id)?;
+    if e.is_terminated() {
+        return Err(Rejection::new("beneficiary_terminated", "the enrollment is terminated"));
+    }
+    if effective_from < e.last_change() {
+        return Err(Rejection::new("effective_out_of_order", format!("effective month {effective_from} is before the last recorded change {}", e.last_change())));
+    }
+    let current = e.status_at(effective_from).expect("effective month is not before the enrollment start");
+    let data = EnrollmentStatusChanged { citizen_id, program_id: c.program_id.clone(), effective_from, reason };
+    Ok(vec![match to {
+        EnrollmentStatus::Suspended if current == EnrollmentStatus::Suspended => return Err(Rejection::new("already_suspended", "the enrollment is already suspended")),
+        EnrollmentStatus::Suspended => EventData::BeneficiarySuspended(data),
+        EnrollmentStatus::Active if current != EnrollmentStatus::Suspended => return Err(Rejection::new("not_suspended", "only a suspended enrollment can be resumed")),
+        EnrollmentStatus::Active => EventData::BeneficiaryResumed(data),
+        EnrollmentStatus::Terminated => EventData::BeneficiaryTerminated(data),
+    }])
+}
+
+fn reassign(state: &State, c: &ReassignCitizenId) -> Decision {
+    let old = current_citizen(state, &c.old_citizen_id)?;
+    let new = CitizenId::parse(&c.new_citizen_id).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
+    let reason = text(&c.reason, "reason")?;
+    let attestation = attestation(&c.attestation)?;
+    if !state.people.contains_key(&old) {
+        return Err(Rejection::new("not_enrolled", format!("{} is not enrolled", old.masked())));
+    }
+    if new == old || state.people.contains_key(&new) || state.reassigned.contains_key(&new) {
+        return Err(Rejection::new("citizen_id_in_use", format!("{} is already in use", new.masked())));
+    }
+    Ok(vec![EventData::CitizenIdReassigned(CitizenIdReassigned { old_citizen_id: old, new_citizen_id: new, reason, attestation })])
+}
+
+// ---- payouts ---------------------------------------------------------------------------------
+
+fn submit_batch(state: &State, c: &SubmitPayoutBatch) -> Decision {
+    if !valid_identifier(&c.batch_id, IDENTIFIER_LEN_MAX) {
+        return Err(Rejection::new("batch_id_invalid", "batch id must be 1-64 characters of [A-Za-z0-9._:-]"));
+    }
+    let province = province(&c.province)?;
+    let period = period(&c.period)?;
+    let rules = program(state, &c.program_id)?;
+    if c.lines.is_empty() {
+        return Err(Rejection::new("batch_empty", "the batch has no lines"));
+    }
+    if c.lines.len() > state.limits.batch_lines_max {
+        return Err(Rejection::new("batch_too_large", format!("{} lines, at most {} per batch", c.lines.len(), state.limits.batch_lines_max)));
+    }
+    if state.batches.contains(&c.batch_id) {
+        return Err(Rejection::new("batch_exists", format!("batch {:?} was already submitted", c.batch_id)));
+    }
+    if rules.standard_level(&province, period).is_none() {
+        return Err(Rejection::new("standard_level_missing", format!("no standard level in force for province {province} in {period}")));
+    }
+    let mut available = state.budget_available(&province, &c.program_id, period);
+    let mut seen: HashSet<CitizenId> = HashSet::with_capacity(c.lines.len());
+    let mut lines = Vec::with_capacity(c.lines.len());
+    let (mut instructed, mut rejected) = (0u32, 0u32);
+    for (index, line) in c.lines.iter().enumerate() {
+        let line_no = u32::try_from(index + 1).expect("batch lines are bounded far below u32::MAX");
+        match decide_line(state, c, &province, period, line, &mut seen, available) {
+            Ok((citizen_id, amount, account)) => {
+                available -= amount.as_decimal();
+                instructed += 1;
+                lines.push(EventData::PayoutInstructed(PayoutInstructed {
+                    payout_id: format!("{}-{line_no:06}", c.batch_id),
+                    kind: PayoutKind::Regular,
+                    batch_id: c.batch_id.clone(),
+                    line_no,
+                    reissue_of: None,
+                    citizen_id,
+                    program_id: c.program_id.clone(),
+                    province: province.clone(),
+                    period,
+                    amount,
+                    account,
+                }));
+            }
+            Err(r) => {
+                rejected += 1;
+                lines.push(EventData::PayoutLineRejected(PayoutLineRejected {
+                    batch_id: c.batch_id.clone(),
+                    line_no,
+                    citizen_id: truncate(&line.citizen_id, 32),
+                    amount: truncate(&line.amount, 32),
+                    code: r.code.to_string(),
+                    message: r.message,
+                }));
+            }
+        }
+    }
+    assert!(available >= rust_decimal::Decimal::ZERO || instructed == 0, "a batch never overdraws its budget");
+    let mut events = Vec::with_capacity(lines.len() + 1);
+    events.push(EventData::PayoutBatchSubmitted(PayoutBatchSubmitted {
+        batch_id: c.batch_id.clone(),
+        program_id: c.program_id.clone(),
+        province,
+        period,
+        lines_total: instructed + rejected,
+        lines_instructed: instructed,
+        lines_rejected: rejected,
+    }));
+    events.extend(lines);
+    Ok(events)
+}
+
+/// Raw input kept in a rejection event is bounded, so a hostile line cannot bloat the log.
+fn truncate(raw: &str, max_chars: usize) -> String {
+    raw.chars().take(max_chars).collect()
+}
+
+fn decide_line(
+    state: &State,
+    c: &SubmitPayoutBatch,
+    province: &str,
+    period: Period,
+    line: &PayoutLine,
+    seen: &mut HashSet<CitizenId>,
+    available: rust_decimal::Decimal,
+) -> Result<(CitizenId, Vnd, crate::domain::Account), Rejection> {
+    let citizen_id = current_citizen(state, &line.citizen_id)?;
+    if !seen.insert(citizen_id.clone()) {
+        return Err(Rejection::new("duplicate_line", format!("{} is on an earlier line of this batch", citizen_id.masked())));
+    }
+    let amount = amount(&line.amount)?;
+    let e = enrollment(state, &citizen_id, &c.program_id)?;
+    if e.province != province {
+        return Err(Rejection::new("province_mismatch", format!("{} is enrolled in province {}", citizen_id.masked(), e.province)));
+    }
+    match e.status_at(period) {
+        None => return Err(Rejection::new("not_yet_eligible", format!("entitlement starts in {}", e.effective_from))),
+        Some(EnrollmentStatus::Suspended) => return Err(Rejection::new("beneficiary_suspended", format!("suspended for {period}"))),
+        Some(EnrollmentStatus::Terminated) => return Err(Rejection::new("beneficiary_terminated", format!("terminated for {period}"))),
+        Some(EnrollmentStatus::Active) => {}
+    }
+    if let Some(existing) = state.regular.get(&(citizen_id.clone(), c.program_id.clone(), period)) {
+        return Err(Rejection::new("duplicate_payout", format!("regular payout {existing} already exists for {period}")));
+    }
+    let category = e.category_at(period).expect("an active enrollment has a category");
+    let rules = &state.programs[&c.program_id];
+    let entitlement = rules.entitlement(category, province, period).expect("a category in the enrollment exists in its program and a level is in force");
+    if amount != entitlement {
+        return Err(Rejection::new("amount_mismatch", format!("amount {amount} differs from the entitlement {entitlement} (category {category}, {period})")));
+    }
+    if available < amount.as_decimal() {
+        return Err(Rejection::new("budget_insufficient", format!("budget available {available} cannot cover {amount}")));
+    }
+    let person = &state.people[&citizen_id];
+    Ok((citizen_id, amount, person.account.clone()))
+}
+
+fn record_settlements(state: &State, c: &RecordSettlements) -> Decision {
+    if crate::domain::reference::bank(&c.bin).is_none() {
+        return Err(Rejection::new("bank_unknown", format!("BIN {:?} is not in the bank table", c.bin)));
+    }
+    if c.items.is_empty() {
+        return Err(Rejection::new("settlement_empty", "the report has no items"));
+    }
+    if c.items.len() > state.limits.settlement_items_max {
+        return Err(Rejection::new("settlement_too_large", format!("{} items, at most {}", c.items.len(), state.limits.settlement_items_max)));
+    }
+    // Status changes made by earlier items of this report.
+    let mut changed: HashMap<&str, PayoutStatus> = HashMap::new();
+    let mut events = Vec::with_capacity(c.items.len());
+    for (index, item) in c.items.iter().enumerate() {
+        let item_no = u32::try_from(index + 1).expect("settlement items are bounded far below u32::MAX");
+        match decide_item(state, &c.bin, item, &changed) {
+            Ok((event, status)) => {
+                changed.insert(item.payout_id.as_str(), status);
+                events.push(event);
+            }
+            Err(r) => events.push(EventData::SettlementItemRejected(SettlementItemRejected {
+                bin: c.bin.clone(),
+                item_no,
+                payout_id: truncate(&item.payout_id, IDENTIFIER_LEN_MAX + 8),
+                code: r.code.to_string(),
+                message: r.message,
+            })),
+        }
+    }
+    Ok(events)
+}
+
+fn transition_of(p: &super::state::Payout, payout_id: &str, reason: Option<crate::domain::FailureReason>, reference: String) -> PayoutTransition {
+    PayoutTransition {
+        payout_id: payout_id.to_string(),
+        batch_id: p.batch_id.clone(),
+        citizen_id: p.citizen_id.clone(),
+        program_id: p.program_id.clone(),
+        province: p.province.clone(),
+        period: p.period,
+        amount: p.amount,
+        bin: p.account.bin.clone(),
+        reason,
+        reference,
+    }
+}
+
+fn decide_item(state: &State, bin: &str, item: &SettlementItem, changed: &HashMap<&str, PayoutStatus>) -> Result<(EventData, PayoutStatus), Rejection> {
+    let p = state.payouts.get(&item.payout_id).ok_or_else(|| Rejection::new("payout_unknown", format!("no payout {:?}", truncate(&item.payout_id, 80))))?;
+    if p.account.bin != bin {
+        return Err(Rejection::new("bank_mismatch", format!("payout {} is routed to another bank", item.payout_id)));
+    }
+    let reference = text(&item.bank_reference, "bank reference")?;
+    let current = changed.get(item.payout_id.as_str()).copied().unwrap_or(p.status);
+    let not_allowed = |to: &str| Rejection::new("payout_state", format!("payout {} is {}; it cannot become {to}", item.payout_id, current.as_str()));
+    let t = |reason| transition_of(p, &item.payout_id, reason, reference.clone());
+    match item.status {
+        SettlementStatus::Settled if current == PayoutStatus::Instructed => Ok((EventData::PayoutSettled(t(None)), PayoutStatus::Settled)),
+        SettlementStatus::Settled => Err(not_allowed("settled")),
+        SettlementStatus::Failed | SettlementStatus::Returned if item.reason.is_none() => Err(Rejection::new("reason_missing", "a failure or return needs a reason")),
+        SettlementStatus::Failed if current == PayoutStatus::Instructed => Ok((EventData::PayoutFailed(t(item.reason)), PayoutStatus::Failed)),
+        SettlementStatus::Failed => Err(not_allowed("failed")),
+        SettlementStatus::Returned if current == PayoutStatus::Settled => Ok((EventData::PayoutReturned(t(item.reason)), PayoutStatus::Returned)),
+        SettlementStatus::Returned => Err(not_allowed("returned")),
+    }
+}
+
+fn open_payout<'s>(state: &'s State, payout_id: &str) -> Result<&'s super::state::Payout, Rejection> {
+    let p = state.payouts.get(payout_id).ok_or_else(|| Rejection::new("payout_unknown", format!("no payout {:?}", truncate(payout_id, 80))))?;
+    if !p.is_open_for_reissue() {
+        let why = match &p.reissued_as {
+            Some(next) => format!("it was already reissued as {next}"),
+            None => format!("it is {}", p.status.as_str()),
+        };
+        return Err(Rejection::new("payout_state", format!("payout {payout_id} is not failed or returned and open: {why}")));
+    }
+    Ok(p)
+}
+
+fn reissue(state: &State, c: &PayoutRef) -> Decision {
+    let p = open_payout(state, &c.payout_id)?;
+    let person = &state.people[&p.citizen_id];
+    let e = &person.enrollments[&p.program_id];
+    match e.status_at(p.period) {
+        Some(EnrollmentStatus::Suspended) => return Err(Rejection::new("beneficiary_suspended", format!("suspended for {}", p.period))),
+        Some(EnrollmentStatus::Terminated) => return Err(Rejection::new("beneficiary_terminated", format!("terminated for {}", p.period))),
+        _ => {}
+    }
+    if p.last_reason.is_some_and(|r| r.is_account_problem()) && person.account == p.account {
+        return Err(Rejection::new("account_unchanged", "the payout failed on this account; record the corrected account first"));
+    }
+    let available = state.budget_available(&p.province, &p.program_id, p.period);
+    if available < p.amount.as_decimal() {
+        return Err(Rejection::new("budget_insufficient", format!("budget available {available} cannot cover {}", p.amount)));
+    }
+    let root = &state.payouts[&p.root];
+    Ok(vec![EventData::PayoutInstructed(PayoutInstructed {
+        payout_id: format!("{}-R{}", p.root, root.reissue_count + 1),
+        kind: PayoutKind::Reissue,
+        batch_id: p.batch_id.clone(),
+        line_no: p.line_no,
+        reissue_of: Some(c.payout_id.clone()),
+        citizen_id: p.citizen_id.clone(),
+        program_id: p.program_id.clone(),
+        province: p.province.clone(),
+        period: p.period,
+        amount: p.amount,
+        account: person.account.clone(),
+    })])
+}
+
+fn write_off(state: &State, c: &PayoutRef) -> Decision {
+    let reason = text(&c.reason, "reason")?;
+    let p = open_payout(state, &c.payout_id)?;
+    Ok(vec![EventData::PayoutWrittenOff(transition_of(p, &c.payout_id, p.last_reason, reason))])
+}

@@ -1,0 +1,98 @@
+//! Rejections: domain values with a stable code, never log lines. The codes are a public
+//! contract (agencies and bank connectors branch on them); add new ones, never rename.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Rejection {
+        debug_assert!(CODES.iter().any(|(c, _)| *c == code), "rejection code {code} is listed in CODES");
+        Rejection { code, message: message.into() }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl From<(&'static str, String)> for Rejection {
+    fn from((code, message): (&'static str, String)) -> Rejection {
+        Rejection::new(code, message)
+    }
+}
+
+/// Every reason code with what it means. Documentation and tests are generated from this list.
+pub const CODES: &[(&str, &str)] = &[
+    // Envelope and decoding
+    ("command_id_reused", "the command id was already used with a different payload"),
+    ("version_unsupported", "the command type's version is not one this engine reads"),
+    ("payload_invalid", "the payload does not match the command type's schema"),
+    // Identity
+    ("citizen_id_format", "citizen ID is not exactly 12 digits"),
+    ("citizen_id_unknown_province", "the first 3 digits are not a province code in the table (possibly a country code: check by hand)"),
+    ("citizen_id_birth_year_mismatch", "century/sex digit and year disagree with the declared date of birth"),
+    ("citizen_id_sex_mismatch", "century/sex digit disagrees with the declared sex"),
+    ("citizen_id_reassigned", "this number was re-determined; use the new number"),
+    ("citizen_id_in_use", "the new number already belongs to a beneficiary"),
+    ("date_of_birth_invalid", "date of birth is not a real calendar date YYYY-MM-DD"),
+    ("full_name_invalid", "full name is empty, too long or has control characters"),
+    ("identity_mismatch", "date of birth or sex differ from this citizen's existing enrollment"),
+    ("attestation_missing", "no identity verification attestation"),
+    ("attestation_insufficient", "attestation is not VNeID level 2"),
+    ("attestation_invalid", "attestation reference or time is malformed"),
+    // Accounts
+    ("bank_unknown", "BIN is not in the bank table"),
+    ("account_number_invalid", "account number is not 6-19 characters of 0-9 or A-Z"),
+    ("holder_name_invalid", "account holder name is empty, too long or has control characters"),
+    ("account_unchanged", "the account is the one already on record (or the one that failed)"),
+    // Programs and rules
+    ("program_id_invalid", "program id is empty, too long or has characters outside [A-Za-z0-9._:-]"),
+    ("program_name_invalid", "program name is empty or too long"),
+    ("program_unknown", "no such program"),
+    ("program_exists", "a program with this id is already defined"),
+    ("categories_invalid", "no categories, a bad category code, or too many"),
+    ("coefficient_invalid", "a coefficient is not a decimal in (0, 10] with at most 2 decimals"),
+    ("category_unknown", "the program has no such category"),
+    ("province_unknown", "province code is not in the table"),
+    ("period_invalid", "period or effective month is not YYYY-MM in 1900-2399"),
+    ("standard_level_missing", "no standard level is in force for this province and period"),
+    ("reference_invalid", "a reference or reason text is longer than 256 characters"),
+    // Money
+    ("amount_invalid", "amount is not a plain decimal string of digits"),
+    ("amount_fractional", "amount has a fractional part; VND has no minor unit"),
+    ("amount_not_positive", "amount is zero or negative"),
+    ("amount_too_large", "amount exceeds the bound (10^15 đồng)"),
+    ("amount_mismatch", "amount differs from the entitlement in force for the period"),
+    ("budget_insufficient", "the budget for province, program and period cannot cover this amount"),
+    // Enrollment lifecycle
+    ("not_enrolled", "the citizen has no enrollment in this program"),
+    ("already_enrolled", "the citizen is already enrolled in this program"),
+    ("province_mismatch", "the citizen is enrolled in another province"),
+    ("not_yet_eligible", "the period is before the enrollment's first month"),
+    ("beneficiary_suspended", "the enrollment is suspended for this period"),
+    ("beneficiary_terminated", "the enrollment is terminated for this period"),
+    ("not_suspended", "resume of an enrollment that is not suspended"),
+    ("already_suspended", "suspend of an enrollment that is already suspended"),
+    ("effective_out_of_order", "the effective month is before the enrollment start or a later recorded change"),
+    // Batches
+    ("batch_id_invalid", "batch id is empty, too long or has characters outside [A-Za-z0-9._:-]"),
+    ("batch_exists", "a batch with this id was already submitted"),
+    ("batch_empty", "the batch has no lines"),
+    ("batch_too_large", "the batch has more lines than batch_lines_max"),
+    ("duplicate_line", "the citizen appears on an earlier line of the same batch"),
+    ("duplicate_payout", "the citizen already has a regular payout for this program and period"),
+    // Settlements and payouts
+    ("settlement_empty", "the settlement report has no items"),
+    ("settlement_too_large", "the settlement report has more items than settlement_items_max"),
+    ("payout_unknown", "no such payout"),
+    ("bank_mismatch", "the payout is routed to another bank"),
+    ("payout_state", "the payout's status does not allow this transition"),
+    ("reason_missing", "a failure or return needs a reason"),
+];

@@ -1,0 +1,193 @@
+//! The 12-digit personal identification number (CCCD): `PPP G YY RRRRRR`.
+//! PPP = province of birth registration (Circular 07/2016/TT-BCA table, `data/provinces.tsv`),
+//! G = century and sex (Decree 137/2015 Art. 13), YY = birth year within the century,
+//! RRRRRR = random. The law defines no check digit. See `../shared/domain/vn-welfare-facts.md` §1.
+
+use super::reference::province_name;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sex {
+    Male,
+    Female,
+}
+
+/// A citizen ID that has passed the structural checks: 12 ASCII digits with a known province code.
+/// Stored as its 12-digit string so leading zeros survive everywhere.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CitizenId(String);
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CitizenIdError {
+    #[error("citizen ID must be exactly 12 digits, got {len} characters")]
+    Format { len: usize },
+    #[error("citizen ID province code {0} is not in the province table (a birth registered abroad or a new code needs a manual check)")]
+    UnknownProvince(String),
+    #[error("citizen ID century/sex digit and year say born {id_year}, but the declared date of birth is in {dob_year}")]
+    BirthYearMismatch { id_year: i32, dob_year: i32 },
+    #[error("citizen ID century/sex digit says {id_sex:?}, but the declared sex is {declared:?}")]
+    SexMismatch { id_sex: Sex, declared: Sex },
+}
+
+impl CitizenIdError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CitizenIdError::Format { .. } => "citizen_id_format",
+            CitizenIdError::UnknownProvince(_) => "citizen_id_unknown_province",
+            CitizenIdError::BirthYearMismatch { .. } => "citizen_id_birth_year_mismatch",
+            CitizenIdError::SexMismatch { .. } => "citizen_id_sex_mismatch",
+        }
+    }
+}
+
+impl CitizenId {
+    pub fn parse(raw: &str) -> Result<CitizenId, CitizenIdError> {
+        if raw.len() != 12 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CitizenIdError::Format { len: raw.chars().count() });
+        }
+        let prefix = &raw[..3];
+        if province_name(prefix).is_none() {
+            return Err(CitizenIdError::UnknownProvince(prefix.to_string()));
+        }
+        Ok(CitizenId(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Province of birth registration (not residence).
+    pub fn province_code(&self) -> &str {
+        &self.0[..3]
+    }
+
+    fn century_sex_digit(&self) -> u8 {
+        self.0.as_bytes()[3] - b'0'
+    }
+
+    /// `birth_year = 1900 + 100*floor(G/2) + YY`.
+    pub fn birth_year(&self) -> i32 {
+        let g = i32::from(self.century_sex_digit());
+        let yy: i32 = self.0[4..6].parse().expect("CitizenId holds 12 ASCII digits");
+        1900 + 100 * (g / 2) + yy
+    }
+
+    /// Even G = male, odd G = female.
+    pub fn sex(&self) -> Sex {
+        if self.century_sex_digit() % 2 == 0 {
+            Sex::Male
+        } else {
+            Sex::Female
+        }
+    }
+
+    /// Checks the number against the declared date of birth (year) and sex.
+    pub fn check_consistency(&self, dob_year: i32, declared: Sex) -> Result<(), CitizenIdError> {
+        let id_year = self.birth_year();
+        if id_year != dob_year {
+            return Err(CitizenIdError::BirthYearMismatch { id_year, dob_year });
+        }
+        if self.sex() != declared {
+            return Err(CitizenIdError::SexMismatch { id_sex: self.sex(), declared });
+        }
+        Ok(())
+    }
+
+    /// For logs: `056******123`. Citizen IDs never reach a log line unmasked.
+    pub fn masked(&self) -> String {
+        mask(&self.0)
+    }
+}
+
+/// Masks any string that may hold a citizen ID, keeping the first 3 and last 3 characters.
+pub fn mask(raw: &str) -> String {
+    let chars: Vec<char> = raw.chars().collect();
+    if chars.len() <= 6 {
+        return "*".repeat(chars.len());
+    }
+    let mut out: String = chars[..3].iter().collect();
+    out.push_str(&"*".repeat(chars.len() - 6));
+    out.extend(&chars[chars.len() - 3..]);
+    out
+}
+
+impl fmt::Display for CitizenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Debug masks too, so `{:?}` in a tracing field cannot leak the number.
+impl fmt::Debug for CitizenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CitizenId({})", self.masked())
+    }
+}
+
+impl Serialize for CitizenId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CitizenId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        CitizenId::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for CitizenId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CitizenId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]{12}$",
+            "description": "12-digit personal identification number (CCCD): province of birth registration (3), century/sex (1), birth year (2), random (6)."
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_year_and_sex() {
+        let id = CitizenId::parse("056185000123").unwrap();
+        assert_eq!(id.birth_year(), 1985);
+        assert_eq!(id.sex(), Sex::Female);
+        let id = CitizenId::parse("079303000001").unwrap();
+        assert_eq!(id.birth_year(), 2003);
+        assert_eq!(id.sex(), Sex::Female);
+        let id = CitizenId::parse("001040000001").unwrap();
+        assert_eq!(id.birth_year(), 1940);
+        assert_eq!(id.sex(), Sex::Male);
+    }
+
+    #[test]
+    fn structural_errors() {
+        assert_eq!(CitizenId::parse("05618500012").unwrap_err().code(), "citizen_id_format");
+        assert_eq!(CitizenId::parse("0561850001234").unwrap_err().code(), "citizen_id_format");
+        assert_eq!(CitizenId::parse("05618500012a").unwrap_err().code(), "citizen_id_format");
+        assert_eq!(CitizenId::parse("003185000123").unwrap_err().code(), "citizen_id_unknown_province");
+    }
+
+    #[test]
+    fn consistency() {
+        let id = CitizenId::parse("056185000123").unwrap();
+        assert!(id.check_consistency(1985, Sex::Female).is_ok());
+        assert_eq!(id.check_consistency(2085, Sex::Female).unwrap_err().code(), "citizen_id_birth_year_mismatch");
+        assert_eq!(id.check_consistency(1985, Sex::Male).unwrap_err().code(), "citizen_id_sex_mismatch");
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(CitizenId::parse("056185000123").unwrap().masked(), "056******123");
+        assert_eq!(format!("{:?}", CitizenId::parse("056185000123").unwrap()), "CitizenId(056******123)");
+    }
+}

@@ -1,0 +1,256 @@
+//! Whole Vietnamese đồng. VND has no minor unit (ISO 4217 digits = 0), so an amount is a
+//! whole, positive number of đồng, held as a `Decimal` with scale 0 and written as a JSON
+//! string ("750000"). Never a float: a JSON number is refused at decode time.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// Upper bound of one amount (a payout line, a budget funding). A national month of social
+/// allowance is about 27 trillion đồng a year; one funding above 10^15 is a typo, not a budget.
+pub const VND_AMOUNT_MAX: i64 = 1_000_000_000_000_000;
+
+/// A whole, positive, bounded amount of đồng.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Vnd(Decimal);
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VndError {
+    #[error("amount is empty")]
+    Empty,
+    #[error("amount {0:?} is not a plain decimal number of đồng (digits only, no sign, no exponent)")]
+    NotANumber(String),
+    #[error("amount {0:?} has a fractional part; VND has no minor unit")]
+    Fractional(String),
+    #[error("amount {0:?} must be greater than zero")]
+    NotPositive(String),
+    #[error("amount {0:?} exceeds the bound of {VND_AMOUNT_MAX} đồng")]
+    TooLarge(String),
+}
+
+impl VndError {
+    /// Stable rejection code for this error (see `Rejection`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            VndError::Empty | VndError::NotANumber(_) => "amount_invalid",
+            VndError::Fractional(_) => "amount_fractional",
+            VndError::NotPositive(_) => "amount_not_positive",
+            VndError::TooLarge(_) => "amount_too_large",
+        }
+    }
+}
+
+impl Vnd {
+    /// Parses "750000" (and tolerates "750000.00" as bank statements print it). Rejects signs,
+    /// exponents, spaces, separators, real fractions, zero and anything above the bound.
+    pub fn parse(raw: &str) -> Result<Vnd, VndError> {
+        if raw.is_empty() {
+            return Err(VndError::Empty);
+        }
+        let (int_part, frac_part) = match raw.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (raw, None),
+        };
+        let digits_only = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if raw.starts_with('-') && digits_only(raw[1..].split('.').next().unwrap_or("")) {
+            return Err(VndError::NotPositive(raw.to_string()));
+        }
+        if !digits_only(int_part) {
+            return Err(VndError::NotANumber(raw.to_string()));
+        }
+        if let Some(f) = frac_part {
+            if !digits_only(f) {
+                return Err(VndError::NotANumber(raw.to_string()));
+            }
+            if f.bytes().any(|b| b != b'0') {
+                return Err(VndError::Fractional(raw.to_string()));
+            }
+        }
+        let trimmed = int_part.trim_start_matches('0');
+        if trimmed.is_empty() {
+            return Err(VndError::NotPositive(raw.to_string()));
+        }
+        // 19 digits would already exceed the bound; refuse before parsing so no overflow.
+        if trimmed.len() > 16 {
+            return Err(VndError::TooLarge(raw.to_string()));
+        }
+        let value = Decimal::from_str(trimmed).map_err(|_| VndError::NotANumber(raw.to_string()))?;
+        Vnd::from_decimal(value).map_err(|e| match e {
+            VndError::TooLarge(_) => VndError::TooLarge(raw.to_string()),
+            other => other,
+        })
+    }
+
+    /// From a decimal that must already be whole, positive and bounded.
+    pub fn from_decimal(value: Decimal) -> Result<Vnd, VndError> {
+        if value.fract() != Decimal::ZERO {
+            return Err(VndError::Fractional(value.to_string()));
+        }
+        if value <= Decimal::ZERO {
+            return Err(VndError::NotPositive(value.to_string()));
+        }
+        if value > Decimal::from(VND_AMOUNT_MAX) {
+            return Err(VndError::TooLarge(value.to_string()));
+        }
+        Ok(Vnd(value.normalize()))
+    }
+
+    pub fn from_u64(v: u64) -> Result<Vnd, VndError> {
+        Vnd::from_decimal(Decimal::from(v))
+    }
+
+    pub fn as_decimal(&self) -> Decimal {
+        self.0
+    }
+}
+
+impl fmt::Display for Vnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Vnd {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Vnd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Vnd::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for Vnd {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Vnd".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]{1,16}$",
+            "description": "Whole đồng as a decimal string, positive, at most 10^15. Never a JSON number."
+        })
+    }
+}
+
+/// A signed balance of a double-entry account, in đồng. May be negative (the Treasury side of a
+/// funding, for instance). Serialized as a string like `Vnd`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Balance(pub Decimal);
+
+impl Balance {
+    pub const ZERO: Balance = Balance(Decimal::ZERO);
+
+    pub fn add(self, amount: Vnd) -> Balance {
+        Balance(
+            self.0
+                .checked_add(amount.as_decimal())
+                .expect("balances stay far below Decimal's range: amounts are bounded at 10^15"),
+        )
+    }
+    pub fn sub(self, amount: Vnd) -> Balance {
+        Balance(
+            self.0
+                .checked_sub(amount.as_decimal())
+                .expect("balances stay far below Decimal's range: amounts are bounded at 10^15"),
+        )
+    }
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.normalize())
+    }
+}
+
+impl Serialize for Balance {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.normalize().to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Balance {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Decimal::from_str(&raw)
+            .map(Balance)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for Balance {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Balance".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^-?[0-9]+$"})
+    }
+}
+
+/// Formats đồng with thousands separators for people: 1250000 -> "1,250,000".
+pub fn group_thousands(d: Decimal) -> String {
+    let s = d.normalize().to_string();
+    let (sign, digits) = match s.strip_prefix('-') {
+        Some(rest) => ("-", rest.to_string()),
+        None => ("", s),
+    };
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    format!("{sign}{out}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_whole_amounts() {
+        assert_eq!(Vnd::parse("750000").unwrap().to_string(), "750000");
+        assert_eq!(Vnd::parse("0750000").unwrap().to_string(), "750000");
+        assert_eq!(Vnd::parse("750000.00").unwrap().to_string(), "750000");
+    }
+
+    #[test]
+    fn rejects_each_bad_form_with_its_code() {
+        for (raw, code) in [
+            ("", "amount_invalid"),
+            ("abc", "amount_invalid"),
+            ("1e5", "amount_invalid"),
+            ("1E5", "amount_invalid"),
+            ("+5", "amount_invalid"),
+            (" 5", "amount_invalid"),
+            ("5,000", "amount_invalid"),
+            ("750000.5", "amount_fractional"),
+            ("0", "amount_not_positive"),
+            ("000", "amount_not_positive"),
+            ("0.00", "amount_not_positive"),
+            ("-750000", "amount_not_positive"),
+            ("1000000000000001", "amount_too_large"),
+            ("99999999999999999999999999999999", "amount_too_large"),
+        ] {
+            assert_eq!(Vnd::parse(raw).unwrap_err().code(), code, "input {raw:?}");
+        }
+    }
+
+    #[test]
+    fn json_numbers_are_refused() {
+        assert!(serde_json::from_str::<Vnd>("750000").is_err());
+        assert!(serde_json::from_str::<Vnd>("\"750000\"").is_ok());
+    }
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(group_thousands(Decimal::from(1_250_000)), "1,250,000");
+        assert_eq!(group_thousands(Decimal::from(-500)), "-500");
+        assert_eq!(group_thousands(Decimal::from(0)), "0");
+    }
+}

@@ -1,0 +1,241 @@
+//! The imperative shell around the core: one writer that takes a group of commands, decides
+//! them one after another against the state plus the group's own pending events, appends the
+//! whole group in one atomic batch with one flush, applies the projections, and only then
+//! returns the outcomes (the point where a transport may acknowledge).
+
+use crate::command::CommandEnvelope;
+use crate::core::{decide, Limits, Rejection, State};
+use crate::domain::valid_identifier;
+use crate::event::{CommandRejected, Event, EventData};
+use crate::log::chain::{seal, sha256_hex};
+use crate::log::{parse_event, CommandEntry, Group, Head, Log, LogError};
+use crate::outcome::Outcome;
+use crate::projection::{ViewError, Views};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub const COMMAND_ID_LEN_MAX: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot open the data directory {path}: {source}")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Views(#[from] ViewError),
+    #[error("the engine stopped after a storage error and must be reopened (nothing after the last durable group was acknowledged)")]
+    Poisoned,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// sled page cache, bytes.
+    pub cache_capacity_bytes: u64,
+}
+
+impl EngineOptions {
+    pub fn new(data_dir: impl AsRef<Path>) -> EngineOptions {
+        EngineOptions { data_dir: data_dir.as_ref().to_path_buf(), limits: Limits::default(), cache_capacity_bytes: 256 * 1024 * 1024 }
+    }
+}
+
+pub struct Engine {
+    db: sled::Db,
+    log: Log,
+    views: Views,
+    state: State,
+    poisoned: bool,
+}
+
+/// Progress of start-up work: (step, events done so far).
+pub type Progress<'a> = &'a mut dyn FnMut(&str, u64);
+
+impl Engine {
+    /// Opens (or creates) the data directory, rebuilds the decision state from the log and
+    /// catches the views up.
+    pub fn open(options: &EngineOptions, progress: Progress<'_>) -> Result<Engine, EngineError> {
+        // Durability is ours to decide, not sled's defaults: we flush before every ack; the
+        // background flush only bounds what a crash loses of unacknowledged work.
+        let db = sled::Config::new()
+            .path(&options.data_dir)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(options.cache_capacity_bytes)
+            .flush_every_ms(Some(1_000))
+            .open()
+            .map_err(|source| Engine::open_error(options, source))?;
+        let log = Log::open(&db)?;
+        let mut state = State::new(options.limits);
+        let head = log.head().seq;
+        let mut done = 0u64;
+        for item in log.range(1, head.max(1)) {
+            let (seq, bytes) = item?;
+            state.evolve(&parse_event(seq, &bytes)?.data);
+            done += 1;
+            if done % 10_000 == 0 {
+                progress("state", done);
+            }
+        }
+        let views = Views::open(&db, &log, &mut |n| progress("views", n))?;
+        Ok(Engine { db, log, views, state, poisoned: false })
+    }
+
+    fn open_error(options: &EngineOptions, source: sled::Error) -> EngineError {
+        EngineError::Open { path: options.data_dir.clone(), source }
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+    pub fn views_mut(&mut self) -> (&mut Views, &Log) {
+        (&mut self.views, &self.log)
+    }
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+    pub fn head(&self) -> &Head {
+        self.log.head()
+    }
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Decides, appends (one atomic batch, one flush) and projects a group of commands.
+    /// Outcomes come back in input order. When this returns `Ok`, every accepted command of the
+    /// group is durable. On a storage error the engine refuses further work until reopened,
+    /// because its in-memory state may be ahead of the disk.
+    pub fn execute(&mut self, commands: &[CommandEnvelope]) -> Result<Vec<Outcome>, EngineError> {
+        if self.poisoned {
+            return Err(EngineError::Poisoned);
+        }
+        let span = tracing::debug_span!("group", commands = commands.len(), first_seq = self.log.head().seq + 1);
+        let _guard = span.enter();
+        let mut seq = self.log.head().seq;
+        let mut prev_hash = self.log.head().hash.clone();
+        let mut group = Group::default();
+        let mut events: Vec<(u64, Event)> = Vec::new();
+        // Commands decided earlier in this group: id -> (digest, first seq, last seq).
+        let mut pending: HashMap<String, CommandEntry> = HashMap::new();
+        let mut pending_reuse: HashMap<String, CommandEntry> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(commands.len());
+
+        for envelope in commands {
+            if let Err(why) = check_envelope(envelope) {
+                outcomes.push(Outcome::invalid(&envelope.command_id, envelope.command.type_name(), why));
+                continue;
+            }
+            let id = envelope.command_id.as_str();
+            let digest = digest(envelope);
+            let known = match pending.get(id) {
+                Some(e) => Some(e.clone()),
+                None => self.log.command(id)?,
+            };
+            let reuse_key = Log::reuse_index_key(id, &digest);
+            let decided = match &known {
+                Some(entry) if entry.digest == digest => Some(entry.clone()),
+                Some(_) => match pending_reuse.get(&reuse_key) {
+                    Some(e) => Some(e.clone()),
+                    None => self.log.reuse(id, &digest)?,
+                },
+                None => None,
+            };
+            if let Some(entry) = decided {
+                let past = self.events_of(&entry, &events)?;
+                outcomes.push(Outcome::from_events(id, envelope.command.type_name(), &past, true));
+                continue;
+            }
+            let result = if known.is_some() {
+                Err(Rejection::new("command_id_reused", format!("command id {id:?} was already used with a different payload")))
+            } else if envelope.v != 1 {
+                Err(Rejection::new("version_unsupported", format!("{} version {} is not supported (this engine reads version 1)", envelope.command.type_name(), envelope.v)))
+            } else {
+                decide(&self.state, &envelope.command)
+            };
+            let data = result.unwrap_or_else(|r| {
+                tracing::debug!(command_id = id, code = r.code, "command rejected");
+                vec![EventData::CommandRejected(CommandRejected { command_type: envelope.command.type_name().into(), code: r.code.into(), message: r.message })]
+            });
+            let first = seq + 1;
+            let start = events.len();
+            for (n, data) in data.into_iter().enumerate() {
+                self.state.evolve(&data);
+                seq += 1;
+                let event = Event { id: format!("{id}/{}", n + 1), command_id: id.to_string(), at: envelope.issued_at.clone(), v: 1, data };
+                let (bytes, hash) = seal(seq, &prev_hash, &event);
+                prev_hash = hash;
+                group.records.push((seq, bytes));
+                events.push((seq, event));
+            }
+            let entry = CommandEntry { digest: digest.clone(), first_seq: first, last_seq: seq };
+            outcomes.push(Outcome::from_events(id, envelope.command.type_name(), &events[start..], false));
+            if known.is_some() {
+                pending_reuse.insert(reuse_key.clone(), entry.clone());
+                group.reuses.push((reuse_key, entry));
+            } else {
+                pending.insert(id.to_string(), entry.clone());
+                group.commands.push((id.to_string(), entry));
+            }
+        }
+        if events.is_empty() {
+            return Ok(outcomes);
+        }
+        group.head = Some(Head { seq, hash: prev_hash });
+        if let Err(e) = self.log.append(group) {
+            self.poisoned = true;
+            tracing::error!(error = %e, "append failed; the engine must be reopened");
+            return Err(e.into());
+        }
+        if let Err(e) = self.views.apply(&events) {
+            // The group is durable; views will catch up from the log when reopened.
+            self.poisoned = true;
+            tracing::error!(error = %e, "applying views failed; the engine must be reopened");
+            return Err(e.into());
+        }
+        tracing::debug!(last_seq = seq, events = events.len(), "group committed");
+        Ok(outcomes)
+    }
+
+    /// The events a command wrote, from this group's pending events or from the log.
+    fn events_of(&self, entry: &CommandEntry, pending: &[(u64, Event)]) -> Result<Vec<(u64, Event)>, EngineError> {
+        if let Some(pos) = pending.iter().position(|(s, _)| *s == entry.first_seq) {
+            let len = (entry.last_seq - entry.first_seq + 1) as usize;
+            return Ok(pending[pos..pos + len].to_vec());
+        }
+        let mut out = Vec::new();
+        for item in self.log.range(entry.first_seq, entry.last_seq) {
+            let (seq, bytes) = item?;
+            out.push((seq, parse_event(seq, &bytes)?));
+        }
+        Ok(out)
+    }
+
+    /// Flushes everything (views included) to disk; used before a clean exit.
+    pub fn flush(&self) -> Result<(), EngineError> {
+        self.db.flush().map_err(LogError::from)?;
+        Ok(())
+    }
+}
+
+fn check_envelope(envelope: &CommandEnvelope) -> Result<(), String> {
+    if !valid_identifier(&envelope.command_id, COMMAND_ID_LEN_MAX) {
+        return Err(format!("command_id must be 1-{COMMAND_ID_LEN_MAX} characters of [A-Za-z0-9._:-]"));
+    }
+    if !crate::timefmt::valid_rfc3339(&envelope.issued_at) {
+        return Err("issued_at must be an RFC 3339 time, e.g. 2025-01-20T08:00:00Z".into());
+    }
+    Ok(())
+}
+
+/// SHA-256 of the canonical JSON of the command's type, version and payload: what "the same
+/// payload" means for a redelivery. Envelope metadata (issued_at, sender) is not part of it.
+pub fn digest(envelope: &CommandEnvelope) -> String {
+    let mut v = serde_json::to_value(&envelope.command).expect("commands serialize to JSON");
+    v.as_object_mut().expect("commands serialize as objects").insert("v".into(), serde_json::Value::from(envelope.v));
+    // Sorted keys, no whitespace: deterministic for any payload (keys need not be ASCII here).
+    sha256_hex(&serde_json::to_vec(&v).expect("a JSON value serializes"))
+}

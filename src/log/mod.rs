@@ -1,0 +1,175 @@
+//! The append-only log in sled: one writer, group commit (one atomic batch, one flush per
+//! group), the hash chain computed at append and stored, and the command index written in the
+//! same atomic batch as the events it produced.
+//!
+//! Keys of the `journal` tree:
+//! - `e` + seq (u64 big-endian) -> the audit record, canonical JSON (see `chain`)
+//! - `c` + command_id -> `CommandEntry` (payload digest and the seq range of its events)
+//! - `r` + command_id + 0x00 + digest -> `CommandEntry` of a `command_id_reused` rejection
+//! - `h` -> `Head` (seq and hash of the last record)
+
+pub mod chain;
+
+use crate::event::Event;
+use chain::{Record, GENESIS_HASH};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("log record at seq {seq} is corrupt: {detail}")]
+    Corrupt { seq: u64, detail: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// What the index keeps per command id: enough to recognise a redelivery (the digest) and to
+/// rebuild its outcome from the events it wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandEntry {
+    pub digest: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// A group ready to append: sealed records and the index entries they answer.
+#[derive(Default)]
+pub struct Group {
+    pub records: Vec<(u64, Vec<u8>)>,
+    pub commands: Vec<(String, CommandEntry)>,
+    pub reuses: Vec<(String, CommandEntry)>,
+    pub head: Option<Head>,
+}
+
+pub struct Log {
+    journal: sled::Tree,
+    head: Head,
+}
+
+fn event_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'e';
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn command_key(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + 1);
+    k.push(b'c');
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn reuse_key(id: &str, digest: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + digest.len() + 2);
+    k.push(b'r');
+    k.extend_from_slice(id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(digest.as_bytes());
+    k
+}
+
+impl Log {
+    pub fn open(db: &sled::Db) -> Result<Log, LogError> {
+        let journal = db.open_tree("journal")?;
+        let head = match journal.get(b"h")? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt { seq: 0, detail: format!("head: {e}") })?,
+            None => Head { seq: 0, hash: GENESIS_HASH.to_string() },
+        };
+        let log = Log { journal, head };
+        // The head written with the last group must point at the last record of that group.
+        if log.head.seq > 0 {
+            let last = log.read(log.head.seq)?.ok_or_else(|| LogError::Corrupt { seq: log.head.seq, detail: "head points past the last record".into() })?;
+            if last.hash != log.head.hash {
+                return Err(LogError::Corrupt { seq: log.head.seq, detail: "head hash differs from the last record's hash".into() });
+            }
+        }
+        Ok(log)
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    pub fn command(&self, command_id: &str) -> Result<Option<CommandEntry>, LogError> {
+        self.entry(&command_key(command_id))
+    }
+
+    pub fn reuse(&self, command_id: &str, digest: &str) -> Result<Option<CommandEntry>, LogError> {
+        self.entry(&reuse_key(command_id, digest))
+    }
+
+    fn entry(&self, key: &[u8]) -> Result<Option<CommandEntry>, LogError> {
+        match self.journal.get(key)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| LogError::Corrupt { seq: 0, detail: format!("command index: {e}") }),
+            None => Ok(None),
+        }
+    }
+
+    /// The record at `seq`, parsed.
+    pub fn read(&self, seq: u64) -> Result<Option<Record>, LogError> {
+        match self.journal.get(event_key(seq))? {
+            Some(bytes) => parse_record(seq, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored bytes of the record at `seq` (canonical JSON), for export.
+    pub fn read_raw(&self, seq: u64) -> Result<Option<sled::IVec>, LogError> {
+        Ok(self.journal.get(event_key(seq))?)
+    }
+
+    /// Records from `from` to `to` inclusive, in seq order.
+    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> {
+        self.journal.range(event_key(from)..=event_key(to)).map(|item| {
+            let (k, v) = item?;
+            let seq = u64::from_be_bytes(k[1..9].try_into().expect("event keys are 9 bytes"));
+            Ok((seq, v))
+        })
+    }
+
+    /// Appends a group in one atomic batch and flushes once. Returns only when the group is
+    /// durable: this is the point after which a command may be acknowledged.
+    pub fn append(&mut self, group: Group) -> Result<(), LogError> {
+        let head = group.head.expect("a group to append has a new head");
+        assert!(head.seq > self.head.seq, "the head only moves forward");
+        let mut batch = sled::Batch::default();
+        let mut expected = self.head.seq + 1;
+        for (seq, bytes) in &group.records {
+            assert_eq!(*seq, expected, "seqs are contiguous from the current head");
+            expected += 1;
+            batch.insert(&event_key(*seq), bytes.as_slice());
+        }
+        assert_eq!(expected - 1, head.seq, "the new head is the group's last record");
+        for (id, entry) in &group.commands {
+            batch.insert(command_key(id), serde_json::to_vec(entry).expect("entries serialize"));
+        }
+        for (key, entry) in &group.reuses {
+            batch.insert(key.as_bytes(), serde_json::to_vec(entry).expect("entries serialize"));
+        }
+        batch.insert(b"h", serde_json::to_vec(&head).expect("head serializes"));
+        self.journal.apply_batch(batch)?;
+        self.journal.flush()?;
+        self.head = head;
+        Ok(())
+    }
+
+    /// Key for a reuse entry, exposed so the engine can build `Group::reuses`.
+    pub fn reuse_index_key(command_id: &str, digest: &str) -> String {
+        String::from_utf8(reuse_key(command_id, digest)).expect("command ids and digests are ASCII")
+    }
+}
+
+pub fn parse_record(seq: u64, bytes: &[u8]) -> Result<Record, LogError> {
+    serde_json::from_slice::<Record>(bytes).map_err(|e| LogError::Corrupt { seq, detail: e.to_string() })
+}
+
+/// Parses only the event of a stored record.
+pub fn parse_event(seq: u64, bytes: &[u8]) -> Result<Event, LogError> {
+    parse_record(seq, bytes).map(|r| r.event)
+}

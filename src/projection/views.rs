@@ -1,0 +1,199 @@
+//! View documents: what readers get. Each is stored as JSON under its key in the `views` tree.
+//! Field order and `BTreeMap`s make the bytes deterministic, so a rebuild is byte-identical.
+
+use crate::domain::{Account, Balance, Vnd};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CitizenView {
+    pub citizen_id: String,
+    pub full_name: String,
+    pub date_of_birth: String,
+    pub sex: String,
+    pub account: Option<Account>,
+    /// Numbers this person had before a re-determination, oldest first.
+    pub previous_citizen_ids: Vec<String>,
+    /// Set on the old number's view after a re-determination.
+    pub reassigned_to: Option<String>,
+    pub enrollments: BTreeMap<String, EnrollmentView>,
+    /// Per program: the beneficiary's money, all in đồng.
+    pub balances: BTreeMap<String, BeneficiaryBalance>,
+    pub payouts: Vec<CitizenPayout>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EnrollmentView {
+    pub province: String,
+    pub category: String,
+    pub status: String,
+    pub effective_from: String,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub at: String,
+    pub event: String,
+    pub effective_from: Option<String>,
+    pub detail: String,
+}
+
+/// Cumulative amounts; `in_flight` and `owed` are derived when written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BeneficiaryBalance {
+    pub instructed: Balance,
+    pub settled: Balance,
+    pub failed: Balance,
+    pub returned: Balance,
+    pub reissued: Balance,
+    pub written_off: Balance,
+    /// Instructed and not yet settled or failed.
+    pub in_flight: Balance,
+    /// Failed or returned and neither reissued nor written off.
+    pub owed: Balance,
+}
+
+impl BeneficiaryBalance {
+    pub fn derive(&mut self) {
+        self.in_flight = Balance(self.instructed.0 - self.settled.0 - self.failed.0);
+        self.owed = Balance(self.failed.0 + self.returned.0 - self.reissued.0 - self.written_off.0);
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CitizenPayout {
+    pub payout_id: String,
+    pub program_id: String,
+    pub period: String,
+    pub amount: Option<Vnd>,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PayoutView {
+    pub payout_id: String,
+    pub kind: String,
+    pub batch_id: String,
+    pub line_no: u32,
+    pub reissue_of: Option<String>,
+    pub reissued_as: Option<String>,
+    pub citizen_id: String,
+    pub program_id: String,
+    pub province: String,
+    pub period: String,
+    pub amount: Option<Vnd>,
+    pub account: Option<Account>,
+    /// instructed | settled | failed | returned | written_off
+    pub status: String,
+    pub reason: Option<String>,
+    pub history: Vec<PayoutHistory>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PayoutHistory {
+    pub seq: u64,
+    pub at: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub reference: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CountAmount {
+    pub count: u64,
+    pub amount: Balance,
+}
+
+impl CountAmount {
+    pub fn add(&mut self, amount: Vnd) {
+        self.count += 1;
+        self.amount = self.amount.add(amount);
+    }
+    pub fn remove(&mut self, amount: Vnd) {
+        self.count = self.count.checked_sub(1).expect("a status bucket is only left after it was entered");
+        self.amount = self.amount.sub(amount);
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BatchView {
+    pub batch_id: String,
+    pub program_id: String,
+    pub province: String,
+    pub period: String,
+    pub submitted_at: String,
+    pub submitted_seq: u64,
+    pub lines_total: u32,
+    pub lines_instructed: u32,
+    pub lines_rejected: u32,
+    /// Payouts of this batch (reissues included) by current status: instructed, settled,
+    /// failed, returned, reissued (a failed/returned payout replaced by a reissue), written_off.
+    pub by_status: BTreeMap<String, CountAmount>,
+    /// The same per bank BIN.
+    pub by_bank: BTreeMap<String, BTreeMap<String, CountAmount>>,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+}
+
+impl BatchView {
+    pub fn enter(&mut self, bin: &str, status: &str, amount: Vnd) {
+        self.by_status.entry(status.to_string()).or_default().add(amount);
+        self.by_bank.entry(bin.to_string()).or_default().entry(status.to_string()).or_default().add(amount);
+    }
+    pub fn leave(&mut self, bin: &str, status: &str, amount: Vnd) {
+        self.by_status.get_mut(status).expect("status bucket exists").remove(amount);
+        self.by_bank.get_mut(bin).and_then(|b| b.get_mut(status)).expect("bank status bucket exists").remove(amount);
+    }
+}
+
+/// One line of a batch as submitted: its payout, or why it was rejected.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LineView {
+    pub line_no: u32,
+    pub citizen_id: String,
+    pub amount: String,
+    pub payout_id: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BudgetView {
+    pub province: String,
+    pub program_id: String,
+    pub period: String,
+    pub funded: Balance,
+    pub instructed: Balance,
+    pub settled: Balance,
+    pub failed: Balance,
+    pub returned: Balance,
+    /// Instructed, not yet settled or failed.
+    pub in_flight: Balance,
+    /// Paid and kept: settled - returned.
+    pub spent: Balance,
+    /// Credited back by failures and returns.
+    pub released: Balance,
+    /// funded - instructed + released.
+    pub available: Balance,
+}
+
+impl BudgetView {
+    pub fn derive(&mut self) {
+        self.in_flight = Balance(self.instructed.0 - self.settled.0 - self.failed.0);
+        self.spent = Balance(self.settled.0 - self.returned.0);
+        self.released = Balance(self.failed.0 + self.returned.0);
+        self.available = Balance(self.funded.0 - self.instructed.0 + self.released.0);
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProgramView {
+    pub program_id: String,
+    pub name: String,
+    pub legal_basis: String,
+    pub categories: BTreeMap<String, String>,
+    /// "national" or a province code -> effective month -> level.
+    pub standard_levels: BTreeMap<String, BTreeMap<String, Vnd>>,
+}

@@ -1,0 +1,1 @@
+//! JSON Schemas for every command and event type (written by a helper; see events/README.md).
