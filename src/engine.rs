@@ -152,7 +152,10 @@ impl Engine {
             let result = if known.is_some() {
                 Err(Rejection::new("command_id_reused", format!("command id {id:?} was already used with a different payload")))
             } else if envelope.v != 1 {
-                Err(Rejection::new("version_unsupported", format!("{} version {} is not supported (this engine reads version 1)", envelope.command.type_name(), envelope.v)))
+                Err(Rejection::new(
+                    "version_unsupported",
+                    format!("{} version {} is not supported (this engine reads version 1)", envelope.command.type_name(), envelope.v),
+                ))
             } else {
                 decide(&self.state, &envelope.command)
             };

@@ -69,7 +69,13 @@ pub enum CsvError {
 
 /// Reads a payout list (`citizen_id,amount[,...]`, header required, other columns ignored)
 /// into a batch command. Line N of the batch is data row N (file line N+1).
-pub fn payout_batch_from_csv(reader: impl std::io::Read, batch_id: &str, program_id: &str, province: &str, period: &str) -> Result<SubmitPayoutBatch, CsvError> {
+pub fn payout_batch_from_csv(
+    reader: impl std::io::Read,
+    batch_id: &str,
+    program_id: &str,
+    province: &str,
+    period: &str,
+) -> Result<SubmitPayoutBatch, CsvError> {
     let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(reader);
     let headers = csv.headers()?.clone();
     let find = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name));

@@ -80,7 +80,13 @@ impl Outcome {
         let itemized = matches!(command_type, "submit_payout_batch" | "record_settlements");
         let mut item_no = 0u32;
         for (_, event) in events {
-            let line = |status: &str, payout_id: Option<String>, code: Option<String>, message: Option<String>, no: u32| LineOutcome { line_no: no, status: status.into(), payout_id, code, message };
+            let line = |status: &str, payout_id: Option<String>, code: Option<String>, message: Option<String>, no: u32| LineOutcome {
+                line_no: no,
+                status: status.into(),
+                payout_id,
+                code,
+                message,
+            };
             match &event.data {
                 EventData::CommandRejected(r) => {
                     outcome.status = OutcomeStatus::Rejected;
@@ -97,7 +103,9 @@ impl Outcome {
                         EventData::PayoutSettled(t) => line("settled", Some(t.payout_id.clone()), None, None, item_no),
                         EventData::PayoutFailed(t) => line("failed", Some(t.payout_id.clone()), None, None, item_no),
                         EventData::PayoutReturned(t) => line("returned", Some(t.payout_id.clone()), None, None, item_no),
-                        EventData::SettlementItemRejected(r) => line("rejected", Some(r.payout_id.clone()), Some(r.code.clone()), Some(r.message.clone()), r.item_no),
+                        EventData::SettlementItemRejected(r) => {
+                            line("rejected", Some(r.payout_id.clone()), Some(r.code.clone()), Some(r.message.clone()), r.item_no)
+                        }
                         other => line(other.type_name(), None, None, None, item_no),
                     });
                 }

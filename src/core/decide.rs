@@ -5,8 +5,8 @@
 use super::rejection::Rejection;
 use super::state::{EnrollmentStatus, PayoutStatus, State};
 use crate::command::*;
-use crate::domain::{valid_identifier, Attestation, BirthDate, CitizenId, Coefficient, Period, Vnd, IDENTIFIER_LEN_MAX};
 use crate::domain::reference::province_name;
+use crate::domain::{valid_identifier, Attestation, BirthDate, CitizenId, Coefficient, Period, Vnd, IDENTIFIER_LEN_MAX};
 use crate::event::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -94,11 +94,15 @@ fn define_program(state: &State, c: &DefineProgram) -> Decision {
         return Err(Rejection::new("program_name_invalid", format!("program name must be 1-{NAME_LEN_MAX} characters")));
     }
     if c.categories.is_empty() || c.categories.len() > state.limits.categories_max || c.categories.keys().any(|k| !valid_identifier(k, 16)) {
-        return Err(Rejection::new("categories_invalid", format!("1-{} categories with codes of 1-16 characters of [A-Za-z0-9._:-]", state.limits.categories_max)));
+        return Err(Rejection::new(
+            "categories_invalid",
+            format!("1-{} categories with codes of 1-16 characters of [A-Za-z0-9._:-]", state.limits.categories_max),
+        ));
     }
     let mut categories = BTreeMap::new();
     for (code, raw) in &c.categories {
-        let coefficient = Coefficient::parse(raw).ok_or_else(|| Rejection::new("coefficient_invalid", format!("category {code}: coefficient {raw:?} is not a decimal in (0, 10]")))?;
+        let coefficient = Coefficient::parse(raw)
+            .ok_or_else(|| Rejection::new("coefficient_invalid", format!("category {code}: coefficient {raw:?} is not a decimal in (0, 10]")))?;
         categories.insert(code.clone(), coefficient);
     }
     let legal_basis = text(&c.legal_basis, "legal basis")?;
@@ -191,7 +195,10 @@ fn change_category(state: &State, c: &ChangeCategory) -> Decision {
         return Err(Rejection::new("beneficiary_terminated", "the enrollment is terminated"));
     }
     if effective_from < e.last_change() {
-        return Err(Rejection::new("effective_out_of_order", format!("effective month {effective_from} is before the last recorded change {}", e.last_change())));
+        return Err(Rejection::new(
+            "effective_out_of_order",
+            format!("effective month {effective_from} is before the last recorded change {}", e.last_change()),
+        ));
     }
     Ok(vec![EventData::CategoryChanged(CategoryChanged { citizen_id, program_id: c.program_id.clone(), category: c.category.clone(), effective_from })])
 }
@@ -206,14 +213,21 @@ fn change_status(state: &State, c: &StatusChange, to: EnrollmentStatus) -> Decis
         return Err(Rejection::new("beneficiary_terminated", "the enrollment is terminated"));
     }
     if effective_from < e.last_change() {
-        return Err(Rejection::new("effective_out_of_order", format!("effective month {effective_from} is before the last recorded change {}", e.last_change())));
+        return Err(Rejection::new(
+            "effective_out_of_order",
+            format!("effective month {effective_from} is before the last recorded change {}", e.last_change()),
+        ));
     }
     let current = e.status_at(effective_from).expect("effective month is not before the enrollment start");
     let data = EnrollmentStatusChanged { citizen_id, program_id: c.program_id.clone(), effective_from, reason };
     Ok(vec![match to {
-        EnrollmentStatus::Suspended if current == EnrollmentStatus::Suspended => return Err(Rejection::new("already_suspended", "the enrollment is already suspended")),
+        EnrollmentStatus::Suspended if current == EnrollmentStatus::Suspended => {
+            return Err(Rejection::new("already_suspended", "the enrollment is already suspended"))
+        }
         EnrollmentStatus::Suspended => EventData::BeneficiarySuspended(data),
-        EnrollmentStatus::Active if current != EnrollmentStatus::Suspended => return Err(Rejection::new("not_suspended", "only a suspended enrollment can be resumed")),
+        EnrollmentStatus::Active if current != EnrollmentStatus::Suspended => {
+            return Err(Rejection::new("not_suspended", "only a suspended enrollment can be resumed"))
+        }
         EnrollmentStatus::Active => EventData::BeneficiaryResumed(data),
         EnrollmentStatus::Terminated => EventData::BeneficiaryTerminated(data),
     }])
@@ -410,7 +424,9 @@ fn decide_item(state: &State, bin: &str, item: &SettlementItem, changed: &HashMa
     match item.status {
         SettlementStatus::Settled if current == PayoutStatus::Instructed => Ok((EventData::PayoutSettled(t(None)), PayoutStatus::Settled)),
         SettlementStatus::Settled => Err(not_allowed("settled")),
-        SettlementStatus::Failed | SettlementStatus::Returned if item.reason.is_none() => Err(Rejection::new("reason_missing", "a failure or return needs a reason")),
+        SettlementStatus::Failed | SettlementStatus::Returned if item.reason.is_none() => {
+            Err(Rejection::new("reason_missing", "a failure or return needs a reason"))
+        }
         SettlementStatus::Failed if current == PayoutStatus::Instructed => Ok((EventData::PayoutFailed(t(item.reason)), PayoutStatus::Failed)),
         SettlementStatus::Failed => Err(not_allowed("failed")),
         SettlementStatus::Returned if current == PayoutStatus::Settled => Ok((EventData::PayoutReturned(t(item.reason)), PayoutStatus::Returned)),

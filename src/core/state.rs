@@ -276,10 +276,7 @@ impl State {
     }
 
     fn enrollment_mut(&mut self, citizen_id: &CitizenId, program_id: &str) -> &mut Enrollment {
-        self.people
-            .get_mut(citizen_id)
-            .and_then(|p| p.enrollments.get_mut(program_id))
-            .expect("enrollment changes follow beneficiary.enrolled")
+        self.people.get_mut(citizen_id).and_then(|p| p.enrollments.get_mut(program_id)).expect("enrollment changes follow beneficiary.enrolled")
     }
 
     fn set_status(&mut self, citizen_id: &CitizenId, program_id: &str, from: Period, status: EnrollmentStatus) {

@@ -61,10 +61,7 @@ pub struct Attestation {
 impl Attestation {
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         if self.provider != "VNeID" || self.level < 2 {
-            return Err((
-                "attestation_insufficient",
-                format!("a VNeID level 2 attestation is required, got {} level {}", self.provider, self.level),
-            ));
+            return Err(("attestation_insufficient", format!("a VNeID level 2 attestation is required, got {} level {}", self.provider, self.level)));
         }
         if self.reference.trim().is_empty() || self.reference.len() > 128 || !crate::timefmt::valid_rfc3339(&self.verified_at) {
             return Err(("attestation_invalid", "attestation needs a reference (1-128 chars) and an RFC 3339 verified_at".into()));

@@ -17,9 +17,7 @@ pub use program::{Coefficient, ProgramRules};
 /// ASCII from a small set, bounded in length, so they are safe as sled keys, routing keys and
 /// file names.
 pub fn valid_identifier(raw: &str, max_len: usize) -> bool {
-    !raw.is_empty()
-        && raw.len() <= max_len
-        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    !raw.is_empty() && raw.len() <= max_len && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 pub const IDENTIFIER_LEN_MAX: usize = 64;

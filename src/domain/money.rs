@@ -146,18 +146,10 @@ impl Balance {
     pub const ZERO: Balance = Balance(Decimal::ZERO);
 
     pub fn add(self, amount: Vnd) -> Balance {
-        Balance(
-            self.0
-                .checked_add(amount.as_decimal())
-                .expect("balances stay far below Decimal's range: amounts are bounded at 10^15"),
-        )
+        Balance(self.0.checked_add(amount.as_decimal()).expect("balances stay far below Decimal's range: amounts are bounded at 10^15"))
     }
     pub fn sub(self, amount: Vnd) -> Balance {
-        Balance(
-            self.0
-                .checked_sub(amount.as_decimal())
-                .expect("balances stay far below Decimal's range: amounts are bounded at 10^15"),
-        )
+        Balance(self.0.checked_sub(amount.as_decimal()).expect("balances stay far below Decimal's range: amounts are bounded at 10^15"))
     }
 }
 
@@ -176,9 +168,7 @@ impl Serialize for Balance {
 impl<'de> Deserialize<'de> for Balance {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        Decimal::from_str(&raw)
-            .map(Balance)
-            .map_err(serde::de::Error::custom)
+        Decimal::from_str(&raw).map(Balance).map_err(serde::de::Error::custom)
     }
 }
 

@@ -38,7 +38,8 @@ impl Serialize for Coefficient {
 impl<'de> Deserialize<'de> for Coefficient {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        Coefficient::parse(&raw).ok_or_else(|| serde::de::Error::custom(format!("coefficient {raw:?} must be a decimal string in (0, 10] with at most 2 decimals")))
+        Coefficient::parse(&raw)
+            .ok_or_else(|| serde::de::Error::custom(format!("coefficient {raw:?} must be a decimal string in (0, 10] with at most 2 decimals")))
     }
 }
 

@@ -57,7 +57,16 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
                     category: e.category.clone(),
                     status: "active".into(),
                     effective_from: e.effective_from.to_string(),
-                    history: vec![history(seq, at, "beneficiary.enrolled", Some(e.effective_from.to_string()), format!("category {}; attestation {} level {} ref {}", e.category, e.attestation.provider, e.attestation.level, e.attestation.reference))],
+                    history: vec![history(
+                        seq,
+                        at,
+                        "beneficiary.enrolled",
+                        Some(e.effective_from.to_string()),
+                        format!(
+                            "category {}; attestation {} level {} ref {}",
+                            e.category, e.attestation.provider, e.attestation.level, e.attestation.reference
+                        ),
+                    )],
                 },
             );
             v.balances.entry(e.program_id.clone()).or_default();
@@ -147,13 +156,20 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
             if let Some(orig) = &e.reissue_of {
                 let o = txn.payout(format!("pay/{orig}"))?;
                 o.reissued_as = Some(e.payout_id.clone());
-                let (ostatus, obin, oamount) = (o.status.clone(), o.account.as_ref().map(|a| a.bin.clone()).unwrap_or_default(), o.amount.expect("instructed payouts have an amount"));
+                let (ostatus, obin, oamount) =
+                    (o.status.clone(), o.account.as_ref().map(|a| a.bin.clone()).unwrap_or_default(), o.amount.expect("instructed payouts have an amount"));
                 let batch = txn.batch(format!("bat/{}", e.batch_id))?;
                 batch.leave(&obin, &ostatus, oamount);
                 batch.enter(&obin, "reissued", oamount);
             }
             let c = txn.citizen(format!("cit/{cid}"))?;
-            c.payouts.push(CitizenPayout { payout_id: e.payout_id.clone(), program_id: e.program_id.clone(), period: period.clone(), amount: Some(e.amount), status: "instructed".into() });
+            c.payouts.push(CitizenPayout {
+                payout_id: e.payout_id.clone(),
+                program_id: e.program_id.clone(),
+                period: period.clone(),
+                amount: Some(e.amount),
+                status: "instructed".into(),
+            });
             let b = c.balances.entry(e.program_id.clone()).or_default();
             b.instructed = b.instructed.add(e.amount);
             if e.kind == PayoutKind::Reissue {
