@@ -57,15 +57,7 @@ impl Engine {
     /// Opens (or creates) the data directory, rebuilds the decision state from the log and
     /// catches the views up.
     pub fn open(options: &EngineOptions, progress: Progress<'_>) -> Result<Engine, EngineError> {
-        // Durability is ours to decide, not sled's defaults: we flush before every ack; the
-        // background flush only bounds what a crash loses of unacknowledged work.
-        let db = sled::Config::new()
-            .path(&options.data_dir)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(options.cache_capacity_bytes)
-            .flush_every_ms(Some(1_000))
-            .open()
-            .map_err(|source| Engine::open_error(options, source))?;
+        let db = open_db(options)?;
         let log = Log::open(&db)?;
         let mut state = State::new(options.limits);
         let head = log.head().seq;
@@ -82,8 +74,13 @@ impl Engine {
         Ok(Engine { db, log, views, state, poisoned: false })
     }
 
-    fn open_error(options: &EngineOptions, source: sled::Error) -> EngineError {
-        EngineError::Open { path: options.data_dir.clone(), source }
+    /// Opens the log and views only (no decision state): for readers such as `show`.
+    /// The views still catch up with the log, so they are never behind it.
+    pub fn open_views(options: &EngineOptions) -> Result<(sled::Db, Log, Views), EngineError> {
+        let db = open_db(options)?;
+        let log = Log::open(&db)?;
+        let views = Views::open(&db, &log, &mut |_| {})?;
+        Ok((db, log, views))
     }
 
     pub fn log(&self) -> &Log {
@@ -222,6 +219,19 @@ impl Engine {
         self.db.flush().map_err(LogError::from)?;
         Ok(())
     }
+}
+
+/// sled with every setting that matters written out, so a changed default upstream cannot
+/// silently weaken durability: we flush before every acknowledgement ourselves; the background
+/// flush only bounds what a crash loses of work nobody was told about.
+fn open_db(options: &EngineOptions) -> Result<sled::Db, EngineError> {
+    sled::Config::new()
+        .path(&options.data_dir)
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(options.cache_capacity_bytes)
+        .flush_every_ms(Some(1_000))
+        .open()
+        .map_err(|source| EngineError::Open { path: options.data_dir.clone(), source })
 }
 
 fn check_envelope(envelope: &CommandEnvelope) -> Result<(), String> {

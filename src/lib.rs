@@ -1,6 +1,7 @@
 //! ansinh: an event-sourced engine that pays social-welfare benefits to bank accounts, keyed by
 //! the 12-digit citizen ID. See ARCHITECTURE.md for the map.
 
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod core;

@@ -1,1 +1,49 @@
-fn main() {}
+//! The `ansinh` command line. Control flow lives in `cli/`; the engine is the library.
+
+use ansinh::cli;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ansinh", version, about = "Cashless social-welfare disbursement engine: event-sourced, hash-chained, keyed by citizen ID")]
+struct Cli {
+    /// Config file (TOML). Defaults apply when the default path is absent.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides engine.data_dir from the config).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run a realistic province month end to end on the embedded engine (no broker needed).
+    Demo(cli::demo::DemoArgs),
+    /// Apply commands from a JSON Lines file, or a payout list from a CSV file.
+    Submit(cli::submit::SubmitArgs),
+    /// Print a view: citizen, batch, payout or budget.
+    Show(cli::show::ShowArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .init();
+    let args = Cli::parse();
+    let result = cli::load_config(args.config.as_deref(), args.data_dir.as_deref()).and_then(|config| match args.command {
+        Commands::Demo(a) => cli::demo::run(&config, &a),
+        Commands::Submit(a) => cli::submit::run(&config, &a),
+        Commands::Show(a) => cli::show::run(&config, &a),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

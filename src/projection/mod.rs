@@ -151,6 +151,12 @@ impl Views {
         Ok(out)
     }
 
+    /// Ids of the batches whose id starts with `prefix`, in id order.
+    pub fn batch_ids(&self, prefix: &str) -> Result<Vec<String>, ViewError> {
+        let key = format!("bat/{prefix}");
+        self.tree.scan_prefix(key.as_bytes()).map(|r| r.map(|(k, _)| String::from_utf8_lossy(&k[4..]).into_owned()).map_err(ViewError::from)).collect()
+    }
+
     /// Every key and value, in key order: what "byte-identical views" compares.
     pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ViewError> {
         self.tree.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(ViewError::from)).collect()

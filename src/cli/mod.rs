@@ -1,0 +1,89 @@
+//! The command-line shell: argument handling, progress, tables. Everything here may print;
+//! nothing here decides anything.
+
+pub mod demo;
+mod demo_data;
+pub mod show;
+pub mod submit;
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
+
+pub type CliResult = Result<(), String>;
+
+pub fn load_config(path: Option<&Path>, data_dir: Option<&Path>) -> Result<Config, String> {
+    let mut config = match path {
+        Some(p) => Config::load(p, true),
+        None => Config::load(Path::new("config/ansinh.toml"), false),
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(d) = data_dir {
+        config.engine.data_dir = d.to_path_buf();
+    }
+    Ok(config)
+}
+
+/// Opens the engine, showing progress while the state and views catch up with a long log.
+pub fn open_engine(options: &EngineOptions) -> Result<Engine, String> {
+    let bar = spinner("opening the log");
+    let engine = Engine::open(options, &mut |step, n| bar.set_message(format!("replaying the log into {step}: {n} events")));
+    bar.finish_and_clear();
+    engine.map_err(|e| e.to_string())
+}
+
+pub fn spinner(message: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(message.to_string());
+    bar
+}
+
+/// A progress bar on stderr; indicatif hides it when stderr is not a terminal.
+pub fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(ProgressStyle::with_template("  {msg:<14} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})").expect("template is valid").progress_chars("=> "));
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Prints rows as an aligned table; numeric-looking cells are right-aligned.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let numeric = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || matches!(c, ',' | '-' | '.' | '%'));
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = widths[i].saturating_sub(c.chars().count());
+                if numeric(c) {
+                    format!("{}{c}", " ".repeat(pad))
+                } else {
+                    format!("{c}{}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        println!("  {}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    println!("  {}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+pub fn vnd(d: rust_decimal::Decimal) -> String {
+    crate::domain::money::group_thousands(d)
+}
+
+pub fn count(n: u64) -> String {
+    crate::domain::money::group_thousands(rust_decimal::Decimal::from(n))
+}

@@ -1,0 +1,198 @@
+//! `ansinh show`: the views as tables, or as JSON with `--json`.
+
+use super::{count, print_table, vnd, CliResult};
+use crate::config::Config;
+use crate::domain::reference;
+use crate::engine::Engine;
+use crate::projection::Views;
+use serde::Serialize;
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    #[command(subcommand)]
+    pub what: What,
+    /// Print the view as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// A beneficiary by 12-digit citizen ID: enrollments, account, balances, payouts.
+    Citizen { citizen_id: String },
+    /// A payout batch: lines and amounts by status and bank, rejected lines by reason.
+    Batch {
+        batch_id: String,
+        /// Also list the batch's lines (use --after/--limit to page).
+        #[arg(long)]
+        lines: bool,
+        #[arg(long, default_value_t = 0)]
+        after: u32,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// A payout and its status history.
+    Payout { payout_id: String },
+    /// A budget: funded, instructed, settled, released, available.
+    Budget { province: String, program: String, period: String },
+}
+
+fn not_found(what: &str, key: &str) -> String {
+    format!("no {what} {key:?} in this data dir")
+}
+
+fn json<T: Serialize>(v: &T) -> CliResult {
+    println!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+pub fn run(config: &Config, args: &ShowArgs) -> CliResult {
+    let (_db, _log, views) = Engine::open_views(&config.engine_options()).map_err(|e| e.to_string())?;
+    match &args.what {
+        What::Citizen { citizen_id } => citizen(&views, citizen_id, args.json),
+        What::Batch { batch_id, lines, after, limit } => batch(&views, batch_id, *lines, *after, *limit, args.json),
+        What::Payout { payout_id } => payout(&views, payout_id, args.json),
+        What::Budget { province, program, period } => {
+            let b = views
+                .budget(province, program, period)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| not_found("budget", &format!("{province}/{program}/{period}")))?;
+            if args.json {
+                return json(&b);
+            }
+            println!("Budget {province} / {program} / {period}");
+            let rows = [
+                ("funded", b.funded),
+                ("instructed", b.instructed),
+                ("settled", b.settled),
+                ("failed (released)", b.failed),
+                ("returned (released)", b.returned),
+                ("in flight", b.in_flight),
+                ("used (settled - returned)", b.spent),
+                ("available", b.available),
+            ];
+            print_table(&["", "VND"], &rows.iter().map(|(k, v)| vec![k.to_string(), vnd(v.0)]).collect::<Vec<_>>());
+            Ok(())
+        }
+    }
+}
+
+fn citizen(views: &Views, citizen_id: &str, as_json: bool) -> CliResult {
+    if let Err(e) = crate::domain::CitizenId::parse(citizen_id) {
+        return Err(format!("{citizen_id:?} is not a citizen ID: {e}"));
+    }
+    let c = views.citizen(citizen_id).map_err(|e| e.to_string())?.ok_or_else(|| not_found("citizen", citizen_id))?;
+    if as_json {
+        return json(&c);
+    }
+    println!("Citizen {}  {}  born {}  {}", c.citizen_id, c.full_name, c.date_of_birth, c.sex);
+    if let Some(new) = &c.reassigned_to {
+        println!("  re-determined: this number is now {new}; see that citizen for current data");
+    }
+    if !c.previous_citizen_ids.is_empty() {
+        println!("  previous numbers: {}", c.previous_citizen_ids.join(", "));
+    }
+    if let Some(a) = &c.account {
+        println!("  account: {} ({}) {}  holder {}", reference::bank(&a.bin).map(|b| b.short_name).unwrap_or("?"), a.bin, a.account_no, a.holder_name);
+    }
+    println!("\nEnrollments");
+    let rows: Vec<Vec<String>> = c
+        .enrollments
+        .iter()
+        .map(|(p, e)| vec![p.clone(), e.province.clone(), e.category.clone(), e.status.clone(), e.effective_from.clone(), e.history.len().to_string()])
+        .collect();
+    print_table(&["program", "province", "category", "status", "since", "changes"], &rows);
+    println!("\nBalances (VND)");
+    let rows: Vec<Vec<String>> = c
+        .balances
+        .iter()
+        .map(|(p, b)| vec![p.clone(), vnd(b.instructed.0), vnd(b.settled.0), vnd(b.failed.0), vnd(b.returned.0), vnd(b.in_flight.0), vnd(b.owed.0)])
+        .collect();
+    print_table(&["program", "instructed", "settled", "failed", "returned", "in flight", "owed"], &rows);
+    println!("\nPayouts");
+    let rows: Vec<Vec<String>> = c
+        .payouts
+        .iter()
+        .map(|p| vec![p.payout_id.clone(), p.program_id.clone(), p.period.clone(), p.amount.map(|a| vnd(a.as_decimal())).unwrap_or_default(), p.status.clone()])
+        .collect();
+    print_table(&["payout", "program", "period", "amount VND", "status"], &rows);
+    Ok(())
+}
+
+fn batch(views: &Views, batch_id: &str, lines: bool, after: u32, limit: usize, as_json: bool) -> CliResult {
+    let b = views.batch(batch_id).map_err(|e| e.to_string())?.ok_or_else(|| not_found("batch", batch_id))?;
+    let page = if lines { views.batch_lines(batch_id, after, limit.min(10_000)).map_err(|e| e.to_string())? } else { Vec::new() };
+    if as_json {
+        return json(&serde_json::json!({"batch": b, "lines": page}));
+    }
+    println!(
+        "Batch {}  program {}  province {}  period {}  submitted {} (seq {})",
+        b.batch_id, b.program_id, b.province, b.period, b.submitted_at, b.submitted_seq
+    );
+    println!(
+        "  lines: {} submitted, {} instructed, {} rejected",
+        count(u64::from(b.lines_total)),
+        count(u64::from(b.lines_instructed)),
+        count(u64::from(b.lines_rejected))
+    );
+    println!("\nPayouts by status");
+    print_table(
+        &["status", "payouts", "amount VND"],
+        &b.by_status.iter().map(|(s, ca)| vec![s.clone(), count(ca.count), vnd(ca.amount.0)]).collect::<Vec<_>>(),
+    );
+    println!("\nPer bank");
+    let mut rows = Vec::new();
+    for (bin, statuses) in &b.by_bank {
+        for (s, ca) in statuses {
+            rows.push(vec![reference::bank(bin).map(|x| x.short_name).unwrap_or("?").to_string(), bin.clone(), s.clone(), count(ca.count), vnd(ca.amount.0)]);
+        }
+    }
+    print_table(&["bank", "BIN", "status", "payouts", "amount VND"], &rows);
+    if !b.rejected_by_reason.is_empty() {
+        println!("\nRejected lines by reason");
+        print_table(&["code", "lines"], &b.rejected_by_reason.iter().map(|(c, n)| vec![c.clone(), count(*n)]).collect::<Vec<_>>());
+    }
+    if lines {
+        println!("\nLines after {after}");
+        let rows: Vec<Vec<String>> = page
+            .iter()
+            .map(|l| {
+                vec![l.line_no.to_string(), l.citizen_id.clone(), l.amount.clone(), l.payout_id.clone().unwrap_or_default(), l.code.clone().unwrap_or_default()]
+            })
+            .collect();
+        print_table(&["line", "citizen_id", "amount", "payout", "rejected"], &rows);
+        if let Some(last) = page.last() {
+            println!("  next page: --after {}", last.line_no);
+        }
+    }
+    Ok(())
+}
+
+fn payout(views: &Views, payout_id: &str, as_json: bool) -> CliResult {
+    let p = views.payout(payout_id).map_err(|e| e.to_string())?.ok_or_else(|| not_found("payout", payout_id))?;
+    if as_json {
+        return json(&p);
+    }
+    println!("Payout {} ({})  batch {} line {}", p.payout_id, p.kind, p.batch_id, p.line_no);
+    println!("  citizen {}  program {}  province {}  period {}", p.citizen_id, p.program_id, p.province, p.period);
+    println!(
+        "  amount {} VND  status {}{}",
+        p.amount.map(|a| vnd(a.as_decimal())).unwrap_or_default(),
+        p.status,
+        p.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    if let Some(a) = &p.account {
+        println!("  to {} ({}) account {} holder {}", reference::bank(&a.bin).map(|b| b.short_name).unwrap_or("?"), a.bin, a.account_no, a.holder_name);
+    }
+    if let Some(o) = &p.reissue_of {
+        println!("  reissue of {o}");
+    }
+    if let Some(n) = &p.reissued_as {
+        println!("  reissued as {n}");
+    }
+    println!("\nHistory");
+    let rows: Vec<Vec<String>> =
+        p.history.iter().map(|h| vec![h.seq.to_string(), h.at.clone(), h.status.clone(), h.reason.clone().unwrap_or_default(), h.reference.clone()]).collect();
+    print_table(&["seq", "at", "status", "reason", "reference"], &rows);
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! `ansinh submit FILE`: JSON Lines command envelopes, or a CSV payout list. One outcome per
+//! command (per line for a batch). Re-running the same file changes nothing: every command is
+//! answered from the command index.
+
+use super::{open_engine, CliResult};
+use crate::command::{Command, CommandEnvelope};
+use crate::config::Config;
+use crate::intake::{decode_command, payout_batch_from_csv};
+use crate::outcome::{Outcome, OutcomeStatus};
+use std::io::BufRead;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    /// A .jsonl file (one command envelope per line) or a .csv payout list.
+    pub file: PathBuf,
+    /// Print outcomes as JSON Lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// CSV only: the batch id of the list.
+    #[arg(long)]
+    pub batch_id: Option<String>,
+    /// CSV only: program id.
+    #[arg(long)]
+    pub program: Option<String>,
+    /// CSV only: administering province code.
+    #[arg(long)]
+    pub province: Option<String>,
+    /// CSV only: benefit period YYYY-MM.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// CSV only: command id (default `csv-<batch id>`); re-sending the same list with the same id changes nothing.
+    #[arg(long)]
+    pub command_id: Option<String>,
+}
+
+pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
+    let is_csv = args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let file = std::fs::File::open(&args.file).map_err(|e| format!("cannot open {}: {e}", args.file.display()))?;
+    let mut envelopes: Vec<(usize, CommandEnvelope)> = Vec::new();
+    let mut invalid = 0usize;
+    if is_csv {
+        let need = |v: &Option<String>, flag: &str| v.clone().ok_or_else(|| format!("a CSV payout list needs --{flag}"));
+        let (batch_id, program, province, period) =
+            (need(&args.batch_id, "batch-id")?, need(&args.program, "program")?, need(&args.province, "province")?, need(&args.period, "period")?);
+        let batch = payout_batch_from_csv(file, &batch_id, &program, &province, &period).map_err(|e| format!("{}: {e}", args.file.display()))?;
+        let command_id = args.command_id.clone().unwrap_or_else(|| format!("csv-{batch_id}"));
+        envelopes.push((
+            1,
+            CommandEnvelope {
+                command_id,
+                v: 1,
+                issued_at: crate::timefmt::now_rfc3339(),
+                sender: Some("csv".into()),
+                command: Command::SubmitPayoutBatch(batch),
+            },
+        ));
+    } else {
+        for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+            let line = line.map_err(|e| format!("reading {}: {e}", args.file.display()))?;
+            let line_no = i + 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match decode_command(&line) {
+                Ok(env) => envelopes.push((line_no, env)),
+                Err(e) => {
+                    invalid += 1;
+                    if args.json {
+                        println!("{}", serde_json::json!({"line": line_no, "status": "invalid", "code": e.reason(), "message": e.to_string()}));
+                    } else {
+                        println!("line {line_no:>6}  invalid    {}: {e}", e.reason());
+                    }
+                }
+            }
+        }
+    }
+    let mut engine = open_engine(&config.engine_options())?;
+    let head_before = engine.head().seq;
+    let mut totals = [0usize; 4]; // accepted, rejected, duplicate, envelope-invalid
+    for group in envelopes.chunks(config.engine.group_commands_max) {
+        let commands: Vec<CommandEnvelope> = group.iter().map(|(_, e)| e.clone()).collect();
+        let outcomes = engine.execute(&commands).map_err(|e| e.to_string())?;
+        for ((line_no, _), outcome) in group.iter().zip(&outcomes) {
+            match (outcome.duplicate, outcome.status) {
+                (true, _) => totals[2] += 1,
+                (false, OutcomeStatus::Accepted) => totals[0] += 1,
+                (false, OutcomeStatus::Rejected) => totals[1] += 1,
+                (false, OutcomeStatus::Invalid) => totals[3] += 1,
+            }
+            print_outcome(*line_no, outcome, args.json, is_csv);
+        }
+    }
+    engine.flush().map_err(|e| e.to_string())?;
+    let head = engine.head();
+    if !args.json {
+        println!(
+            "\n{} commands: {} accepted, {} rejected, {} already applied (nothing written), {} invalid; {} events written, log head seq {} hash {}",
+            envelopes.len() + invalid,
+            totals[0],
+            totals[1],
+            totals[2],
+            totals[3] + invalid,
+            head.seq - head_before,
+            head.seq,
+            head.hash
+        );
+    }
+    Ok(())
+}
+
+fn print_outcome(line_no: usize, o: &Outcome, json: bool, csv: bool) {
+    if json {
+        println!("{}", serde_json::to_string(&serde_json::json!({"line": line_no, "outcome": o})).expect("outcomes serialize"));
+        return;
+    }
+    let status = match (o.duplicate, o.status) {
+        (true, OutcomeStatus::Accepted) => "duplicate (accepted earlier; nothing written)",
+        (true, _) => "duplicate (rejected earlier; nothing written)",
+        (false, OutcomeStatus::Accepted) => "accepted",
+        (false, OutcomeStatus::Rejected) => "rejected",
+        (false, OutcomeStatus::Invalid) => "invalid",
+    };
+    let seqs = o.seqs.map(|[a, b]| format!(" seq {a}..{b}")).unwrap_or_default();
+    let why = match (&o.code, &o.message) {
+        (Some(c), Some(m)) => format!("  {c}: {m}"),
+        _ => String::new(),
+    };
+    println!("line {line_no:>6}  {:<24} {:<22} {status}{seqs}{why}", o.command_id, o.command_type);
+    if !o.lines.is_empty() {
+        let rejected = o.count_lines("rejected");
+        println!("              {} lines: {} ok, {} rejected", o.lines.len(), o.lines.len() - rejected, rejected);
+        for l in &o.lines {
+            // A CSV list gets a full per-line report (row = line + 1 for the header); JSON Lines batches list their refused lines.
+            if csv || l.status == "rejected" {
+                let row = if csv { format!("row {:>6}", l.line_no + 1) } else { format!("line {:>5}", l.line_no) };
+                let detail = match (&l.payout_id, &l.code) {
+                    (_, Some(code)) => format!("{code}: {}", l.message.as_deref().unwrap_or("")),
+                    (Some(p), None) => p.clone(),
+                    _ => String::new(),
+                };
+                println!("              {row}  {:<10} {detail}", l.status);
+            }
+        }
+    }
+}
