@@ -33,7 +33,6 @@ pub const CODES: &[(&str, &str)] = &[
     // Envelope and decoding
     ("command_id_reused", "the command id was already used with a different payload"),
     ("version_unsupported", "the command type's version is not one this engine reads"),
-    ("payload_invalid", "the payload does not match the command type's schema"),
     // Identity
     ("citizen_id_format", "citizen ID is not exactly 12 digits"),
     ("citizen_id_unknown_province", "the first 3 digits are not a province code in the table (possibly a country code: check by hand)"),
@@ -96,3 +95,22 @@ pub const CODES: &[(&str, &str)] = &[
     ("payout_state", "the payout's status does not allow this transition"),
     ("reason_missing", "a failure or return needs a reason"),
 ];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn readme_lists_every_code() {
+        let readme = include_str!("../../README.md");
+        for (code, _) in super::CODES {
+            assert!(readme.contains(&format!("| `{code}` |")), "README.md's reason-code table lacks {code}");
+        }
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for (code, _) in super::CODES {
+            assert!(seen.insert(code), "{code} is listed twice");
+        }
+    }
+}
