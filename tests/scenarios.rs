@@ -1,0 +1,895 @@
+//! Scenario tests: given events, when a command, then events or a rejection code.
+//!
+//! At least one scenario per rejection code in `ansinh::core::CODES` (enforced by
+//! `every_rejection_code_has_a_scenario` at the bottom), and the happy paths of enrollment and
+//! of the payout lifecycle. Everything runs on the pure core (`decide` + `evolve`) except the two
+//! codes the engine shell owns (`command_id_reused`, `version_unsupported`), which run on a real
+//! engine in a temporary directory.
+
+mod common;
+
+use ansinh::command::{Command, EnrollBeneficiary};
+use ansinh::core::{Limits, PayoutStatus, State, CODES};
+use ansinh::domain::account::AccountInput;
+use ansinh::domain::{Attestation, FailureReason};
+use ansinh::event::{CategoryChanged, EventData, PaymentAccountChanged, PayoutInstructed, ProgramDefined, StandardLevelSet};
+use common::*;
+use rust_decimal::Decimal;
+
+// ---- local helpers ---------------------------------------------------------------------------
+
+/// Rules, ample budget for the given months, AN (category 6c, coefficient 1.5), BINH (5a80,
+/// 2.0) and DUNG (2, 1.5), all enrolled in the paying province from 2024-01.
+fn paying(periods: &[&str]) -> Vec<EventData> {
+    let mut events = rules();
+    events.extend(funded(periods));
+    events.push(enrolled(&AN, "6c", "2024-01"));
+    events.push(enrolled(&BINH, "5a80", "2024-01"));
+    events.push(enrolled(&DUNG, "2", "2024-01"));
+    events
+}
+
+/// `paying(["2025-01"])` plus batch B1 that instructed AN's 750,000 for 2025-01 (payout B1-000001).
+fn with_b1() -> (Vec<EventData>, PayoutInstructed) {
+    let b1 = instruction("B1", 1, &AN, "2025-01", 750_000);
+    let mut events = paying(&["2025-01"]);
+    events.push(batch_submitted("B1", "2025-01", 1, 0));
+    events.push(EventData::PayoutInstructed(b1.clone()));
+    (events, b1)
+}
+
+fn and(mut events: Vec<EventData>, more: &[EventData]) -> Vec<EventData> {
+    events.extend_from_slice(more);
+    events
+}
+
+fn available(state: &State, period_raw: &str) -> Decimal {
+    state.budget_available(PROVINCE, PROGRAM, period(period_raw))
+}
+
+fn an_enroll_with(edit: impl FnOnce(&mut EnrollBeneficiary)) -> Command {
+    let mut payload = enroll_payload(&AN, "6c", "2025-01");
+    edit(&mut payload);
+    Command::EnrollBeneficiary(payload)
+}
+
+fn an_account_with(edit: impl FnOnce(&mut AccountInput)) -> Command {
+    an_enroll_with(|p| edit(&mut p.account))
+}
+
+fn an_attestation_with(edit: impl FnOnce(&mut Attestation)) -> Command {
+    an_enroll_with(|p| edit(p.attestation.as_mut().expect("the fixture enrollment carries an attestation")))
+}
+
+/// A second program, so one citizen can hold two enrollments.
+fn second_program() -> EventData {
+    let (events, _) = given(&[]).when(&define_program_cmd("ho-tro-tien-dien", "Hỗ trợ tiền điện", &[("ho-ngheo", "1.0")])).then_accepted();
+    events.into_iter().next().expect("define_program decides one event")
+}
+
+// ---- enrollment ------------------------------------------------------------------------------
+
+#[test]
+fn enroll_records_the_beneficiary_with_checked_account_and_attestation() {
+    given(&rules()).when(&enroll_cmd(&AN, "6c", "2025-01")).then_events(&[enrolled(&AN, "6c", "2025-01")]);
+    given(&rules()).when(&enroll_cmd(&DUNG, "2", "2024-01")).then_events(&[enrolled(&DUNG, "2", "2024-01")]);
+}
+
+#[test]
+fn enroll_trims_the_names_it_records() {
+    let command = an_enroll_with(|p| {
+        p.full_name = "  Nguyễn Thị An ".into();
+        p.account.holder_name = " NGUYEN THI AN  ".into();
+    });
+    given(&rules()).when(&command).then_events(&[enrolled(&AN, "6c", "2025-01")]);
+}
+
+#[test]
+fn citizen_id_must_be_twelve_digits() {
+    for raw in ["05618500012", "0561850001234", "05618500012a", "056 185000123", ""] {
+        given(&rules()).when(&an_enroll_with(|p| p.citizen_id = raw.into())).then_rejected("citizen_id_format");
+    }
+}
+
+#[test]
+fn citizen_id_province_code_must_be_in_the_table() {
+    // 003 is not a province code (possibly a country code: a manual check, not silent acceptance).
+    given(&rules()).when(&an_enroll_with(|p| p.citizen_id = "003185000123".into())).then_rejected("citizen_id_unknown_province");
+}
+
+#[test]
+fn citizen_id_birth_year_must_match_the_date_of_birth() {
+    // 1985 vs 1986; and the same two digits in the wrong century (digit 1 = 19xx, not 20xx).
+    for dob in ["1986-04-12", "2085-04-12"] {
+        given(&rules()).when(&an_enroll_with(|p| p.date_of_birth = dob.into())).then_rejected("citizen_id_birth_year_mismatch");
+    }
+}
+
+#[test]
+fn citizen_id_sex_digit_must_match_the_declared_sex() {
+    given(&rules()).when(&an_enroll_with(|p| p.sex = ansinh::domain::Sex::Male)).then_rejected("citizen_id_sex_mismatch");
+}
+
+#[test]
+fn date_of_birth_must_be_a_real_date() {
+    for dob in ["1985-02-29", "1985-04-31", "12/04/1985", "1985-4-12"] {
+        given(&rules()).when(&an_enroll_with(|p| p.date_of_birth = dob.into())).then_rejected("date_of_birth_invalid");
+    }
+}
+
+#[test]
+fn full_name_must_be_present_and_printable() {
+    for name in ["", "   ", "Nguyễn\u{7}Thị An", "A".repeat(101).as_str()] {
+        given(&rules()).when(&an_enroll_with(|p| p.full_name = name.into())).then_rejected("full_name_invalid");
+    }
+}
+
+#[test]
+fn identity_must_come_with_an_attestation() {
+    given(&rules()).when(&an_enroll_with(|p| p.attestation = None)).then_rejected("attestation_missing");
+}
+
+#[test]
+fn attestation_must_be_vneid_level_2() {
+    given(&rules()).when(&an_attestation_with(|a| a.level = 1)).then_rejected("attestation_insufficient");
+    given(&rules()).when(&an_attestation_with(|a| a.provider = "CCCD-chip".into())).then_rejected("attestation_insufficient");
+}
+
+#[test]
+fn attestation_needs_a_reference_and_a_time() {
+    given(&rules()).when(&an_attestation_with(|a| a.reference = " ".into())).then_rejected("attestation_invalid");
+    given(&rules()).when(&an_attestation_with(|a| a.verified_at = "2025-01-10".into())).then_rejected("attestation_invalid");
+}
+
+#[test]
+fn enrollment_province_must_be_in_the_table() {
+    given(&rules()).when(&an_enroll_with(|p| p.province = "003".into())).then_rejected("province_unknown");
+}
+
+#[test]
+fn enrollment_cannot_start_before_birth() {
+    given(&rules()).when(&enroll_cmd(&DUNG, "2", "2003-10")).then_rejected("period_invalid");
+    given(&rules()).when(&an_enroll_with(|p| p.effective_from = "2025-1".into())).then_rejected("period_invalid");
+}
+
+#[test]
+fn enrollment_needs_a_defined_program_and_one_of_its_categories() {
+    given(&[]).when(&enroll_cmd(&AN, "6c", "2025-01")).then_rejected("program_unknown");
+    given(&rules()).when(&enroll_cmd(&AN, "9z", "2025-01")).then_rejected("category_unknown");
+}
+
+#[test]
+fn one_enrollment_per_citizen_per_program() {
+    given(&and(rules(), &[enrolled(&AN, "6c", "2024-01")])).when(&enroll_cmd(&AN, "5a", "2025-01")).then_rejected("already_enrolled");
+}
+
+#[test]
+fn a_second_program_enrollment_must_agree_on_identity() {
+    let state = given(&and(rules(), &[second_program(), enrolled(&AN, "6c", "2024-01")]));
+    let second = |dob: &str| an_enroll_with(|p| (p.program_id, p.category, p.date_of_birth) = ("ho-tro-tien-dien".into(), "ho-ngheo".into(), dob.into()));
+    // Same year (so the ID check passes), different day: not the same person's record.
+    state.when(&second("1985-05-01")).then_rejected("identity_mismatch");
+    let (events, _) = state.when(&second(AN.date_of_birth)).then_accepted();
+    assert!(matches!(&events[..], [EventData::BeneficiaryEnrolled(e)] if e.program_id == "ho-tro-tien-dien"), "{events:#?}");
+}
+
+// ---- payment accounts -------------------------------------------------------------------------
+
+#[test]
+fn account_bank_must_be_in_the_bin_table() {
+    given(&rules()).when(&an_account_with(|a| a.bin = "999999".into())).then_rejected("bank_unknown");
+}
+
+#[test]
+fn account_number_is_6_to_19_digits_or_capitals() {
+    for number in ["12345", "12345678901234567890", "0561-000-123", "abc123456"] {
+        given(&rules()).when(&an_account_with(|a| a.account_no = number.into())).then_rejected("account_number_invalid");
+    }
+}
+
+#[test]
+fn account_holder_name_must_be_present() {
+    given(&rules()).when(&an_account_with(|a| a.holder_name = "  ".into())).then_rejected("holder_name_invalid");
+}
+
+#[test]
+fn changing_the_account_records_the_new_one() {
+    given(&paying(&[]))
+        .when(&change_account_cmd(AN.id, bidv_account_input(&AN)))
+        .then_events(&[EventData::PaymentAccountChanged(PaymentAccountChanged { citizen_id: cid(AN.id), account: bidv_account(&AN) })]);
+}
+
+#[test]
+fn changing_to_the_account_on_record_is_refused() {
+    given(&paying(&[])).when(&change_account_cmd(AN.id, account_input(&AN))).then_rejected("account_unchanged");
+}
+
+#[test]
+fn changing_the_account_of_someone_not_enrolled_is_refused() {
+    given(&paying(&[])).when(&change_account_cmd(CUONG.id, account_input(&CUONG))).then_rejected("not_enrolled");
+}
+
+// ---- programs, standard levels, budgets -----------------------------------------------------
+
+#[test]
+fn define_program_records_categories_with_normalized_coefficients() {
+    let (events, _) = given(&[]).when(&define_program_cmd("ho-tro-khac", "  Hỗ trợ khác ", &[("a", "1.50"), ("b", "2")])).then_accepted();
+    let [EventData::ProgramDefined(ProgramDefined { program_id, name, categories, .. })] = &events[..] else { panic!("{events:#?}") };
+    assert_eq!((program_id.as_str(), name.as_str()), ("ho-tro-khac", "Hỗ trợ khác"));
+    let coefficients: Vec<String> = categories.values().map(|c| c.as_decimal().to_string()).collect();
+    assert_eq!(coefficients, ["1.5", "2"]);
+}
+
+#[test]
+fn program_id_is_a_safe_identifier() {
+    for id in ["", "tro cap", "tro/cap", "p".repeat(65).as_str()] {
+        given(&[]).when(&define_program_cmd(id, PROGRAM_NAME, &[("6c", "1.5")])).then_rejected("program_id_invalid");
+    }
+}
+
+#[test]
+fn program_name_must_be_present() {
+    given(&[]).when(&define_program_cmd(PROGRAM, " ", &[("6c", "1.5")])).then_rejected("program_name_invalid");
+}
+
+#[test]
+fn a_program_needs_categories() {
+    given(&[]).when(&define_program_cmd(PROGRAM, PROGRAM_NAME, &[])).then_rejected("categories_invalid");
+    given(&[]).when(&define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6 c", "1.5")])).then_rejected("categories_invalid");
+    let too_many: Vec<(String, &str)> = (0..65).map(|i| (format!("c{i}"), "1")).collect();
+    let too_many: Vec<(&str, &str)> = too_many.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    given(&[]).when(&define_program_cmd(PROGRAM, PROGRAM_NAME, &too_many)).then_rejected("categories_invalid");
+}
+
+#[test]
+fn coefficients_are_decimals_in_0_to_10_with_2_decimals() {
+    for raw in ["0", "1.555", "10.5", "-1", "1,5", "abc"] {
+        given(&[]).when(&define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", raw)])).then_rejected("coefficient_invalid");
+    }
+}
+
+#[test]
+fn a_program_is_defined_once() {
+    given(&rules()).when(&define_program_cmd(PROGRAM, "again", &[("6c", "1.5")])).then_rejected("program_exists");
+}
+
+#[test]
+fn a_province_may_set_its_own_standard_level() {
+    given(&rules()).when(&set_level_cmd(Some(PROVINCE), "2025-01", "600000")).then_events(&[EventData::StandardLevelSet(StandardLevelSet {
+        program_id: PROGRAM.into(),
+        province: Some(PROVINCE.into()),
+        effective_from: period("2025-01"),
+        amount: vnd(600_000),
+        legal_basis: String::new(),
+    })]);
+    given(&rules()).when(&set_level_cmd(Some("003"), "2025-01", "600000")).then_rejected("province_unknown");
+}
+
+#[test]
+fn funding_records_the_allocation() {
+    given(&rules()).when(&fund_cmd("2025-01", "750000000")).then_events(&[budget_funded("2025-01", 750_000_000)]);
+}
+
+#[test]
+fn funding_needs_a_known_program_province_and_period() {
+    let mut payload = fund_payload("2025-01", "1000000");
+    payload.program_id = "khong-co".into();
+    given(&rules()).when(&Command::FundBudget(payload)).then_rejected("program_unknown");
+    let mut payload = fund_payload("2025-01", "1000000");
+    payload.province = "003".into();
+    given(&rules()).when(&Command::FundBudget(payload)).then_rejected("province_unknown");
+    for raw in ["2025-13", "2025-00", "1899-12", "2025/01", "25-01"] {
+        given(&rules()).when(&fund_cmd(raw, "1000000")).then_rejected("period_invalid");
+    }
+}
+
+#[test]
+fn reference_texts_are_bounded() {
+    let mut payload = fund_payload("2025-01", "1000000");
+    payload.reference = "x".repeat(257);
+    given(&rules()).when(&Command::FundBudget(payload)).then_rejected("reference_invalid");
+    given(&with_b1().0).when(&write_off_cmd("B1-000001", &"x".repeat(257))).then_rejected("reference_invalid");
+}
+
+// ---- money -----------------------------------------------------------------------------------
+
+#[test]
+fn amount_must_be_a_plain_decimal_string() {
+    for raw in ["", "abc", "7,500,000", "1e6", "+750000", " 750000"] {
+        given(&rules()).when(&fund_cmd("2025-01", raw)).then_rejected("amount_invalid");
+    }
+}
+
+#[test]
+fn amount_has_no_fraction_of_a_dong() {
+    given(&rules()).when(&fund_cmd("2025-01", "750000.5")).then_rejected("amount_fractional");
+}
+
+#[test]
+fn amount_must_be_positive() {
+    for raw in ["0", "000", "-750000"] {
+        given(&rules()).when(&fund_cmd("2025-01", raw)).then_rejected("amount_not_positive");
+    }
+}
+
+#[test]
+fn amount_is_bounded() {
+    given(&rules()).when(&fund_cmd("2025-01", "1000000000000001")).then_rejected("amount_too_large");
+}
+
+#[test]
+fn a_batch_line_amount_is_checked_like_any_amount() {
+    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000.50")])).then_line_rejected("amount_fractional", 1);
+}
+
+// ---- batches: line by line -------------------------------------------------------------------
+
+#[test]
+fn a_batch_instructs_its_good_lines_and_rejects_its_bad_ones() {
+    let state = given(&paying(&["2025-01"]));
+    let state = state
+        .when(&batch_cmd(
+            "B1",
+            "2025-01",
+            &[(AN.id, "750000"), ("05618500012", "750000"), (BINH.id, "1000000"), (CUONG.id, "750000"), (AN.id, "750000"), (DUNG.id, "540000")],
+        ))
+        .then_events(&[
+            batch_submitted("B1", "2025-01", 2, 4),
+            instructed("B1", 1, &AN, "2025-01", 750_000),
+            line_rejected("B1", 2, "05618500012", "750000", "citizen_id_format"),
+            instructed("B1", 3, &BINH, "2025-01", 1_000_000),
+            line_rejected("B1", 4, CUONG.id, "750000", "not_enrolled"),
+            line_rejected("B1", 5, AN.id, "750000", "duplicate_line"),
+            line_rejected("B1", 6, DUNG.id, "540000", "amount_mismatch"),
+        ]);
+    assert_eq!(available(&state, "2025-01"), Decimal::from(100_000_000 - 1_750_000));
+    assert_eq!(state.payouts["B1-000003"].status, PayoutStatus::Instructed);
+}
+
+#[test]
+fn a_batch_with_only_bad_lines_is_still_recorded() {
+    let state = given(&paying(&["2025-01"]))
+        .when(&batch_cmd("B1", "2025-01", &[(CUONG.id, "750000")]))
+        .then_events(&[batch_submitted("B1", "2025-01", 0, 1), line_rejected("B1", 1, CUONG.id, "750000", "not_enrolled")]);
+    state.when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000")])).then_rejected("batch_exists");
+}
+
+#[test]
+fn batch_id_is_a_safe_identifier() {
+    given(&paying(&["2025-01"])).when(&batch_cmd("B 1", "2025-01", &[(AN.id, "750000")])).then_rejected("batch_id_invalid");
+}
+
+#[test]
+fn a_batch_id_is_used_once() {
+    given(&with_b1().0).when(&batch_cmd("B1", "2025-02", &[(BINH.id, "1000000")])).then_rejected("batch_exists");
+}
+
+#[test]
+fn a_batch_has_lines() {
+    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-01", &[])).then_rejected("batch_empty");
+}
+
+#[test]
+fn a_batch_has_at_most_batch_lines_max_lines() {
+    let limits = Limits { batch_lines_max: 2, ..Limits::default() };
+    let state = given_with_limits(limits, &paying(&["2025-01"]));
+    state.when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000"), (BINH.id, "1000000"), (DUNG.id, "750000")])).then_rejected("batch_too_large");
+    state.when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000"), (BINH.id, "1000000")])).then_accepted();
+}
+
+#[test]
+fn a_batch_needs_a_known_province_period_and_program() {
+    let mut payload = batch_payload("B1", "2025-01", &[(AN.id, "750000")]);
+    payload.province = "003".into();
+    given(&paying(&["2025-01"])).when(&Command::SubmitPayoutBatch(payload)).then_rejected("province_unknown");
+    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-1", &[(AN.id, "750000")])).then_rejected("period_invalid");
+    let mut payload = batch_payload("B1", "2025-01", &[(AN.id, "750000")]);
+    payload.program_id = "khong-co".into();
+    given(&paying(&["2025-01"])).when(&Command::SubmitPayoutBatch(payload)).then_rejected("program_unknown");
+}
+
+#[test]
+fn a_batch_needs_a_standard_level_in_force() {
+    // The national level starts in 2021-07.
+    given(&paying(&["2021-06"])).when(&batch_cmd("B1", "2021-06", &[(AN.id, "540000")])).then_rejected("standard_level_missing");
+}
+
+#[test]
+fn a_line_for_someone_not_enrolled_is_rejected() {
+    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000"), (CUONG.id, "750000")])).then_line_rejected("not_enrolled", 2);
+}
+
+#[test]
+fn a_line_with_a_bad_citizen_id_is_rejected_with_the_id_code() {
+    let state = given(&paying(&["2025-01"]));
+    state.when(&batch_cmd("B1", "2025-01", &[("003185000123", "750000")])).then_line_rejected("citizen_id_unknown_province", 1);
+}
+
+#[test]
+fn a_line_for_another_province_is_rejected() {
+    let events = and(rules(), &[budget_funded("2025-01", 100_000_000), enrolled_in(&BINH, OTHER_PROVINCE, "5a80", "2024-01")]);
+    given(&events).when(&batch_cmd("B1", "2025-01", &[(BINH.id, "1000000")])).then_line_rejected("province_mismatch", 1);
+}
+
+#[test]
+fn a_line_before_the_first_month_of_entitlement_is_rejected() {
+    let events = and(rules(), &[budget_funded("2025-02", 100_000_000), enrolled(&AN, "6c", "2025-03")]);
+    given(&events).when(&batch_cmd("B1", "2025-02", &[(AN.id, "750000")])).then_line_rejected("not_yet_eligible", 1);
+}
+
+#[test]
+fn a_citizen_appears_once_in_a_batch() {
+    let state = given(&paying(&["2025-01"]));
+    state.when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000"), (BINH.id, "1000000"), (AN.id, "750000")])).then_line_rejected("duplicate_line", 3);
+}
+
+#[test]
+fn one_regular_payout_per_citizen_program_and_period_across_batches() {
+    let (events, _) = with_b1();
+    let state = given(&events);
+    state.when(&batch_cmd("B2", "2025-01", &[(BINH.id, "1000000"), (AN.id, "750000")])).then_events(&[
+        batch_submitted("B2", "2025-01", 1, 1),
+        instructed("B2", 1, &BINH, "2025-01", 1_000_000),
+        line_rejected("B2", 2, AN.id, "750000", "duplicate_payout"),
+    ]);
+    // Even after the regular payout failed: the way to pay again is a reissue, not a new line.
+    let state = given(&and(events, &[failed(&instruction("B1", 1, &AN, "2025-01", 750_000), FailureReason::Other, "")]));
+    state.when(&batch_cmd("B2", "2025-01", &[(AN.id, "750000")])).then_line_rejected("duplicate_payout", 1);
+}
+
+// ---- entitlement: category x standard level in force ----------------------------------------
+
+#[test]
+fn amount_follows_the_standard_level_in_force_for_the_period() {
+    // Category 6c, coefficient 1.5: 1.5 x 360,000 until 2024-06, 1.5 x 500,000 from 2024-07.
+    let state = given(&paying(&["2024-06", "2024-07"]));
+    state
+        .when(&batch_cmd("B1", "2024-06", &[(AN.id, "540000")]))
+        .then_events(&[batch_submitted("B1", "2024-06", 1, 0), instructed("B1", 1, &AN, "2024-06", 540_000)]);
+    state
+        .when(&batch_cmd("B2", "2024-07", &[(AN.id, "750000")]))
+        .then_events(&[batch_submitted("B2", "2024-07", 1, 0), instructed("B2", 1, &AN, "2024-07", 750_000)]);
+    state.when(&batch_cmd("B1", "2024-06", &[(AN.id, "750000")])).then_line_rejected("amount_mismatch", 1);
+    state.when(&batch_cmd("B2", "2024-07", &[(AN.id, "540000")])).then_line_rejected("amount_mismatch", 1);
+}
+
+#[test]
+fn a_province_level_above_the_national_one_raises_the_entitlement() {
+    let province_level = given(&rules()).when(&set_level_cmd(Some(PROVINCE), "2025-01", "600000")).then_accepted().0;
+    let state = given(&[paying(&["2024-12", "2025-01"]), province_level].concat());
+    state.when(&batch_cmd("B1", "2024-12", &[(AN.id, "750000")])).then_accepted();
+    state
+        .when(&batch_cmd("B2", "2025-01", &[(AN.id, "900000")]))
+        .then_events(&[batch_submitted("B2", "2025-01", 1, 0), instructed("B2", 1, &AN, "2025-01", 900_000)]);
+}
+
+#[test]
+fn a_category_change_applies_from_its_month() {
+    let state = given(&paying(&["2025-03", "2025-04"])).when(&change_category_cmd(AN.id, "6a", "2025-04")).then_events(&[EventData::CategoryChanged(
+        CategoryChanged { citizen_id: cid(AN.id), program_id: PROGRAM.into(), category: "6a".into(), effective_from: period("2025-04") },
+    )]);
+    // 6c (1.5) for March, 6a (2.0) from April.
+    state
+        .when(&batch_cmd("B1", "2025-03", &[(AN.id, "750000")]))
+        .then_events(&[batch_submitted("B1", "2025-03", 1, 0), instructed("B1", 1, &AN, "2025-03", 750_000)]);
+    state
+        .when(&batch_cmd("B2", "2025-04", &[(AN.id, "1000000")]))
+        .then_events(&[batch_submitted("B2", "2025-04", 1, 0), instructed("B2", 1, &AN, "2025-04", 1_000_000)]);
+    state.when(&batch_cmd("B1", "2025-03", &[(AN.id, "1000000")])).then_line_rejected("amount_mismatch", 1);
+    state.when(&batch_cmd("B2", "2025-04", &[(AN.id, "750000")])).then_line_rejected("amount_mismatch", 1);
+}
+
+#[test]
+fn a_category_change_needs_a_known_category_and_an_enrollment() {
+    let state = given(&paying(&[]));
+    state.when(&change_category_cmd(AN.id, "9z", "2025-04")).then_rejected("category_unknown");
+    state.when(&change_category_cmd(CUONG.id, "6a", "2025-04")).then_rejected("not_enrolled");
+}
+
+// ---- suspension, resumption, termination ----------------------------------------------------
+
+#[test]
+fn a_suspension_stops_payouts_from_its_month_on() {
+    let state = given(&paying(&["2025-02", "2025-03"])).when(&suspend_cmd(AN.id, "2025-03", "đang xác minh")).then_events(&[suspended(
+        AN.id,
+        "2025-03",
+        "đang xác minh",
+    )]);
+    state
+        .when(&batch_cmd("B1", "2025-02", &[(AN.id, "750000")]))
+        .then_events(&[batch_submitted("B1", "2025-02", 1, 0), instructed("B1", 1, &AN, "2025-02", 750_000)]);
+    state
+        .when(&batch_cmd("B2", "2025-03", &[(AN.id, "750000")]))
+        .then_events(&[batch_submitted("B2", "2025-03", 0, 1), line_rejected("B2", 1, AN.id, "750000", "beneficiary_suspended")]);
+}
+
+#[test]
+fn a_line_for_a_suspended_month_is_rejected() {
+    let state = given(&and(paying(&["2025-03"]), &[suspended(AN.id, "2025-03", "")]));
+    state.when(&batch_cmd("B1", "2025-03", &[(BINH.id, "1000000"), (AN.id, "750000")])).then_line_rejected("beneficiary_suspended", 2);
+}
+
+#[test]
+fn a_resumption_restarts_payouts_from_its_month_on() {
+    let state = given(&and(paying(&["2025-04", "2025-05"]), &[suspended(AN.id, "2025-03", "")]))
+        .when(&resume_cmd(AN.id, "2025-05", "đã xác minh"))
+        .then_events(&[resumed(AN.id, "2025-05", "đã xác minh")]);
+    state.when(&batch_cmd("B1", "2025-04", &[(AN.id, "750000")])).then_line_rejected("beneficiary_suspended", 1);
+    state
+        .when(&batch_cmd("B2", "2025-05", &[(AN.id, "750000")]))
+        .then_events(&[batch_submitted("B2", "2025-05", 1, 0), instructed("B2", 1, &AN, "2025-05", 750_000)]);
+}
+
+#[test]
+fn a_termination_stops_payouts_from_its_month_on_but_not_before() {
+    let state = given(&paying(&["2025-07", "2025-08", "2025-09"])).when(&terminate_cmd(AN.id, "2025-08", "đã mất")).then_events(&[terminated(
+        AN.id,
+        "2025-08",
+        "đã mất",
+    )]);
+    state
+        .when(&batch_cmd("B1", "2025-07", &[(AN.id, "750000")]))
+        .then_events(&[batch_submitted("B1", "2025-07", 1, 0), instructed("B1", 1, &AN, "2025-07", 750_000)]);
+    state.when(&batch_cmd("B2", "2025-08", &[(AN.id, "750000")])).then_line_rejected("beneficiary_terminated", 1);
+    state.when(&batch_cmd("B3", "2025-09", &[(AN.id, "750000")])).then_line_rejected("beneficiary_terminated", 1);
+}
+
+#[test]
+fn a_terminated_enrollment_takes_no_further_changes() {
+    let state = given(&and(paying(&[]), &[terminated(AN.id, "2025-08", "")]));
+    state.when(&suspend_cmd(AN.id, "2025-09", "")).then_rejected("beneficiary_terminated");
+    state.when(&change_category_cmd(AN.id, "6a", "2025-09")).then_rejected("beneficiary_terminated");
+}
+
+#[test]
+fn resume_needs_a_suspension() {
+    given(&paying(&[])).when(&resume_cmd(AN.id, "2025-03", "")).then_rejected("not_suspended");
+}
+
+#[test]
+fn suspend_of_a_suspended_enrollment_is_refused() {
+    given(&and(paying(&[]), &[suspended(AN.id, "2025-03", "")])).when(&suspend_cmd(AN.id, "2025-04", "")).then_rejected("already_suspended");
+}
+
+#[test]
+fn changes_cannot_be_dated_before_the_start_or_an_earlier_change() {
+    // Enrolled from 2024-01: nothing may take effect before it.
+    given(&paying(&[])).when(&suspend_cmd(AN.id, "2023-12", "")).then_rejected("effective_out_of_order");
+    // Suspended from 2025-06: a category change for 2025-03 would rewrite what came after it.
+    let state = given(&and(paying(&[]), &[suspended(AN.id, "2025-06", "")]));
+    state.when(&change_category_cmd(AN.id, "6a", "2025-03")).then_rejected("effective_out_of_order");
+    state.when(&resume_cmd(AN.id, "2025-05", "")).then_rejected("effective_out_of_order");
+}
+
+#[test]
+fn status_changes_need_an_enrollment() {
+    given(&paying(&[])).when(&suspend_cmd(CUONG.id, "2025-03", "")).then_rejected("not_enrolled");
+}
+
+// ---- citizen-ID reassignment -----------------------------------------------------------------
+
+#[test]
+fn a_reassigned_number_is_refused_and_payouts_follow_the_new_one() {
+    let (events, b1) = with_b1();
+    let state = given(&and(events, &funded(&["2025-02"]))).when(&reassign_cmd(AN.id, AN_NEW_ID, "xác định lại số định danh")).then_events(&[reassigned(
+        AN.id,
+        AN_NEW_ID,
+        "xác định lại số định danh",
+    )]);
+    let on_new = |p: PayoutInstructed| PayoutInstructed { citizen_id: cid(AN_NEW_ID), ..p };
+
+    // The old number is refused everywhere, naming the reason.
+    state.when(&batch_cmd("B2", "2025-02", &[(AN.id, "750000")])).then_line_rejected("citizen_id_reassigned", 1);
+    state.when(&change_account_cmd(AN.id, bidv_account_input(&AN))).then_rejected("citizen_id_reassigned");
+    state.when(&enroll_cmd(&AN, "6c", "2025-01")).then_rejected("citizen_id_reassigned");
+    // The new number carries the enrollment, its account and its history.
+    state
+        .when(&batch_cmd("B2", "2025-02", &[(AN_NEW_ID, "750000")]))
+        .then_events(&[batch_submitted("B2", "2025-02", 1, 0), EventData::PayoutInstructed(on_new(instruction("B2", 1, &AN, "2025-02", 750_000)))]);
+    state.when(&batch_cmd("B2", "2025-01", &[(AN_NEW_ID, "750000")])).then_line_rejected("duplicate_payout", 1);
+    state.when(&settlements_cmd(VCB, vec![settled_item("B1-000001", "FT001")])).then_events(&[settled(&on_new(b1), "FT001")]);
+}
+
+#[test]
+fn a_new_number_must_be_free() {
+    let state = given(&and(paying(&[]), &[reassigned(BINH.id, "058050000778", "")]));
+    state.when(&reassign_cmd(AN.id, DUNG.id, "")).then_rejected("citizen_id_in_use");
+    state.when(&reassign_cmd(AN.id, AN.id, "")).then_rejected("citizen_id_in_use");
+    // A number that was itself re-determined is not reused either.
+    state.when(&reassign_cmd(AN.id, BINH.id, "")).then_rejected("citizen_id_in_use");
+}
+
+#[test]
+fn reassignment_needs_an_enrollment_and_an_attestation() {
+    let state = given(&paying(&[]));
+    state.when(&reassign_cmd(CUONG.id, "001040000002", "")).then_rejected("not_enrolled");
+    let Command::ReassignCitizenId(mut payload) = reassign_cmd(AN.id, AN_NEW_ID, "") else { unreachable!() };
+    payload.attestation = None;
+    state.when(&Command::ReassignCitizenId(payload)).then_rejected("attestation_missing");
+}
+
+// ---- budgets ---------------------------------------------------------------------------------
+
+#[test]
+fn a_batch_never_overdraws_its_budget_and_a_failure_funds_the_reissue() {
+    // Exactly one 750,000 payout is funded; AN and BINH (category 6c here) both ask for one.
+    let events = and(rules(), &[budget_funded("2025-01", 750_000), enrolled(&AN, "6c", "2024-01"), enrolled(&BINH, "6c", "2024-01")]);
+    let b1 = instruction("B1", 1, &AN, "2025-01", 750_000);
+    let state = given(&events).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000"), (BINH.id, "750000")])).then_events(&[
+        batch_submitted("B1", "2025-01", 1, 1),
+        EventData::PayoutInstructed(b1.clone()),
+        line_rejected("B1", 2, BINH.id, "750000", "budget_insufficient"),
+    ]);
+    assert_eq!(available(&state, "2025-01"), Decimal::ZERO);
+
+    // The bank fails it (not an account problem): the money is released to the budget...
+    let state = state.when(&settlements_cmd(VCB, vec![failed_item("B1-000001", FailureReason::Other, "ERR-1")])).then_events(&[failed(
+        &b1,
+        FailureReason::Other,
+        "ERR-1",
+    )]);
+    assert_eq!(available(&state, "2025-01"), Decimal::from(750_000));
+    // ... and funds the reissue, to the same account.
+    let state = state.when(&reissue_cmd("B1-000001")).then_events(&[EventData::PayoutInstructed(reissue_of(&b1, "B1-000001", 1, account(&AN)))]);
+    assert_eq!(available(&state, "2025-01"), Decimal::ZERO);
+}
+
+#[test]
+fn a_line_beyond_the_budget_is_rejected() {
+    let events = and(rules(), &[budget_funded("2025-01", 1_000_000), enrolled(&AN, "6c", "2024-01"), enrolled(&BINH, "5a80", "2024-01")]);
+    given(&events).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000"), (BINH.id, "1000000")])).then_line_rejected("budget_insufficient", 2);
+}
+
+#[test]
+fn a_reissue_beyond_the_budget_is_refused() {
+    // B1-000001 failed and released its 750,000, but batch B2 has used it since.
+    let events = and(rules(), &[budget_funded("2025-01", 750_000), enrolled(&AN, "6c", "2024-01"), enrolled(&BINH, "6c", "2024-01")]);
+    let b1 = instruction("B1", 1, &AN, "2025-01", 750_000);
+    let b2 = instruction("B2", 1, &BINH, "2025-01", 750_000);
+    let events = and(
+        events,
+        &[
+            batch_submitted("B1", "2025-01", 1, 0),
+            EventData::PayoutInstructed(b1.clone()),
+            failed(&b1, FailureReason::Other, ""),
+            batch_submitted("B2", "2025-01", 1, 0),
+            EventData::PayoutInstructed(b2),
+        ],
+    );
+    given(&events).when(&reissue_cmd("B1-000001")).then_rejected("budget_insufficient");
+}
+
+// ---- settlements -----------------------------------------------------------------------------
+
+#[test]
+fn settlements_move_payouts_to_settled_failed_and_returned() {
+    let (events, b1) = with_b1();
+    let b2 = instruction("B2", 1, &BINH, "2025-01", 1_000_000);
+    let state = given(&and(events, &[batch_submitted("B2", "2025-01", 1, 0), EventData::PayoutInstructed(b2.clone())]));
+    let funded_amount = Decimal::from(100_000_000);
+
+    let state = state
+        .when(&settlements_cmd(VCB, vec![settled_item("B1-000001", "FT25020001"), failed_item("B2-000001", FailureReason::AccountClosed, "FT25020002")]))
+        .then_events(&[settled(&b1, "FT25020001"), failed(&b2, FailureReason::AccountClosed, "FT25020002")]);
+    assert_eq!(state.payouts["B1-000001"].status, PayoutStatus::Settled);
+    assert_eq!(state.payouts["B2-000001"].status, PayoutStatus::Failed);
+    assert_eq!(state.payouts["B2-000001"].last_reason, Some(FailureReason::AccountClosed));
+    // A failure releases its amount back to the budget; a settlement does not.
+    assert_eq!(available(&state, "2025-01"), funded_amount - Decimal::from(750_000));
+
+    let state = state.when(&settlements_cmd(VCB, vec![returned_item("B1-000001", FailureReason::BeneficiaryDeceased, "RT25030001")])).then_events(&[returned(
+        &b1,
+        FailureReason::BeneficiaryDeceased,
+        "RT25030001",
+    )]);
+    assert_eq!(state.payouts["B1-000001"].status, PayoutStatus::Returned);
+    assert_eq!(available(&state, "2025-01"), funded_amount);
+}
+
+#[test]
+fn a_report_is_decided_item_by_item_in_order() {
+    let (events, b1) = with_b1();
+    // Settled then returned in one report is allowed; a second settlement is not.
+    given(&events)
+        .when(&settlements_cmd(
+            VCB,
+            vec![
+                settled_item("B1-000001", "FT1"),
+                settled_item("B1-000001", "FT2"),
+                settled_item("B9-000001", "FT3"),
+                returned_item("B1-000001", FailureReason::AccountClosed, "RT1"),
+            ],
+        ))
+        .then_events(&[
+            settled(&b1, "FT1"),
+            item_rejected(VCB, 2, "B1-000001", "payout_state"),
+            item_rejected(VCB, 3, "B9-000001", "payout_unknown"),
+            returned(&b1, FailureReason::AccountClosed, "RT1"),
+        ]);
+}
+
+#[test]
+fn a_bank_settles_only_its_own_payouts() {
+    let (events, _) = with_b1();
+    // B1-000001 is routed to Vietcombank; BIDV reports on it.
+    given(&events).when(&settlements_cmd(BIDV, vec![settled_item("B1-000001", "X")])).then_events(&[item_rejected(BIDV, 1, "B1-000001", "bank_mismatch")]);
+    given(&events).when(&settlements_cmd(BIDV, vec![settled_item("B1-000001", "X")])).then_item_rejected("bank_mismatch", 1);
+}
+
+#[test]
+fn a_report_comes_from_a_known_bank() {
+    given(&with_b1().0).when(&settlements_cmd("999999", vec![settled_item("B1-000001", "X")])).then_rejected("bank_unknown");
+}
+
+#[test]
+fn a_report_has_items() {
+    given(&with_b1().0).when(&settlements_cmd(VCB, vec![])).then_rejected("settlement_empty");
+}
+
+#[test]
+fn a_report_has_at_most_settlement_items_max_items() {
+    let state = given_with_limits(Limits { settlement_items_max: 1, ..Limits::default() }, &with_b1().0);
+    state.when(&settlements_cmd(VCB, vec![settled_item("B1-000001", "A"), settled_item("B1-000002", "B")])).then_rejected("settlement_too_large");
+}
+
+#[test]
+fn a_settlement_names_a_known_payout() {
+    given(&with_b1().0).when(&settlements_cmd(VCB, vec![settled_item("B1-000099", "X")])).then_item_rejected("payout_unknown", 1);
+    given(&with_b1().0).when(&reissue_cmd("B1-000099")).then_rejected("payout_unknown");
+}
+
+#[test]
+fn transitions_the_lifecycle_does_not_allow_are_refused() {
+    let (events, b1) = with_b1();
+    let state = given(&events);
+    // Instructed: not yet returnable, reissuable or writable off.
+    state.when(&settlements_cmd(VCB, vec![returned_item("B1-000001", FailureReason::Other, "")])).then_item_rejected("payout_state", 1);
+    state.when(&reissue_cmd("B1-000001")).then_rejected("payout_state");
+    state.when(&write_off_cmd("B1-000001", "")).then_rejected("payout_state");
+    // Settled: no second settlement, no failure.
+    let state = given(&and(events, &[settled(&b1, "FT1")]));
+    state.when(&settlements_cmd(VCB, vec![settled_item("B1-000001", "FT1")])).then_item_rejected("payout_state", 1);
+    state.when(&settlements_cmd(VCB, vec![failed_item("B1-000001", FailureReason::Other, "")])).then_item_rejected("payout_state", 1);
+}
+
+#[test]
+fn a_failure_or_return_needs_a_reason() {
+    let mut item = failed_item("B1-000001", FailureReason::Other, "");
+    item.reason = None;
+    given(&with_b1().0).when(&settlements_cmd(VCB, vec![item])).then_item_rejected("reason_missing", 1);
+}
+
+// ---- reissue and write-off -------------------------------------------------------------------
+
+#[test]
+fn a_payout_failed_on_its_account_is_reissued_only_to_a_corrected_account() {
+    let (events, b1) = with_b1();
+    let state = given(&and(events, &[failed(&b1, FailureReason::InvalidAccount, "AC01")]));
+
+    state.when(&reissue_cmd("B1-000001")).then_rejected("account_unchanged");
+
+    let state = state
+        .when(&change_account_cmd(AN.id, bidv_account_input(&AN)))
+        .then_events(&[EventData::PaymentAccountChanged(PaymentAccountChanged { citizen_id: cid(AN.id), account: bidv_account(&AN) })]);
+    let r1 = reissue_of(&b1, "B1-000001", 1, bidv_account(&AN));
+    let state = state.when(&reissue_cmd("B1-000001")).then_events(&[EventData::PayoutInstructed(r1.clone())]);
+    assert_eq!(available(&state, "2025-01"), Decimal::from(100_000_000 - 750_000));
+    // One reissue per failed payout.
+    state.when(&reissue_cmd("B1-000001")).then_rejected("payout_state");
+
+    // The reissue is BIDV's now; it fails for a reason that is not the account's, and is
+    // reissued again to the same account, numbered from the root.
+    state.when(&settlements_cmd(VCB, vec![failed_item(&r1.payout_id, FailureReason::Other, "")])).then_item_rejected("bank_mismatch", 1);
+    let state = state.when(&settlements_cmd(BIDV, vec![failed_item(&r1.payout_id, FailureReason::Other, "TIMEOUT")])).then_events(&[failed(
+        &r1,
+        FailureReason::Other,
+        "TIMEOUT",
+    )]);
+    state.when(&reissue_cmd(&r1.payout_id)).then_events(&[EventData::PayoutInstructed(reissue_of(&r1, "B1-000001", 2, bidv_account(&AN)))]);
+}
+
+#[test]
+fn a_returned_payout_is_reissued() {
+    let (events, b1) = with_b1();
+    let state = given(&and(events, &[settled(&b1, "FT1"), returned(&b1, FailureReason::Other, "RT1")]));
+    state.when(&reissue_cmd("B1-000001")).then_events(&[EventData::PayoutInstructed(reissue_of(&b1, "B1-000001", 1, account(&AN)))]);
+}
+
+#[test]
+fn a_reissue_respects_the_enrollment_status_for_the_period() {
+    let (events, b1) = with_b1();
+    let events = and(events, &[failed(&b1, FailureReason::Other, "")]);
+    given(&and(events.clone(), &[suspended(AN.id, "2025-01", "")])).when(&reissue_cmd("B1-000001")).then_rejected("beneficiary_suspended");
+    given(&and(events.clone(), &[terminated(AN.id, "2025-01", "")])).when(&reissue_cmd("B1-000001")).then_rejected("beneficiary_terminated");
+    // Terminated later than the period: the month is still owed.
+    given(&and(events, &[terminated(AN.id, "2025-02", "")])).when(&reissue_cmd("B1-000001")).then_accepted();
+}
+
+#[test]
+fn a_failed_payout_can_be_written_off_and_then_nothing_more() {
+    let (events, b1) = with_b1();
+    let state = given(&and(events, &[failed(&b1, FailureReason::BeneficiaryDeceased, "MD07")]))
+        .when(&write_off_cmd("B1-000001", "người hưởng đã mất"))
+        .then_events(&[EventData::PayoutWrittenOff(transition(&b1, Some(FailureReason::BeneficiaryDeceased), "người hưởng đã mất"))]);
+    assert_eq!(state.payouts["B1-000001"].status, PayoutStatus::WrittenOff);
+    // The failure released the money; the write-off keeps it released.
+    assert_eq!(available(&state, "2025-01"), Decimal::from(100_000_000));
+    state.when(&reissue_cmd("B1-000001")).then_rejected("payout_state");
+    state.when(&write_off_cmd("B1-000001", "")).then_rejected("payout_state");
+}
+
+// ---- the engine shell: idempotency and versions --------------------------------------------
+
+#[test]
+fn engine_refuses_a_command_id_reused_with_another_payload() {
+    let mut t = TestEngine::open();
+    let first = envelope("cmd-1", define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", "1.5")]));
+    let other = envelope("cmd-1", define_program_cmd("ho-tro-khac", "Hỗ trợ khác", &[("1", "1.0")]));
+    let accepted = t.execute_one(first.clone());
+    accepted.then_accepted();
+
+    let rejected = t.execute_one(other.clone());
+    rejected.then_rejected("command_id_reused");
+    assert!(!rejected.duplicate && rejected.seqs.is_some(), "the refusal is recorded: {rejected:#?}");
+    assert!(!t.engine.state().programs.contains_key("ho-tro-khac"));
+
+    // Redeliveries of either payload get their first outcome back and write nothing.
+    let head = t.engine.head().seq;
+    let again = t.execute_one(other);
+    again.then_rejected("command_id_reused");
+    assert!(again.duplicate);
+    assert_eq!(again.seqs, rejected.seqs);
+    let again = t.execute_one(first);
+    again.then_accepted();
+    assert!(again.duplicate);
+    assert_eq!(again.seqs, accepted.seqs);
+    assert_eq!(t.engine.head().seq, head);
+}
+
+#[test]
+fn engine_refuses_a_reused_command_id_within_one_group() {
+    let mut t = TestEngine::open();
+    let outcomes = t.execute(&[
+        envelope("cmd-1", define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", "1.5")])),
+        envelope("cmd-1", define_program_cmd("ho-tro-khac", "Hỗ trợ khác", &[("1", "1.0")])),
+    ]);
+    outcomes[0].then_accepted();
+    outcomes[1].then_rejected("command_id_reused");
+}
+
+#[test]
+fn engine_refuses_a_command_version_it_does_not_read() {
+    let mut t = TestEngine::open();
+    let mut command = envelope("cmd-v2", define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", "1.5")]));
+    command.v = 2;
+    let outcome = t.execute_one(command);
+    outcome.then_rejected("version_unsupported");
+    assert!(outcome.seqs.is_some(), "the refusal is recorded: {outcome:#?}");
+    assert!(t.engine.state().programs.is_empty());
+}
+
+#[test]
+fn engine_runs_a_story_end_to_end() {
+    let mut t = TestEngine::open();
+    let mut commands = vec![envelope("c1", define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", "1.5")]))];
+    commands.push(envelope("c2", set_level_cmd(None, "2024-07", "500000")));
+    commands.push(envelope("c3", fund_cmd("2025-01", "750000")));
+    commands.push(envelope("c4", enroll_cmd(&AN, "6c", "2024-07")));
+    commands.push(envelope("c5", batch_cmd("B1", "2025-01", &[(AN.id, "750000"), (BINH.id, "750000")])));
+    let outcomes = t.execute(&commands);
+    for o in &outcomes {
+        o.then_accepted();
+    }
+    let batch = &outcomes[4];
+    assert_eq!((batch.count_lines("instructed"), batch.count_lines("rejected")), (1, 1));
+    assert_eq!(batch.lines[1].code.as_deref(), Some("not_enrolled"));
+}
+
+// ---- the contract: every code has a scenario ------------------------------------------------
+
+#[test]
+fn every_rejection_code_has_a_scenario() {
+    let source = include_str!("scenarios.rs");
+    let missing: Vec<&str> = CODES.iter().map(|(code, _)| *code).filter(|code| !source.contains(&format!("rejected(\"{code}\""))).collect();
+    assert!(missing.is_empty(), "rejection codes without a then_rejected/then_line_rejected/then_item_rejected scenario: {missing:?}");
+}
