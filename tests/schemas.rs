@@ -1,0 +1,282 @@
+//! The `events/` directory is a contract with integrators: one JSON Schema and one example per
+//! command and event type, the schemas generated from the Rust types (`ansinh::schema`), the
+//! examples hand-written. These tests keep the three in step: a new type without its files, an
+//! example the schema or the decoder refuses, or a committed schema that differs from the
+//! generated one fails here.
+
+use ansinh::command::{Command, CommandEnvelope};
+use ansinh::event::{Event, EventData};
+use ansinh::log::chain::{recompute_hash, seal, Record, GENESIS_HASH};
+use ansinh::outcome::Outcome;
+use ansinh::schema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+const REGENERATE: &str = "cargo run -- schema --out events/schemas";
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn generated() -> BTreeMap<String, Value> {
+    schema::documents().into_iter().collect()
+}
+
+fn schema_of(relative: &str) -> Value {
+    generated().remove(relative).unwrap_or_else(|| panic!("schema::documents() has no {relative}"))
+}
+
+fn validator(schema: &Value) -> jsonschema::Validator {
+    jsonschema::draft202012::new(schema).unwrap_or_else(|e| panic!("the schema builds: {e}"))
+}
+
+/// Every error of `instance` against `schema`, one per line; empty when valid.
+fn errors(schema: &Value, instance: &Value) -> String {
+    validator(schema).iter_errors(instance).map(|e| format!("  {} at {}\n", e, e.instance_path)).collect()
+}
+
+/// Decodes with the Rust type, encodes again, and expects the very same JSON value.
+fn round_trip<T: Serialize + DeserializeOwned>(what: &str, example: &Value) -> T {
+    let decoded: T = serde_json::from_value(example.clone()).unwrap_or_else(|e| panic!("{what}: the Rust type does not decode the example: {e}"));
+    let encoded = serde_json::to_value(&decoded).expect("encodes");
+    assert_eq!(&encoded, example, "{what}: the example does not survive decode + encode unchanged");
+    decoded
+}
+
+struct Kind {
+    dir: &'static str,
+    type_names: &'static [&'static str],
+}
+
+const KINDS: [Kind; 2] = [Kind { dir: "commands", type_names: Command::TYPE_NAMES }, Kind { dir: "events", type_names: EventData::TYPE_NAMES }];
+
+fn schema_path(kind: &Kind, type_name: &str) -> String {
+    format!("{}/{type_name}.v{}.schema.json", kind.dir, schema::VERSION)
+}
+
+fn example_path(kind: &Kind, type_name: &str) -> PathBuf {
+    events_dir().join("examples").join(kind.dir).join(format!("{type_name}.v{}.json", schema::VERSION))
+}
+
+#[test]
+fn every_type_has_a_schema_and_an_example() {
+    let docs = generated();
+    let mut missing = Vec::new();
+    for kind in &KINDS {
+        for type_name in kind.type_names {
+            let schema = schema_path(kind, type_name);
+            if !docs.contains_key(&schema) {
+                missing.push(format!("generated schema {schema}"));
+            }
+            if !events_dir().join("schemas").join(&schema).is_file() {
+                missing.push(format!("events/schemas/{schema} (run `{REGENERATE}`)"));
+            }
+            let example = example_path(kind, type_name);
+            if !example.is_file() {
+                missing.push(format!("{} (write a realistic example by hand)", example.display()));
+            }
+        }
+        // And nothing for types that do not exist (a rename leaves the old file behind).
+        let expected: BTreeSet<String> = kind.type_names.iter().map(|t| format!("{t}.v{}.json", schema::VERSION)).collect();
+        for entry in std::fs::read_dir(events_dir().join("examples").join(kind.dir)).expect("examples directory exists") {
+            let name = entry.expect("readable directory").file_name().to_string_lossy().into_owned();
+            assert!(
+                expected.contains(&name),
+                "events/examples/{}/{name} is not a {} type of version {}; delete or rename it",
+                kind.dir,
+                kind.dir,
+                schema::VERSION
+            );
+        }
+    }
+    assert!(missing.is_empty(), "missing files:\n{}", missing.join("\n"));
+    assert_eq!(docs.len(), Command::TYPE_NAMES.len() + EventData::TYPE_NAMES.len() + 2, "one schema per type, plus outcome and audit record");
+}
+
+#[test]
+fn generated_schemas_are_valid_draft_2020_12() {
+    for (path, doc) in schema::documents() {
+        assert_eq!(doc["$schema"], "https://json-schema.org/draft/2020-12/schema", "{path}");
+        if let Err(e) = jsonschema::meta::validate(&doc) {
+            panic!("{path} is not a valid JSON Schema: {e}");
+        }
+        validator(&doc);
+    }
+}
+
+#[test]
+fn command_examples_validate_and_round_trip() {
+    let kind = &KINDS[0];
+    for type_name in kind.type_names {
+        let example = read_json(&example_path(kind, type_name));
+        let found = errors(&schema_of(&schema_path(kind, type_name)), &example);
+        assert!(found.is_empty(), "example {type_name} fails its schema:\n{found}");
+        let envelope: CommandEnvelope = round_trip(type_name, &example);
+        assert_eq!(envelope.command.type_name(), *type_name);
+        assert_eq!(envelope.v, schema::VERSION);
+        assert!(ansinh::intake::decode_command(example.to_string().as_bytes()).is_ok(), "{type_name}: intake decodes the example");
+    }
+}
+
+#[test]
+fn event_examples_validate_and_round_trip() {
+    let kind = &KINDS[1];
+    for type_name in kind.type_names {
+        let example = read_json(&example_path(kind, type_name));
+        let found = errors(&schema_of(&schema_path(kind, type_name)), &example);
+        assert!(found.is_empty(), "example {type_name} fails its schema:\n{found}");
+        let event: Event = round_trip(type_name, &example);
+        assert_eq!(event.data.type_name(), *type_name);
+        assert_eq!(event.v, schema::VERSION);
+        assert!(event.id.starts_with(&format!("{}/", event.command_id)), "{type_name}: event id is <command_id>/<n>");
+    }
+}
+
+/// An example of one type must not pass the schema of another: the `type` const pins it.
+#[test]
+fn a_schema_accepts_only_its_own_type() {
+    for kind in &KINDS {
+        let first = kind.type_names[0];
+        let example = read_json(&example_path(kind, first));
+        for other in &kind.type_names[1..] {
+            assert!(!validator(&schema_of(&schema_path(kind, other))).is_valid(&example), "{other} schema accepts a {first} example");
+        }
+    }
+}
+
+#[test]
+fn outcome_example_validates_and_round_trips() {
+    let example = read_json(&events_dir().join("examples/outcome.v1.json"));
+    let found = errors(&schema_of("outcome.v1.schema.json"), &example);
+    assert!(found.is_empty(), "outcome example fails its schema:\n{found}");
+    let outcome: Outcome = round_trip("outcome", &example);
+    assert!(Command::TYPE_NAMES.contains(&outcome.command_type.as_str()));
+}
+
+/// The export example is what `ansinh audit export` writes: canonical lines, hashes computed
+/// with Python's json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False). The Rust
+/// sealing must give the same bytes and hashes, and the record example is its second line.
+#[test]
+fn audit_examples_validate_chain_and_match_the_rust_sealing() {
+    let record_schema = schema_of("audit-record.v1.schema.json");
+    let export = std::fs::read_to_string(events_dir().join("examples/audit-export.v1.jsonl")).expect("export example exists");
+    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut records = Vec::new();
+    for (i, line) in export.lines().enumerate() {
+        let value: Value = serde_json::from_str(line).expect("one JSON record per line");
+        let found = errors(&record_schema, &value);
+        assert!(found.is_empty(), "export line {} fails the audit record schema:\n{found}", i + 1);
+        let record: Record = round_trip("audit record", &value);
+        assert_eq!(record.seq, i as u64 + 1, "seq counts from 1 without gaps");
+        assert_eq!(record.prev_hash, prev_hash, "prev_hash links to the previous record");
+        assert_eq!(recompute_hash(&value).as_deref(), Some(record.hash.as_str()), "hash of line {}", i + 1);
+        let (bytes, hash) = seal(record.seq, &record.prev_hash, &record.event);
+        assert_eq!(hash, record.hash, "the Rust sealing computes the same hash as Python");
+        assert_eq!(String::from_utf8(bytes).expect("UTF-8"), line, "the Rust canonical form is byte for byte the exported line");
+        let found = errors(&schema_of(&schema_path(&KINDS[1], record.event.data.type_name())), &value["event"]);
+        assert!(found.is_empty(), "the event of line {} fails its type's schema:\n{found}", i + 1);
+        prev_hash = record.hash.clone();
+        records.push(value);
+    }
+    assert!(records.len() >= 2, "the export example shows a chain");
+
+    let example = read_json(&events_dir().join("examples/audit-record.v1.json"));
+    assert_eq!(Some(&example), records.get(1), "audit-record.v1.json is line 2 of audit-export.v1.jsonl");
+    // The schema lists exactly the members a Record has.
+    let members: BTreeSet<&String> = example.as_object().expect("object").keys().collect();
+    let properties: BTreeSet<&String> = record_schema["properties"].as_object().expect("object").keys().collect();
+    assert_eq!(members, properties);
+}
+
+#[test]
+fn committed_schemas_equal_the_generated_ones() {
+    let dir = events_dir().join("schemas");
+    if std::env::var_os("ANSINH_WRITE_SCHEMAS").is_some_and(|v| v == "1") {
+        schema::write_all(&dir).expect("writes events/schemas");
+    }
+    let docs = generated();
+    let mut stale = Vec::new();
+    for (relative, doc) in &docs {
+        let path = dir.join(relative);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text == schema::to_file_text(doc) => {}
+            Ok(_) => stale.push(format!("events/schemas/{relative} differs from the generated schema")),
+            Err(_) => stale.push(format!("events/schemas/{relative} is missing")),
+        }
+    }
+    for sub in ["", "commands", "events"] {
+        for entry in std::fs::read_dir(dir.join(sub)).expect("events/schemas exists") {
+            let entry = entry.expect("readable directory");
+            let relative = Path::new(sub).join(entry.file_name()).to_string_lossy().into_owned();
+            if entry.path().is_file() && !docs.contains_key(&relative) {
+                stale.push(format!("events/schemas/{relative} is not generated any more: delete it"));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{}\nThe schemas are generated from the Rust types: run `{REGENERATE}` (or `ANSINH_WRITE_SCHEMAS=1 cargo test --test schemas`) and commit the result.",
+        stale.join("\n")
+    );
+}
+
+/// The schemas refuse what the decoder refuses, for the mistakes integrators make most.
+#[test]
+fn schemas_reject_common_mistakes() {
+    let command = |t: &str| (schema_of(&schema_path(&KINDS[0], t)), read_json(&example_path(&KINDS[0], t)));
+    let event = |t: &str| (schema_of(&schema_path(&KINDS[1], t)), read_json(&example_path(&KINDS[1], t)));
+    let refused = |what: &str, schema: &Value, instance: &Value| {
+        assert!(!validator(schema).is_valid(instance), "the schema accepts {what}");
+    };
+
+    // An amount as a JSON number (a float would lose đồng; amounts are strings).
+    let (s, mut x) = command("fund_budget");
+    x["payload"]["amount"] = json!(28_450_000_000u64);
+    refused("a numeric amount in fund_budget", &s, &x);
+    assert!(serde_json::from_value::<CommandEnvelope>(x).is_err(), "the decoder refuses it too");
+    let (s, mut x) = event("payout.instructed");
+    x["data"]["amount"] = json!(750_000);
+    refused("a numeric amount in payout.instructed", &s, &x);
+    assert!(serde_json::from_value::<Event>(x).is_err());
+
+    // An 11-digit citizen ID in an event (commands carry raw text: decide answers citizen_id_format).
+    let (s, mut x) = event("beneficiary.enrolled");
+    x["data"]["citizen_id"] = json!("05615500482");
+    refused("an 11-digit citizen ID", &s, &x);
+    assert!(serde_json::from_value::<Event>(x).is_err());
+
+    // An unknown member in a payload or in data (a typo must not be ignored silently).
+    let (s, mut x) = command("enroll_beneficiary");
+    x["payload"]["ethnicity"] = json!("Kinh");
+    refused("an unknown payload member", &s, &x);
+    assert!(serde_json::from_value::<CommandEnvelope>(x).is_err());
+    let (s, mut x) = command("enroll_beneficiary");
+    x["payload"]["account"]["branch"] = json!("Nha Trang");
+    refused("an unknown account member", &s, &x);
+    let (s, mut x) = event("payout.settled");
+    x["data"]["settled_at"] = json!("2025-01-10T16:45:00+07:00");
+    refused("an unknown data member", &s, &x);
+    assert!(serde_json::from_value::<Event>(x).is_err());
+
+    // A version this schema does not describe, and a missing payload.
+    let (s, mut x) = command("fund_budget");
+    x["v"] = json!(2);
+    refused("v = 2 in a v1 schema", &s, &x);
+    let (s, mut x) = command("fund_budget");
+    x.as_object_mut().expect("object").remove("payload");
+    refused("a command without payload", &s, &x);
+
+    // A record with a malformed hash.
+    let record_schema = schema_of("audit-record.v1.schema.json");
+    let mut x = read_json(&events_dir().join("examples/audit-record.v1.json"));
+    x["hash"] = json!("AD74593B");
+    refused("an upper-case, short hash", &record_schema, &x);
+}
