@@ -6,7 +6,7 @@ use crate::engine::EngineOptions;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub engine: EngineSection,
@@ -22,12 +22,6 @@ pub struct EngineSection {
     pub group_commands_max: usize,
     /// sled page cache in MiB.
     pub cache_capacity_mb: u64,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config { engine: EngineSection::default(), limits: Limits::default() }
-    }
 }
 
 impl Default for EngineSection {

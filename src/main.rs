@@ -26,6 +26,11 @@ enum Commands {
     Submit(cli::submit::SubmitArgs),
     /// Print a view: citizen, batch, payout or budget.
     Show(cli::show::ShowArgs),
+    /// Write the JSON Schemas of every command and event type (generated from the Rust types).
+    Schema {
+        #[arg(long, default_value = "events/schemas")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -38,6 +43,9 @@ fn main() -> ExitCode {
         Commands::Demo(a) => cli::demo::run(&config, &a),
         Commands::Submit(a) => cli::submit::run(&config, &a),
         Commands::Show(a) => cli::show::run(&config, &a),
+        Commands::Schema { out } => ansinh::schema::write_all(&out)
+            .map(|n| println!("wrote {n} schemas to {}", out.display()))
+            .map_err(|e| format!("writing schemas to {}: {e}", out.display())),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

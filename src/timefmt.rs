@@ -31,7 +31,7 @@ pub fn valid_rfc3339(raw: &str) -> bool {
     }
     match &b[i..] {
         [b'Z'] | [b'z'] => true,
-        [s, h1, h2, b':', m1, m2] if matches!(s, b'+' | b'-') => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
         _ => false,
     }
 }

@@ -54,7 +54,7 @@ impl Run<'_> {
         CommandEnvelope { command_id: id, v: 1, issued_at: issued_at.to_string(), sender: Some("demo".into()), command }
     }
 
-    /// Executes envelopes in groups of at most `group_max` commands (and at most ~50,000 lines).
+    /// Executes envelopes in groups of at most `group_max` commands (and at most ~10,000 lines: memory per group stays bounded).
     fn execute_all(&mut self, envelopes: Vec<CommandEnvelope>, label: &str, units: impl Fn(&CommandEnvelope) -> u64) -> Result<Vec<Outcome>, String> {
         let total: u64 = envelopes.iter().map(&units).sum();
         let progress = bar(total, label);
@@ -70,7 +70,7 @@ impl Run<'_> {
         };
         for env in envelopes {
             let u = units(&env);
-            if !group.is_empty() && (group.len() >= self.group_max || group_units + u > 50_000) {
+            if !group.is_empty() && (group.len() >= self.group_max || group_units + u > 10_000) {
                 flush(&mut group, &mut self.engine)?;
                 group_units = 0;
             }

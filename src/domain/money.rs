@@ -131,7 +131,7 @@ impl schemars::JsonSchema for Vnd {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[0-9]{1,16}$",
+            "pattern": "^[1-9][0-9]{0,15}$",
             "description": "Whole đồng as a decimal string, positive, at most 10^15. Never a JSON number."
         })
     }
@@ -145,10 +145,10 @@ pub struct Balance(pub Decimal);
 impl Balance {
     pub const ZERO: Balance = Balance(Decimal::ZERO);
 
-    pub fn add(self, amount: Vnd) -> Balance {
+    pub fn plus(self, amount: Vnd) -> Balance {
         Balance(self.0.checked_add(amount.as_decimal()).expect("balances stay far below Decimal's range: amounts are bounded at 10^15"))
     }
-    pub fn sub(self, amount: Vnd) -> Balance {
+    pub fn minus(self, amount: Vnd) -> Balance {
         Balance(self.0.checked_sub(amount.as_decimal()).expect("balances stay far below Decimal's range: amounts are bounded at 10^15"))
     }
 }

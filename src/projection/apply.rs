@@ -39,7 +39,7 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
             v.province = e.province.clone();
             v.program_id = e.program_id.clone();
             v.period = period.clone();
-            v.funded = v.funded.add(e.amount);
+            v.funded = v.funded.plus(e.amount);
             v.derive();
             txn.post(&treasury(&e.province, &e.program_id), &budget(&e.province, &e.program_id, &period), e.amount.as_decimal())?;
         }
@@ -171,13 +171,13 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
                 status: "instructed".into(),
             });
             let b = c.balances.entry(e.program_id.clone()).or_default();
-            b.instructed = b.instructed.add(e.amount);
+            b.instructed = b.instructed.plus(e.amount);
             if e.kind == PayoutKind::Reissue {
-                b.reissued = b.reissued.add(e.amount);
+                b.reissued = b.reissued.plus(e.amount);
             }
             b.derive();
             let bud = txn.budget(format!("bud/{}/{}/{}", e.province, e.program_id, period))?;
-            bud.instructed = bud.instructed.add(e.amount);
+            bud.instructed = bud.instructed.plus(e.amount);
             bud.derive();
             txn.post(&budget(&e.province, &e.program_id, &period), &clearing(bin), e.amount.as_decimal())?;
         }
@@ -209,7 +209,7 @@ fn transition(txn: &mut Txn<'_>, seq: u64, at: &str, t: &PayoutTransition, to: &
         entry.status = to.to_string();
     }
     let b = c.balances.entry(t.program_id.clone()).or_default();
-    let add = |x: &mut crate::domain::Balance, a: Vnd| *x = x.add(a);
+    let add = |x: &mut crate::domain::Balance, a: Vnd| *x = x.plus(a);
     match to {
         "settled" => add(&mut b.settled, t.amount),
         "failed" => add(&mut b.failed, t.amount),

@@ -32,6 +32,9 @@ pub enum ViewError {
     Corrupt { key: String, detail: String },
 }
 
+/// Keys and values of a tree, in key order.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 pub struct Views {
     tree: sled::Tree,
     applied: u64,
@@ -158,7 +161,7 @@ impl Views {
     }
 
     /// Every key and value, in key order: what "byte-identical views" compares.
-    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ViewError> {
+    pub fn dump(&self) -> Result<KeyValues, ViewError> {
         self.tree.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(ViewError::from)).collect()
     }
 

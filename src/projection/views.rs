@@ -110,11 +110,11 @@ pub struct CountAmount {
 impl CountAmount {
     pub fn add(&mut self, amount: Vnd) {
         self.count += 1;
-        self.amount = self.amount.add(amount);
+        self.amount = self.amount.plus(amount);
     }
     pub fn remove(&mut self, amount: Vnd) {
         self.count = self.count.checked_sub(1).expect("a status bucket is only left after it was entered");
-        self.amount = self.amount.sub(amount);
+        self.amount = self.amount.minus(amount);
     }
 }
 
