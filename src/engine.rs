@@ -42,7 +42,19 @@ impl EngineOptions {
     }
 }
 
+/// What the last group did and how long each stage took (for metrics and benchmarks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GroupStats {
+    pub commands: usize,
+    pub events: usize,
+    pub decide: std::time::Duration,
+    pub append: std::time::Duration,
+    pub flush: std::time::Duration,
+    pub apply: std::time::Duration,
+}
+
 pub struct Engine {
+    last_group: GroupStats,
     db: sled::Db,
     log: Log,
     views: Views,
@@ -71,7 +83,7 @@ impl Engine {
             }
         }
         let views = Views::open(&db, &log, &mut |n| progress("views", n))?;
-        Ok(Engine { db, log, views, state, poisoned: false })
+        Ok(Engine { last_group: GroupStats::default(), db, log, views, state, poisoned: false })
     }
 
     /// Opens the log and views only (no decision state): for readers such as `show`.
@@ -101,6 +113,9 @@ impl Engine {
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
+    pub fn last_group(&self) -> GroupStats {
+        self.last_group
+    }
 
     /// Decides, appends (one atomic batch, one flush) and projects a group of commands.
     /// Outcomes come back in input order. When this returns `Ok`, every accepted command of the
@@ -112,6 +127,8 @@ impl Engine {
         }
         let span = tracing::debug_span!("group", commands = commands.len(), first_seq = self.log.head().seq + 1);
         let _guard = span.enter();
+        let started = std::time::Instant::now();
+        self.last_group = GroupStats { commands: commands.len(), ..GroupStats::default() };
         let mut seq = self.log.head().seq;
         let mut prev_hash = self.log.head().hash.clone();
         let mut group = Group::default();
@@ -185,12 +202,20 @@ impl Engine {
             return Ok(outcomes);
         }
         group.head = Some(Head { seq, hash: prev_hash });
-        if let Err(e) = self.log.append(group) {
-            self.poisoned = true;
-            tracing::error!(error = %e, "append failed; the engine must be reopened");
-            return Err(e.into());
+        self.last_group.decide = started.elapsed();
+        self.last_group.events = events.len();
+        match self.log.append(group) {
+            Ok(t) => (self.last_group.append, self.last_group.flush) = (t.write, t.flush),
+            Err(e) => {
+                self.poisoned = true;
+                tracing::error!(error = %e, "append failed; the engine must be reopened");
+                return Err(e.into());
+            }
         }
-        if let Err(e) = self.views.apply(&events) {
+        let applying = std::time::Instant::now();
+        let applied = self.views.apply(&events);
+        self.last_group.apply = applying.elapsed();
+        if let Err(e) = applied {
             // The group is durable; views will catch up from the log when reopened.
             self.poisoned = true;
             tracing::error!(error = %e, "applying views failed; the engine must be reopened");

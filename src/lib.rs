@@ -1,6 +1,9 @@
 //! ansinh: an event-sourced engine that pays social-welfare benefits to bank accounts, keyed by
 //! the 12-digit citizen ID. See ARCHITECTURE.md for the map.
 
+pub mod api;
+pub mod audit;
+pub mod bus;
 pub mod cli;
 pub mod command;
 pub mod config;
@@ -10,6 +13,7 @@ pub mod engine;
 pub mod event;
 pub mod intake;
 pub mod log;
+pub mod metrics;
 pub mod outcome;
 pub mod projection;
 pub mod schema;

@@ -26,6 +26,12 @@ enum Commands {
     Submit(cli::submit::SubmitArgs),
     /// Print a view: citizen, batch, payout or budget.
     Show(cli::show::ShowArgs),
+    /// Auditor's tools: export the log, verify the chain and the views, replay as of a point.
+    Audit(cli::audit::AuditArgs),
+    /// Drop every view and rebuild it from the log.
+    Rebuild(cli::audit::RebuildArgs),
+    /// Serve the read-only HTTP API over a data dir.
+    Api(cli::api::ApiArgs),
     /// Write the JSON Schemas of every command and event type (generated from the Rust types).
     Schema {
         #[arg(long, default_value = "events/schemas")]
@@ -43,6 +49,9 @@ fn main() -> ExitCode {
         Commands::Demo(a) => cli::demo::run(&config, &a),
         Commands::Submit(a) => cli::submit::run(&config, &a),
         Commands::Show(a) => cli::show::run(&config, &a),
+        Commands::Audit(a) => cli::audit::run(&config, &a),
+        Commands::Rebuild(a) => cli::audit::rebuild(&config, &a),
+        Commands::Api(a) => cli::api::run(&config, &a),
         Commands::Schema { out } => ansinh::schema::write_all(&out)
             .map(|n| println!("wrote {n} schemas to {}", out.display()))
             .map_err(|e| format!("writing schemas to {}: {e}", out.display())),

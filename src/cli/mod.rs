@@ -1,6 +1,8 @@
 //! The command-line shell: argument handling, progress, tables. Everything here may print;
 //! nothing here decides anything.
 
+pub mod api;
+pub mod audit;
 pub mod demo;
 mod demo_data;
 pub mod show;

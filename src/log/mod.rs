@@ -46,6 +46,12 @@ pub struct Group {
     pub head: Option<Head>,
 }
 
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AppendTimings {
+    pub write: std::time::Duration,
+    pub flush: std::time::Duration,
+}
+
 pub struct Log {
     journal: sled::Tree,
     head: Head,
@@ -135,7 +141,8 @@ impl Log {
 
     /// Appends a group in one atomic batch and flushes once. Returns only when the group is
     /// durable: this is the point after which a command may be acknowledged.
-    pub fn append(&mut self, group: Group) -> Result<(), LogError> {
+    /// Returns how long the batch write and the flush took, for metrics.
+    pub fn append(&mut self, group: Group) -> Result<AppendTimings, LogError> {
         let head = group.head.expect("a group to append has a new head");
         assert!(head.seq > self.head.seq, "the head only moves forward");
         let mut batch = sled::Batch::default();
@@ -153,10 +160,13 @@ impl Log {
             batch.insert(key.as_bytes(), serde_json::to_vec(entry).expect("entries serialize"));
         }
         batch.insert(b"h", serde_json::to_vec(&head).expect("head serializes"));
+        let started = std::time::Instant::now();
         self.journal.apply_batch(batch)?;
+        let written = std::time::Instant::now();
         self.journal.flush()?;
+        let timings = AppendTimings { write: written - started, flush: written.elapsed() };
         self.head = head;
-        Ok(())
+        Ok(timings)
     }
 
     /// Key for a reuse entry, exposed so the engine can build `Group::reuses`.

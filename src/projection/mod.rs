@@ -38,6 +38,15 @@ pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
 pub struct Views {
     tree: sled::Tree,
     applied: u64,
+    reader: ViewReader,
+}
+
+/// Reads go through `ViewReader` (`views.citizen(..)` works on `Views` too).
+impl std::ops::Deref for Views {
+    type Target = ViewReader;
+    fn deref(&self) -> &ViewReader {
+        &self.reader
+    }
 }
 
 impl Views {
@@ -49,7 +58,7 @@ impl Views {
             Some(b) => u64::from_be_bytes(b.as_ref().try_into().map_err(|_| ViewError::Corrupt { key: "_applied".into(), detail: "not 8 bytes".into() })?),
             None => 0,
         };
-        let mut views = Views { tree, applied };
+        let mut views = Views { reader: ViewReader { tree: tree.clone() }, tree, applied };
         let total = views.ledger_total()?;
         assert_eq!(total, Decimal::ZERO, "the double-entry ledger sums to zero at open");
         views.catch_up(log, progress)?;
@@ -113,51 +122,9 @@ impl Views {
         Ok(total)
     }
 
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ViewError> {
-        match self.tree.get(key.as_bytes())? {
-            Some(v) => decode(key.as_bytes(), &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    pub fn citizen(&self, citizen_id: &str) -> Result<Option<CitizenView>, ViewError> {
-        self.get(&format!("cit/{citizen_id}"))
-    }
-    pub fn payout(&self, payout_id: &str) -> Result<Option<PayoutView>, ViewError> {
-        self.get(&format!("pay/{payout_id}"))
-    }
-    pub fn batch(&self, batch_id: &str) -> Result<Option<BatchView>, ViewError> {
-        self.get(&format!("bat/{batch_id}"))
-    }
-    pub fn budget(&self, province: &str, program_id: &str, period: &str) -> Result<Option<BudgetView>, ViewError> {
-        self.get(&format!("bud/{province}/{program_id}/{period}"))
-    }
-    pub fn program(&self, program_id: &str) -> Result<Option<ProgramView>, ViewError> {
-        self.get(&format!("prog/{program_id}"))
-    }
-    pub fn balance(&self, account: &str) -> Result<Balance, ViewError> {
-        Ok(self.get(&format!("acct/{account}"))?.unwrap_or_default())
-    }
-
-    /// Lines of a batch in line order, starting after `after_line`, at most `limit`.
-    pub fn batch_lines(&self, batch_id: &str, after_line: u32, limit: usize) -> Result<Vec<LineView>, ViewError> {
-        let start = format!("line/{batch_id}/{:06}", after_line + 1);
-        let prefix = format!("line/{batch_id}/");
-        let mut out = Vec::new();
-        for item in self.tree.range(start.as_bytes()..) {
-            let (k, v) = item?;
-            if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
-                break;
-            }
-            out.push(decode(&k, &v)?);
-        }
-        Ok(out)
-    }
-
-    /// Ids of the batches whose id starts with `prefix`, in id order.
-    pub fn batch_ids(&self, prefix: &str) -> Result<Vec<String>, ViewError> {
-        let key = format!("bat/{prefix}");
-        self.tree.scan_prefix(key.as_bytes()).map(|r| r.map(|(k, _)| String::from_utf8_lossy(&k[4..]).into_owned()).map_err(ViewError::from)).collect()
+    /// A read handle that can live on other threads (the HTTP API) while the writer goes on.
+    pub fn reader(&self) -> ViewReader {
+        self.reader.clone()
     }
 
     /// Every key and value, in key order: what "byte-identical views" compares.
@@ -264,5 +231,69 @@ impl Txn<'_> {
 
     pub(crate) fn balance_of(&mut self, name: &str) -> Result<Balance, ViewError> {
         Ok(*self.account(name)?.0)
+    }
+}
+
+/// Read access to the views, cheap to clone, safe to share across threads. Reads see every
+/// group that `Views::apply` finished.
+#[derive(Clone)]
+pub struct ViewReader {
+    tree: sled::Tree,
+}
+
+impl ViewReader {
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ViewError> {
+        match self.tree.get(key.as_bytes())? {
+            Some(v) => decode(key.as_bytes(), &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn citizen(&self, citizen_id: &str) -> Result<Option<CitizenView>, ViewError> {
+        self.get(&format!("cit/{citizen_id}"))
+    }
+    pub fn payout(&self, payout_id: &str) -> Result<Option<PayoutView>, ViewError> {
+        self.get(&format!("pay/{payout_id}"))
+    }
+    pub fn batch(&self, batch_id: &str) -> Result<Option<BatchView>, ViewError> {
+        self.get(&format!("bat/{batch_id}"))
+    }
+    pub fn budget(&self, province: &str, program_id: &str, period: &str) -> Result<Option<BudgetView>, ViewError> {
+        self.get(&format!("bud/{province}/{program_id}/{period}"))
+    }
+    pub fn program(&self, program_id: &str) -> Result<Option<ProgramView>, ViewError> {
+        self.get(&format!("prog/{program_id}"))
+    }
+    pub fn balance(&self, account: &str) -> Result<Balance, ViewError> {
+        Ok(self.get(&format!("acct/{account}"))?.unwrap_or_default())
+    }
+
+    /// Lines of a batch in line order, starting after `after_line`, at most `limit`.
+    pub fn batch_lines(&self, batch_id: &str, after_line: u32, limit: usize) -> Result<Vec<LineView>, ViewError> {
+        let start = format!("line/{batch_id}/{:06}", after_line + 1);
+        let prefix = format!("line/{batch_id}/");
+        let mut out = Vec::new();
+        for item in self.tree.range(start.as_bytes()..) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Ids of the batches whose id starts with `prefix`, in id order.
+    pub fn batch_ids(&self, prefix: &str) -> Result<Vec<String>, ViewError> {
+        let key = format!("bat/{prefix}");
+        self.tree.scan_prefix(key.as_bytes()).map(|r| r.map(|(k, _)| String::from_utf8_lossy(&k[4..]).into_owned()).map_err(ViewError::from)).collect()
+    }
+
+    /// The last seq applied to the views, as stored.
+    pub fn applied_seq(&self) -> Result<u64, ViewError> {
+        Ok(match self.tree.get(b"_applied")? {
+            Some(b) => u64::from_be_bytes(b.as_ref().try_into().map_err(|_| ViewError::Corrupt { key: "_applied".into(), detail: "not 8 bytes".into() })?),
+            None => 0,
+        })
     }
 }

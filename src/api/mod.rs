@@ -1,0 +1,1 @@
+//! Read-only HTTP API over the views (issue 5).

@@ -1,0 +1,1 @@
+//! RabbitMQ transport: intake consumer, replies, dead-letter, outbox relay (issue 3).
