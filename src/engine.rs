@@ -54,6 +54,8 @@ pub struct GroupStats {
 }
 
 pub struct Engine {
+    /// When set (by a transport), every command is authorized against its sender's role.
+    roles: Option<crate::core::authz::Roles>,
     last_group: GroupStats,
     db: sled::Db,
     log: Log,
@@ -83,7 +85,7 @@ impl Engine {
             }
         }
         let views = Views::open(&db, &log, &mut |n| progress("views", n))?;
-        Ok(Engine { last_group: GroupStats::default(), db, log, views, state, poisoned: false })
+        Ok(Engine { roles: None, last_group: GroupStats::default(), db, log, views, state, poisoned: false })
     }
 
     /// Opens the log and views only (no decision state): for readers such as `show`.
@@ -113,6 +115,12 @@ impl Engine {
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
+    /// Turns on authorization: from now on each command's `sender` must have a role that
+    /// allows it (the transport sets `sender` from the broker-validated user id).
+    pub fn set_roles(&mut self, roles: crate::core::authz::Roles) {
+        self.roles = Some(roles);
+    }
+
     pub fn last_group(&self) -> GroupStats {
         self.last_group
     }
@@ -170,6 +178,8 @@ impl Engine {
                     "version_unsupported",
                     format!("{} version {} is not supported (this engine reads version 1)", envelope.command.type_name(), envelope.v),
                 ))
+            } else if let Some(roles) = &self.roles {
+                crate::core::authz::authorize(roles, &self.state, envelope.sender.as_deref(), &envelope.command).and_then(|()| decide(&self.state, &envelope.command))
             } else {
                 decide(&self.state, &envelope.command)
             };
@@ -271,11 +281,17 @@ fn check_envelope(envelope: &CommandEnvelope) -> Result<(), String> {
     Ok(())
 }
 
-/// SHA-256 of the canonical JSON of the command's type, version and payload: what "the same
-/// payload" means for a redelivery. Envelope metadata (issued_at, sender) is not part of it.
+/// SHA-256 of the canonical JSON of the command's type, version, payload and sender: what "the
+/// same command" means for a redelivery. `issued_at` is not part of it (a retry may restamp it);
+/// the sender is, so another user re-using a command id gets `command_id_reused`, not the
+/// first sender's outcome.
 pub fn digest(envelope: &CommandEnvelope) -> String {
     let mut v = serde_json::to_value(&envelope.command).expect("commands serialize to JSON");
-    v.as_object_mut().expect("commands serialize as objects").insert("v".into(), serde_json::Value::from(envelope.v));
+    let object = v.as_object_mut().expect("commands serialize as objects");
+    object.insert("v".into(), serde_json::Value::from(envelope.v));
+    if let Some(sender) = &envelope.sender {
+        object.insert("sender".into(), serde_json::Value::from(sender.as_str()));
+    }
     // Sorted keys, no whitespace: deterministic for any payload (keys need not be ASCII here).
     sha256_hex(&serde_json::to_vec(&v).expect("a JSON value serializes"))
 }

@@ -887,6 +887,59 @@ fn engine_runs_a_story_end_to_end() {
 
 // ---- the contract: every code has a scenario ------------------------------------------------
 
+// ---- authorization: the transport sets `sender` from the broker-validated user id ---------
+
+fn roles() -> ansinh::core::authz::Roles {
+    use ansinh::core::authz::{Role, Roles};
+    let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+    Roles(
+        [
+            ("ministry".to_string(), Role::Admin),
+            ("agency-056".to_string(), Role::Agency { provinces: set(&[PROVINCE]), programs: set(&[PROGRAM]) }),
+            ("bank-vcb".to_string(), Role::Bank { bin: VCB.to_string() }),
+        ]
+        .into_iter()
+        .collect(),
+    )
+}
+
+fn sent_by(sender: Option<&str>, command_id: &str, command: Command) -> ansinh::command::CommandEnvelope {
+    let mut e = envelope(command_id, command);
+    e.sender = sender.map(String::from);
+    e
+}
+
+#[test]
+fn each_role_may_send_only_its_own_commands_and_refusals_are_recorded() {
+    let mut t = TestEngine::open();
+    t.engine.set_roles(roles());
+    t.execute_one(sent_by(Some("ministry"), "rules", define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", "1.5")]))).then_accepted();
+    t.execute_one(sent_by(Some("ministry"), "level", set_level_cmd(None, "2024-07", "500000"))).then_accepted();
+    // An agency cannot fund its own budget; the ministry can.
+    let refused = t.execute_one(sent_by(Some("agency-056"), "fund-1", fund_cmd("2025-01", "100000000")));
+    refused.then_rejected("unauthorized");
+    assert!(refused.seqs.is_some(), "a refusal is recorded as an event: {refused:#?}");
+    t.execute_one(sent_by(Some("ministry"), "fund-2", fund_cmd("2025-01", "100000000"))).then_accepted();
+    // No user, an unknown user, another province: refused.
+    t.execute_one(sent_by(None, "enroll-0", enroll_cmd(&AN, "6c", "2024-01"))).then_rejected("unauthorized");
+    t.execute_one(sent_by(Some("stranger"), "enroll-1", enroll_cmd(&AN, "6c", "2024-01"))).then_rejected("unauthorized");
+    let mut elsewhere = enroll_payload(&AN, "6c", "2024-01");
+    elsewhere.province = OTHER_PROVINCE.to_string();
+    t.execute_one(sent_by(Some("agency-056"), "enroll-2", Command::EnrollBeneficiary(elsewhere))).then_rejected("unauthorized");
+    t.execute_one(sent_by(Some("agency-056"), "enroll-3", enroll_cmd(&AN, "6c", "2024-01"))).then_accepted();
+    // A bank settles only under its own BIN; an agency cannot settle at all.
+    let batch = t.execute_one(sent_by(Some("agency-056"), "batch-1", batch_cmd("B1", "2025-01", &[(AN.id, "750000")])));
+    batch.then_accepted();
+    let payout = batch.lines[0].payout_id.clone().expect("the line was instructed");
+    t.execute_one(sent_by(Some("bank-vcb"), "settle-1", settlements_cmd(BIDV, vec![settled_item(&payout, "FT1")]))).then_rejected("unauthorized");
+    t.execute_one(sent_by(Some("agency-056"), "settle-2", settlements_cmd(VCB, vec![settled_item(&payout, "FT1")]))).then_rejected("unauthorized");
+    let settled = t.execute_one(sent_by(Some("bank-vcb"), "settle-3", settlements_cmd(VCB, vec![settled_item(&payout, "FT1")])));
+    settled.then_accepted();
+    assert_eq!(settled.lines[0].status, "settled");
+    // The same command id from another user is not the first sender's command.
+    t.execute_one(sent_by(Some("stranger"), "settle-3", settlements_cmd(VCB, vec![settled_item(&payout, "FT1")]))).then_rejected("command_id_reused");
+}
+
 #[test]
 fn every_rejection_code_has_a_scenario() {
     let source = include_str!("scenarios.rs");

@@ -1,5 +1,6 @@
 //! The functional core: decision state, `decide`, `evolve`, rejection codes. No I/O here.
 
+pub mod authz;
 pub mod decide;
 pub mod rejection;
 pub mod state;

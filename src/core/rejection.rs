@@ -32,6 +32,7 @@ impl From<(&'static str, String)> for Rejection {
 pub const CODES: &[(&str, &str)] = &[
     // Envelope and decoding
     ("command_id_reused", "the command id was already used with a different payload"),
+    ("unauthorized", "the sender's role does not allow this command for this province, program or bank"),
     ("version_unsupported", "the command type's version is not one this engine reads"),
     // Identity
     ("citizen_id_format", "citizen ID is not exactly 12 digits"),
