@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub engine: EngineSection,
     pub limits: Limits,
+    pub bus: crate::bus::BusConfig,
+    pub api: ApiSection,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -27,6 +29,87 @@ pub struct EngineSection {
 impl Default for EngineSection {
     fn default() -> EngineSection {
         EngineSection { data_dir: PathBuf::from("ansinh-data"), group_commands_max: 1_000, cache_capacity_mb: 256 }
+    }
+}
+
+/// The read-only HTTP API (`ansinh api`, and inside `ansinh serve`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Address to listen on; loopback unless a proxy in front terminates TLS.
+    pub listen: String,
+    /// Bearer tokens and the role each grants. None by default: every `/v1` request is a 401.
+    pub tokens: Vec<ApiToken>,
+}
+
+impl Default for ApiSection {
+    fn default() -> ApiSection {
+        ApiSection { listen: "127.0.0.1:8080".into(), tokens: Vec::new() }
+    }
+}
+
+/// Shortest token accepted: a guessable token is refused at start-up, not in production.
+pub const API_TOKEN_LEN_MIN: usize = 32;
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who holds the token; appears in logs (the token never does).
+    pub name: String,
+    /// The token itself, or (better, so the file holds no secret) its SHA-256 in `token_sha256`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Lowercase hex SHA-256 of the token.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    pub role: ApiRole,
+    /// Agency only: the provinces and programs it may read.
+    #[serde(default)]
+    pub provinces: Vec<String>,
+    #[serde(default)]
+    pub programs: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiRole {
+    /// Everything, unmasked.
+    Auditor,
+    /// Its provinces and programs: citizens enrolled there, their batches, payouts and budgets.
+    Agency,
+    /// One citizen at a time by citizen ID; no listing.
+    CitizenService,
+}
+
+impl ApiToken {
+    /// What is wrong with this entry, if anything.
+    fn problem(&self) -> Option<String> {
+        let who = &self.name;
+        match (&self.token, &self.token_sha256) {
+            (Some(_), Some(_)) | (None, None) => return Some(format!("api.tokens {who:?}: give exactly one of token and token_sha256")),
+            (Some(t), None) if t.chars().count() < API_TOKEN_LEN_MIN || t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                return Some(format!("api.tokens {who:?}: token must be at least {API_TOKEN_LEN_MIN} characters without spaces (e.g. `openssl rand -hex 32`)"))
+            }
+            (None, Some(h)) if h.len() != 64 || !h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+                return Some(format!("api.tokens {who:?}: token_sha256 must be 64 lowercase hex digits"))
+            }
+            _ => {}
+        }
+        let scoped = !self.provinces.is_empty() || !self.programs.is_empty();
+        match self.role {
+            ApiRole::Agency if self.provinces.is_empty() || self.programs.is_empty() => Some(format!("api.tokens {who:?}: an agency needs provinces and programs")),
+            ApiRole::Auditor | ApiRole::CitizenService if scoped => Some(format!("api.tokens {who:?}: provinces and programs apply to role agency only")),
+            _ => None,
+        }
+    }
+
+    /// Lowercase hex SHA-256 of the token: what requests are matched against.
+    pub fn sha256(&self) -> String {
+        match (&self.token, &self.token_sha256) {
+            (Some(t), _) => crate::log::chain::sha256_hex(t.as_bytes()),
+            (None, Some(h)) => h.clone(),
+            (None, None) => String::new(),
+        }
     }
 }
 
@@ -58,6 +141,16 @@ impl Config {
         }
         if config.limits.settlement_items_max == 0 || config.limits.settlement_items_max > 1_000_000 {
             return Err(invalid("limits.settlement_items_max must be 1-1000000"));
+        }
+        if config.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid("api.listen must be an address and port, e.g. 127.0.0.1:8080"));
+        }
+        if let Some(problem) = config.api.tokens.iter().find_map(ApiToken::problem) {
+            return Err(invalid(&problem));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = config.api.tokens.iter().find(|t| !seen.insert(t.sha256())) {
+            return Err(invalid(&format!("api.tokens {:?}: the same token is configured twice", dup.name)));
         }
         Ok(config)
     }

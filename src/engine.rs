@@ -73,17 +73,7 @@ impl Engine {
     pub fn open(options: &EngineOptions, progress: Progress<'_>) -> Result<Engine, EngineError> {
         let db = open_db(options)?;
         let log = Log::open(&db)?;
-        let mut state = State::new(options.limits);
-        let head = log.head().seq;
-        let mut done = 0u64;
-        for item in log.range(1, head.max(1)) {
-            let (seq, bytes) = item?;
-            state.evolve(&parse_event(seq, &bytes)?.data);
-            done += 1;
-            if done % 10_000 == 0 {
-                progress("state", done);
-            }
-        }
+        let state = replay_state(&log, options.limits, progress)?;
         let views = Views::open(&db, &log, &mut |n| progress("views", n))?;
         Ok(Engine { roles: None, last_group: GroupStats::default(), db, log, views, state, poisoned: false })
     }
@@ -249,11 +239,41 @@ impl Engine {
         Ok(out)
     }
 
+    /// After a storage error: rebuilds the in-memory state from what is durable in the log and
+    /// catches the views up, so the engine can take work again once the fault has cleared.
+    pub fn recover(&mut self, limits: Limits) -> Result<(), EngineError> {
+        let log = Log::open(&self.db)?;
+        let state = replay_state(&log, limits, &mut |_, _| {})?;
+        let views = Views::open(&self.db, &log, &mut |_| {})?;
+        (self.log, self.state, self.views, self.poisoned) = (log, state, views, false);
+        tracing::warn!(head = self.log.head().seq, "engine recovered from the durable log");
+        Ok(())
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// Flushes everything (views included) to disk; used before a clean exit.
     pub fn flush(&self) -> Result<(), EngineError> {
         self.db.flush().map_err(LogError::from)?;
         Ok(())
     }
+}
+
+/// The decision state after every logged event.
+fn replay_state(log: &Log, limits: Limits, progress: Progress<'_>) -> Result<State, EngineError> {
+    let mut state = State::new(limits);
+    let mut done = 0u64;
+    for item in log.range(1, log.head().seq.max(1)) {
+        let (seq, bytes) = item?;
+        state.evolve(&parse_event(seq, &bytes)?.data);
+        done += 1;
+        if done % 10_000 == 0 {
+            progress("state", done);
+        }
+    }
+    Ok(state)
 }
 
 /// sled with every setting that matters written out, so a changed default upstream cannot
@@ -271,7 +291,9 @@ fn open_db(options: &EngineOptions) -> Result<sled::Db, EngineError> {
         .map_err(|source| EngineError::Open { path: options.data_dir.clone(), source })
 }
 
-fn check_envelope(envelope: &CommandEnvelope) -> Result<(), String> {
+/// Checks what the envelope itself must carry (command id, time); a transport dead-letters an
+/// envelope that fails here instead of sending it to `execute`.
+pub fn check_envelope(envelope: &CommandEnvelope) -> Result<(), String> {
     if !valid_identifier(&envelope.command_id, COMMAND_ID_LEN_MAX) {
         return Err(format!("command_id must be 1-{COMMAND_ID_LEN_MAX} characters of [A-Za-z0-9._:-]"));
     }

@@ -1,1 +1,124 @@
-//! RabbitMQ transport: intake consumer, replies, dead-letter, outbox relay (issue 3).
+//! RabbitMQ transport. `serve` runs the engine against the broker: declares the topology,
+//! consumes commands (acked only after their group is durable), replies, dead-letters poison,
+//! and relays every event to the events exchange through the outbox. It reconnects with a
+//! bounded backoff and resumes where the log and the relay cursor say; it stops cleanly when
+//! `shutdown` turns true.
+
+pub mod config;
+pub mod consumer;
+pub mod relay;
+pub mod routing;
+pub mod topology;
+pub mod writer;
+
+pub use config::BusConfig;
+
+use crate::engine::Engine;
+use consumer::{Intake, IntakeObserver};
+use lapin::options::{BasicQosOptions, ConfirmSelectOptions};
+use lapin::{Connection, ConnectionProperties};
+use relay::{Cursor, Relay};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use writer::{OnGroup, Writer};
+
+/// What `serve` reports to the outside (readiness, metrics).
+pub struct Hooks {
+    pub on_group: OnGroup,
+    pub on_published: Box<dyn Fn(u64) + Send + Sync>,
+    pub intake: Box<dyn IntakeObserver>,
+    /// True while connected to the broker with the topology declared.
+    pub connected: Arc<AtomicBool>,
+}
+
+/// Readiness as the API reports it: broker connected and the log writable.
+#[derive(Clone)]
+pub struct Readiness {
+    pub connected: Arc<AtomicBool>,
+    pub writer_healthy: Arc<AtomicBool>,
+}
+
+pub async fn serve(bus: BusConfig, group_max: usize, limits: crate::core::Limits, mut engine: Engine, hooks: Hooks, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+    bus.validate()?;
+    engine.set_roles(bus.roles());
+    if bus.users.is_empty() {
+        tracing::warn!("bus.users is empty: every command will be refused as unauthorized; see config/ansinh.toml");
+    }
+    let log = engine.log().reader();
+    let cursor = Cursor::open(engine.db()).map_err(|e| format!("relay cursor: {e}"))?;
+    let appended = Arc::new(Notify::new());
+    let (writer, thread) = Writer::spawn(engine, limits, appended.clone(), hooks.on_group);
+    let mut backoff = Duration::from_millis(100);
+    let max_backoff = Duration::from_millis(bus.reconnect_backoff_max_ms.max(100));
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let parts = Parts { bus: &bus, group_max, writer: &writer, observer: hooks.intake.as_ref(), log: &log, cursor: &cursor, appended: &appended, on_published: hooks.on_published.as_ref() };
+        let result = session(&parts, &hooks.connected, &mut backoff, shutdown.clone()).await;
+        hooks.connected.store(false, Ordering::SeqCst);
+        match result {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker session ended; reconnecting");
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+    drop(writer);
+    tokio::task::spawn_blocking(move || thread.join()).await.map_err(|e| e.to_string())?.map_err(|_| "the writer thread panicked".to_string())?;
+    tracing::info!("stopped: every acknowledged command is durable");
+    Ok(())
+}
+
+/// What a broker session works with; outlives every session.
+struct Parts<'a> {
+    bus: &'a BusConfig,
+    group_max: usize,
+    writer: &'a Writer,
+    observer: &'a dyn IntakeObserver,
+    log: &'a crate::log::LogReader,
+    cursor: &'a Cursor,
+    appended: &'a Arc<Notify>,
+    on_published: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+async fn session(parts: &Parts<'_>, connected: &AtomicBool, backoff: &mut Duration, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+    let bus = parts.bus;
+    let amqp = |e: lapin::Error| e.to_string();
+    let properties = ConnectionProperties::default().with_connection_name("ansinh-engine".into());
+    let connection = Connection::connect(&bus.amqp_url, properties).await.map_err(|e| format!("connecting to {}: {e}", config::redact(&bus.amqp_url)))?;
+    let setup = connection.create_channel().await.map_err(amqp)?;
+    topology::declare(&setup, bus).await.map_err(|e| format!("declaring the topology: {e}"))?;
+    let consume = connection.create_channel().await.map_err(amqp)?;
+    consume.basic_qos(bus.prefetch, BasicQosOptions::default()).await.map_err(amqp)?;
+    let publish = connection.create_channel().await.map_err(amqp)?;
+    publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(amqp)?;
+    let relay_channel = connection.create_channel().await.map_err(amqp)?;
+    relay_channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(amqp)?;
+    connected.store(true, Ordering::SeqCst);
+    *backoff = Duration::from_millis(100);
+    tracing::info!(broker = %config::redact(&bus.amqp_url), queue = %bus.commands_queue(), "connected; consuming");
+
+    let intake = Intake { config: bus, consume: &consume, publish: &publish, writer: parts.writer, group_max: parts.group_max, observer: parts.observer };
+    let relay = Relay {
+        config: bus,
+        channel: &relay_channel,
+        log: parts.log.clone(),
+        cursor: parts.cursor.clone(),
+        appended: parts.appended.clone(),
+        on_published: parts.on_published,
+    };
+    let consuming = async { intake.run(shutdown.clone()).await.map_err(|e| format!("intake: {e}")) };
+    let relaying = async { relay.run(shutdown.clone()).await.map_err(|e| format!("relay: {e}")) };
+    tokio::try_join!(consuming, relaying)?;
+    let _ = connection.close(200, "shutdown".into()).await;
+    Ok(())
+}

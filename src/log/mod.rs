@@ -132,11 +132,12 @@ impl Log {
 
     /// Records from `from` to `to` inclusive, in seq order.
     pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> {
-        self.journal.range(event_key(from)..=event_key(to)).map(|item| {
-            let (k, v) = item?;
-            let seq = u64::from_be_bytes(k[1..9].try_into().expect("event keys are 9 bytes"));
-            Ok((seq, v))
-        })
+        range(&self.journal, from, to)
+    }
+
+    /// A read handle for other threads (the outbox relay): sees every durable group.
+    pub fn reader(&self) -> LogReader {
+        LogReader { journal: self.journal.clone() }
     }
 
     /// Appends a group in one atomic batch and flushes once. Returns only when the group is
@@ -172,6 +173,34 @@ impl Log {
     /// Key for a reuse entry, exposed so the engine can build `Group::reuses`.
     pub fn reuse_index_key(command_id: &str, digest: &str) -> String {
         String::from_utf8(reuse_key(command_id, digest)).expect("command ids and digests are ASCII")
+    }
+}
+
+fn range(journal: &sled::Tree, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> {
+    journal.range(event_key(from)..=event_key(to)).map(|item| {
+        let (k, v) = item?;
+        let seq = u64::from_be_bytes(k[1..9].try_into().expect("event keys are 9 bytes"));
+        Ok((seq, v))
+    })
+}
+
+/// Read access to the journal from another thread. The head it reads is the durable one
+/// (written in the same atomic batch as the records it points to).
+#[derive(Clone)]
+pub struct LogReader {
+    journal: sled::Tree,
+}
+
+impl LogReader {
+    pub fn head(&self) -> Result<Head, LogError> {
+        match self.journal.get(b"h")? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt { seq: 0, detail: format!("head: {e}") }),
+            None => Ok(Head { seq: 0, hash: GENESIS_HASH.to_string() }),
+        }
+    }
+
+    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> {
+        range(&self.journal, from, to)
     }
 }
 
