@@ -22,10 +22,18 @@ struct Cli {
 enum Commands {
     /// Run a realistic province month end to end on the embedded engine (no broker needed).
     Demo(cli::demo::DemoArgs),
+    /// Write the demo's month as command files (rules, enrollments, batches) for `publish`.
+    DemoFiles(cli::demo_files::DemoFilesArgs),
     /// Apply commands from a JSON Lines file, or a payout list from a CSV file.
     Submit(cli::submit::SubmitArgs),
     /// Print a view: citizen, batch, payout or budget.
     Show(cli::show::ShowArgs),
+    /// Run the engine against RabbitMQ: consume commands, reply, relay events.
+    Serve(cli::serve::ServeArgs),
+    /// The reference bank connector: settle one BIN's payout instructions over RabbitMQ.
+    BankConnector(cli::bank::BankArgs),
+    /// The agency side: publish commands (JSON Lines or a CSV list) over RabbitMQ and print the replies.
+    Publish(cli::publish::PublishArgs),
     /// Auditor's tools: export the log, verify the chain and the views, replay as of a point.
     Audit(cli::audit::AuditArgs),
     /// Drop every view and rebuild it from the log.
@@ -47,8 +55,12 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     let result = cli::load_config(args.config.as_deref(), args.data_dir.as_deref()).and_then(|config| match args.command {
         Commands::Demo(a) => cli::demo::run(&config, &a),
+        Commands::DemoFiles(a) => cli::demo_files::run(&a),
         Commands::Submit(a) => cli::submit::run(&config, &a),
         Commands::Show(a) => cli::show::run(&config, &a),
+        Commands::Serve(a) => cli::serve::run(&config, &a),
+        Commands::BankConnector(a) => cli::bank::run(&config, &a),
+        Commands::Publish(a) => cli::publish::run(&config, &a),
         Commands::Audit(a) => cli::audit::run(&config, &a),
         Commands::Rebuild(a) => cli::audit::rebuild(&config, &a),
         Commands::Api(a) => cli::api::run(&config, &a),

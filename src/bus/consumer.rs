@@ -134,7 +134,7 @@ impl Intake<'_> {
         }
         // Replies are not awaited for confirmation: a lost reply costs the sender a retry,
         // which the command index answers with the same outcome.
-        let _ = self.publish.basic_publish("".into(), reply_to.clone(), BasicPublishOptions::default(), &body, props).await?;
+        drop(self.publish.basic_publish("".into(), reply_to.clone(), BasicPublishOptions::default(), &body, props).await?);
         Ok(())
     }
 }

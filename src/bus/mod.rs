@@ -40,7 +40,14 @@ pub struct Readiness {
     pub writer_healthy: Arc<AtomicBool>,
 }
 
-pub async fn serve(bus: BusConfig, group_max: usize, limits: crate::core::Limits, mut engine: Engine, hooks: Hooks, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(
+    bus: BusConfig,
+    group_max: usize,
+    limits: crate::core::Limits,
+    mut engine: Engine,
+    hooks: Hooks,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
     bus.validate()?;
     engine.set_roles(bus.roles());
     if bus.users.is_empty() {
@@ -56,7 +63,16 @@ pub async fn serve(bus: BusConfig, group_max: usize, limits: crate::core::Limits
         if *shutdown.borrow() {
             break;
         }
-        let parts = Parts { bus: &bus, group_max, writer: &writer, observer: hooks.intake.as_ref(), log: &log, cursor: &cursor, appended: &appended, on_published: hooks.on_published.as_ref() };
+        let parts = Parts {
+            bus: &bus,
+            group_max,
+            writer: &writer,
+            observer: hooks.intake.as_ref(),
+            log: &log,
+            cursor: &cursor,
+            appended: &appended,
+            on_published: hooks.on_published.as_ref(),
+        };
         let result = session(&parts, &hooks.connected, &mut backoff, shutdown.clone()).await;
         hooks.connected.store(false, Ordering::SeqCst);
         match result {

@@ -86,7 +86,16 @@ impl Relay<'_> {
                     .with_message_id(event.id.as_str().into())
                     .with_type(event.data.type_name().into())
                     .with_headers(headers);
-                let confirm = self.channel.basic_publish(self.config.events_exchange().as_str().into(), routing_key(&event).as_str().into(), BasicPublishOptions::default(), &bytes, props).await?;
+                let confirm = self
+                    .channel
+                    .basic_publish(
+                        self.config.events_exchange().as_str().into(),
+                        routing_key(&event).as_str().into(),
+                        BasicPublishOptions::default(),
+                        &bytes,
+                        props,
+                    )
+                    .await?;
                 confirms.push((seq, confirm));
             }
             for (seq, confirm) in confirms {

@@ -5,7 +5,10 @@
 //!   dead-lettering to `<prefix>.dlx`, delivery limit), routing key `command`;
 //! - `<prefix>.dlx` fanout -> `<prefix>.dead` queue: poison input with its reason in a header;
 //! - `<prefix>.events` topic exchange: every event, routing key `<type>.<bin|province>`;
-//! - `<prefix>.checkpoints` fanout: chain checkpoints for auditors.
+//! - `<prefix>.checkpoints` fanout: chain checkpoints for auditors;
+//! - `<prefix>.bank.<bin>` quorum queue per BIN of the bank table, bound to
+//!   `payout.instructed.<bin>`: declared by the engine, so no instruction is ever published
+//!   before its bank's queue exists, whenever the bank connector first connects.
 
 use super::BusConfig;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
@@ -39,9 +42,32 @@ pub async fn declare(channel: &Channel, config: &BusConfig) -> lapin::Result<()>
         args.insert("x-delivery-limit".into(), AMQPValue::LongInt(i32::try_from(config.delivery_limit).unwrap_or(i32::MAX)));
     }
     channel.queue_declare(config.commands_queue().as_str().into(), durable_queue(), args).await?;
-    channel.queue_bind(config.commands_queue().as_str().into(), commands.as_str().into(), COMMAND_ROUTING_KEY.into(), QueueBindOptions::default(), FieldTable::default()).await?;
+    channel
+        .queue_bind(
+            config.commands_queue().as_str().into(),
+            commands.as_str().into(),
+            COMMAND_ROUTING_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
 
     channel.exchange_declare(config.events_exchange().as_str().into(), ExchangeKind::Topic, durable_exchange(), FieldTable::default()).await?;
     channel.exchange_declare(config.checkpoint_exchange().as_str().into(), ExchangeKind::Fanout, durable_exchange(), FieldTable::default()).await?;
+    for bin in crate::domain::reference::bank_bins() {
+        declare_bank_queue(channel, config, bin).await?;
+    }
     Ok(())
+}
+
+/// The durable queue of one bank's payout instructions (also declared by its connector).
+pub async fn declare_bank_queue(channel: &Channel, config: &BusConfig, bin: &str) -> lapin::Result<()> {
+    let queue = config.bank_queue(bin);
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    channel.queue_declare(queue.as_str().into(), durable_queue(), args).await?;
+    let key = format!("payout.instructed.{bin}");
+    channel
+        .queue_bind(queue.as_str().into(), config.events_exchange().as_str().into(), key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+        .await
 }

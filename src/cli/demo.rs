@@ -136,40 +136,7 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
 
     // 1. Program rules: Decree 20/2021 categories, national standard levels (ids do not depend on the seed).
     let t = Instant::now();
-    let rules = vec![
-        run.envelope(
-            "demo-program-social-allowance".into(),
-            "2021-06-15T02:00:00Z",
-            Command::DefineProgram(DefineProgram {
-                program_id: PROGRAM_ID.into(),
-                name: "Monthly social allowance (trợ cấp xã hội hằng tháng)".into(),
-                categories: DECREE_20_CATEGORIES.iter().map(|(c, k, _)| (c.to_string(), k.to_string())).collect(),
-                legal_basis: "Decree 20/2021/NĐ-CP Art. 5-6".into(),
-            }),
-        ),
-        run.envelope(
-            "demo-level-national-2021-07".into(),
-            "2021-06-15T02:00:00Z",
-            Command::SetStandardLevel(SetStandardLevel {
-                program_id: PROGRAM_ID.into(),
-                province: None,
-                effective_from: "2021-07".into(),
-                amount: "360000".into(),
-                legal_basis: "Decree 20/2021/NĐ-CP Art. 4(2)".into(),
-            }),
-        ),
-        run.envelope(
-            "demo-level-national-2024-07".into(),
-            "2024-06-20T02:00:00Z",
-            Command::SetStandardLevel(SetStandardLevel {
-                program_id: PROGRAM_ID.into(),
-                province: None,
-                effective_from: "2024-07".into(),
-                amount: "500000".into(),
-                legal_basis: "Decree 76/2024/NĐ-CP".into(),
-            }),
-        ),
-    ];
+    let rules = demo_data::program_rules(PROGRAM_ID).into_iter().map(|(id, at, command)| run.envelope(id, at, command)).collect();
     let out = run.execute_all(rules, "program rules", |_| 1)?;
     let (a, r, d) = tally(&out);
     println!("[1/6] program rules    {PROGRAM_ID}: {} categories, 360,000 VND from 2021-07, 500,000 VND from 2024-07 ({a} new, {d} already recorded, {r} rejected) {:.2}s", DECREE_20_CATEGORIES.len(), t.elapsed().as_secs_f64());

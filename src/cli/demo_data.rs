@@ -3,8 +3,9 @@
 //! category, Vietnamese names, accounts spread over the NAPAS BINs. Deterministic per seed;
 //! independent of the period, so re-running for another month re-sends identical enrollments.
 
-use crate::command::{EnrollBeneficiary, PayoutLine};
+use crate::command::{Command, DefineProgram, EnrollBeneficiary, PayoutLine, SetStandardLevel};
 use crate::domain::account::AccountInput;
+use crate::domain::program::DECREE_20_CATEGORIES;
 use crate::domain::{Attestation, Sex};
 use std::collections::HashSet;
 
@@ -227,4 +228,33 @@ pub fn spoil_lines(rng: &mut Rng, lines: &mut Vec<PayoutLine>) -> (usize, usize,
         lines.push(copy);
     }
     (stale, dupes, typos)
+}
+
+/// The program rules every demo starts from, as (command id, issued_at, command): the monthly
+/// social allowance with the Decree 20/2021 categories and the national standard levels. The
+/// ids do not depend on the seed, so every run and every file agrees on them.
+pub fn program_rules(program_id: &str) -> Vec<(String, &'static str, Command)> {
+    let level = |from: &str, amount: &str, basis: &str| {
+        Command::SetStandardLevel(SetStandardLevel {
+            program_id: program_id.into(),
+            province: None,
+            effective_from: from.into(),
+            amount: amount.into(),
+            legal_basis: basis.into(),
+        })
+    };
+    vec![
+        (
+            "demo-program-social-allowance".into(),
+            "2021-06-15T02:00:00Z",
+            Command::DefineProgram(DefineProgram {
+                program_id: program_id.into(),
+                name: "Monthly social allowance (trợ cấp xã hội hằng tháng)".into(),
+                categories: DECREE_20_CATEGORIES.iter().map(|(c, k, _)| (c.to_string(), k.to_string())).collect(),
+                legal_basis: "Decree 20/2021/NĐ-CP Art. 5-6".into(),
+            }),
+        ),
+        ("demo-level-national-2021-07".into(), "2021-06-15T02:00:00Z", level("2021-07", "360000", "Decree 20/2021/NĐ-CP Art. 4(2)")),
+        ("demo-level-national-2024-07".into(), "2024-06-20T02:00:00Z", level("2024-07", "500000", "Decree 76/2024/NĐ-CP")),
+    ]
 }

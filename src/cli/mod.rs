@@ -3,8 +3,12 @@
 
 pub mod api;
 pub mod audit;
+pub mod bank;
 pub mod demo;
 mod demo_data;
+pub mod demo_files;
+pub mod publish;
+pub mod serve;
 pub mod show;
 pub mod submit;
 

@@ -34,7 +34,17 @@ pub struct SubmitArgs {
     pub command_id: Option<String>,
 }
 
-pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
+/// Commands read from a submit/publish input file, with the file line each came from.
+pub(crate) struct Input {
+    pub envelopes: Vec<(usize, CommandEnvelope)>,
+    /// Lines that were not commands (already reported).
+    pub invalid: usize,
+    pub is_csv: bool,
+}
+
+/// Reads a JSON Lines file of envelopes (reporting lines that are not commands) or a CSV
+/// payout list (one batch command, sent as `sender`).
+pub(crate) fn read_input(args: &SubmitArgs, sender: Option<&str>) -> Result<Input, String> {
     let is_csv = args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let file = std::fs::File::open(&args.file).map_err(|e| format!("cannot open {}: {e}", args.file.display()))?;
     let mut envelopes: Vec<(usize, CommandEnvelope)> = Vec::new();
@@ -51,7 +61,7 @@ pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
                 command_id,
                 v: 1,
                 issued_at: crate::timefmt::now_rfc3339(),
-                sender: Some("csv".into()),
+                sender: sender.map(String::from),
                 command: Command::SubmitPayoutBatch(batch),
             },
         ));
@@ -75,6 +85,11 @@ pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
             }
         }
     }
+    Ok(Input { envelopes, invalid, is_csv })
+}
+
+pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
+    let Input { envelopes, invalid, is_csv } = read_input(args, Some("csv"))?;
     let mut engine = open_engine(&config.engine_options())?;
     let head_before = engine.head().seq;
     let mut totals = [0usize; 4]; // accepted, rejected, duplicate, envelope-invalid
@@ -109,7 +124,7 @@ pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
     Ok(())
 }
 
-fn print_outcome(line_no: usize, o: &Outcome, json: bool, csv: bool) {
+pub(crate) fn print_outcome(line_no: usize, o: &Outcome, json: bool, csv: bool) {
     if json {
         println!("{}", serde_json::to_string(&serde_json::json!({"line": line_no, "outcome": o})).expect("outcomes serialize"));
         return;
