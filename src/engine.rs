@@ -34,11 +34,19 @@ pub struct EngineOptions {
     pub limits: Limits,
     /// sled page cache, bytes.
     pub cache_capacity_bytes: u64,
+    /// Record a chain checkpoint when an append crosses a multiple of this (0: never); see
+    /// `audit::checkpoint`.
+    pub checkpoint_every_events: u64,
 }
 
 impl EngineOptions {
     pub fn new(data_dir: impl AsRef<Path>) -> EngineOptions {
-        EngineOptions { data_dir: data_dir.as_ref().to_path_buf(), limits: Limits::default(), cache_capacity_bytes: 256 * 1024 * 1024 }
+        EngineOptions {
+            data_dir: data_dir.as_ref().to_path_buf(),
+            limits: Limits::default(),
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            checkpoint_every_events: 100_000,
+        }
     }
 }
 
@@ -62,6 +70,7 @@ pub struct Engine {
     views: Views,
     state: State,
     poisoned: bool,
+    checkpoint_every_events: u64,
 }
 
 /// Progress of start-up work: (step, events done so far).
@@ -75,7 +84,8 @@ impl Engine {
         let log = Log::open(&db)?;
         let state = replay_state(&log, options.limits, progress)?;
         let views = Views::open(&db, &log, &mut |n| progress("views", n))?;
-        Ok(Engine { roles: None, last_group: GroupStats::default(), db, log, views, state, poisoned: false })
+        let checkpoint_every_events = options.checkpoint_every_events;
+        Ok(Engine { roles: None, last_group: GroupStats::default(), db, log, views, state, poisoned: false, checkpoint_every_events })
     }
 
     /// Opens the log and views only (no decision state): for readers such as `show`.
@@ -169,7 +179,8 @@ impl Engine {
                     format!("{} version {} is not supported (this engine reads version 1)", envelope.command.type_name(), envelope.v),
                 ))
             } else if let Some(roles) = &self.roles {
-                crate::core::authz::authorize(roles, &self.state, envelope.sender.as_deref(), &envelope.command).and_then(|()| decide(&self.state, &envelope.command))
+                crate::core::authz::authorize(roles, &self.state, envelope.sender.as_deref(), &envelope.command)
+                    .and_then(|()| decide(&self.state, &envelope.command))
             } else {
                 decide(&self.state, &envelope.command)
             };
@@ -179,10 +190,13 @@ impl Engine {
             });
             let first = seq + 1;
             let start = events.len();
+            // Event ids are unique in the log: a `command_id_reused` rejection shares its
+            // command id with the first use, so its ids carry the digest of the other payload.
+            let id_prefix = if known.is_some() { format!("{id}/reused-{}", &digest[..16]) } else { id.to_string() };
             for (n, data) in data.into_iter().enumerate() {
                 self.state.evolve(&data);
                 seq += 1;
-                let event = Event { id: format!("{id}/{}", n + 1), command_id: id.to_string(), at: envelope.issued_at.clone(), v: 1, data };
+                let event = Event { id: format!("{id_prefix}/{}", n + 1), command_id: id.to_string(), at: envelope.issued_at.clone(), v: 1, data };
                 let (bytes, hash) = seal(seq, &prev_hash, &event);
                 prev_hash = hash;
                 group.records.push((seq, bytes));
@@ -212,6 +226,7 @@ impl Engine {
                 return Err(e.into());
             }
         }
+        crate::audit::checkpoint::after_append(&self.db, self.log.head(), events.len() as u64, self.checkpoint_every_events);
         let applying = std::time::Instant::now();
         let applied = self.views.apply(&events);
         self.last_group.apply = applying.elapsed();

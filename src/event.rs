@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     /// `<command_id>/<n>`: unique, stable across redeliveries (a redelivery writes nothing).
+    /// A `command_id_reused` rejection: `<command_id>/reused-<16 hex of its payload digest>/<n>`.
     pub id: String,
     pub command_id: String,
     /// Time of the command that caused it (from its envelope, never from a clock).

@@ -599,7 +599,6 @@ fn an_invalid_envelope_records_nothing() {
 /// rejection of a reused id gets `<id>/1` again, and a consumer deduping by id drops it. The fix
 /// needs a decision on the id format of such events (the documented contract is `<command_id>/<n>`).
 #[test]
-#[ignore = "known bug: a command_id_reused rejection repeats the id <command_id>/1 of the first use"]
 fn event_ids_are_unique_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = open(dir.path());

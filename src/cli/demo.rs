@@ -43,6 +43,9 @@ pub struct DemoArgs {
 /// Everything a step needs to build envelopes and run groups.
 struct Run<'a> {
     engine: Engine,
+    /// Time spent in each stage of every group of this run: decide (with sealing), batch
+    /// write, flush, projections.
+    stages: [std::time::Duration; 4],
     group_max: usize,
     args: &'a DemoArgs,
     period: Period,
@@ -61,8 +64,13 @@ impl Run<'_> {
         let mut outcomes = Vec::with_capacity(envelopes.len());
         let mut group: Vec<CommandEnvelope> = Vec::new();
         let mut group_units = 0;
+        let mut stages = self.stages;
         let mut flush = |group: &mut Vec<CommandEnvelope>, engine: &mut Engine| -> Result<(), String> {
             let out = engine.execute(group).map_err(|e| e.to_string())?;
+            let g = engine.last_group();
+            for (total, d) in stages.iter_mut().zip([g.decide, g.append, g.flush, g.apply]) {
+                *total += d;
+            }
             progress.inc(group.iter().map(&units).sum());
             outcomes.extend(out);
             group.clear();
@@ -81,6 +89,7 @@ impl Run<'_> {
             flush(&mut group, &mut self.engine)?;
         }
         progress.finish_and_clear();
+        self.stages = stages;
         Ok(outcomes)
     }
 }
@@ -130,7 +139,7 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     let engine = open_engine(&options)?;
     let head_before = engine.head().clone();
     println!("data dir {} (log head at seq {})\n", options.data_dir.display(), head_before.seq);
-    let mut run = Run { engine, group_max: config.engine.group_commands_max, args, period, prefix: format!("demo-s{}-{}-{period}", args.seed, args.province) };
+    let mut run = Run { engine, stages: Default::default(), group_max: config.engine.group_commands_max, args, period, prefix: format!("demo-s{}-{}-{period}", args.seed, args.province) };
     let prev = month_before(period);
     let list_time = format!("{prev}-24T02:00:00Z");
 
@@ -521,6 +530,8 @@ fn summary(run: &Run<'_>, batch_ids: &[String], head_before: &crate::log::Head, 
         rate(lines as u64, secs)
     );
     println!("Double-entry ledger sum  {} (must be 0)", ledger);
+    let [decide, write, flush, apply] = run.stages.map(|d| d.as_secs_f64());
+    println!("Time by stage            decide+seal {decide:.2}s, batch write {write:.2}s, flush {flush:.2}s, views {apply:.2}s");
     println!("Chain head               seq {}  hash {}", head.seq, head.hash);
     let unpaid: HashMap<&str, u64> =
         HashMap::from([("failed", by_status.get("failed").map(|x| x.0).unwrap_or(0)), ("instructed", by_status.get("instructed").map(|x| x.0).unwrap_or(0))]);
