@@ -31,12 +31,7 @@ pub struct Hooks {
     pub intake: Box<dyn IntakeObserver>,
     /// True while connected to the broker with the topology declared.
     pub connected: Arc<AtomicBool>,
-}
-
-/// Readiness as the API reports it: broker connected and the log writable.
-#[derive(Clone)]
-pub struct Readiness {
-    pub connected: Arc<AtomicBool>,
+    /// False while the engine is stopped by a storage error (the log is not writable).
     pub writer_healthy: Arc<AtomicBool>,
 }
 
@@ -56,7 +51,7 @@ pub async fn serve(
     let log = engine.log().reader();
     let cursor = Cursor::open(engine.db()).map_err(|e| format!("relay cursor: {e}"))?;
     let appended = Arc::new(Notify::new());
-    let (writer, thread) = Writer::spawn(engine, limits, appended.clone(), hooks.on_group);
+    let (writer, thread) = Writer::spawn(engine, limits, appended.clone(), hooks.on_group, hooks.writer_healthy.clone());
     let mut backoff = Duration::from_millis(100);
     let max_backoff = Duration::from_millis(bus.reconnect_backoff_max_ms.max(100));
     loop {

@@ -17,17 +17,16 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     jobs: std::sync::mpsc::SyncSender<Job>,
-    /// False while the engine is poisoned by a storage error (readiness).
-    pub healthy: Arc<AtomicBool>,
 }
 
 impl Writer {
     /// Starts the writer thread. `appended` is notified after every durable group (the relay
     /// waits on it). The thread ends, flushing the engine, when every `Writer` is dropped.
     /// `on_group` sees every stored group (outcomes, timings, new head seq): metrics hook.
-    pub fn spawn(mut engine: Engine, limits: Limits, appended: Arc<Notify>, on_group: OnGroup) -> (Writer, std::thread::JoinHandle<()>) {
+    /// `healthy` is cleared while the engine is poisoned by a storage error (readiness).
+    pub fn spawn(mut engine: Engine, limits: Limits, appended: Arc<Notify>, on_group: OnGroup, healthy: Arc<AtomicBool>) -> (Writer, std::thread::JoinHandle<()>) {
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(1);
-        let healthy = Arc::new(AtomicBool::new(true));
+        healthy.store(true, Ordering::SeqCst);
         let flag = healthy.clone();
         let handle = std::thread::Builder::new()
             .name("ansinh-writer".into())
@@ -59,7 +58,7 @@ impl Writer {
                 }
             })
             .expect("the writer thread can be spawned");
-        (Writer { jobs, healthy }, handle)
+        (Writer { jobs }, handle)
     }
 
     /// Decides, appends and projects a group; returns when it is durable.

@@ -69,6 +69,7 @@ pub fn run(config: &Config, _args: &ServeArgs) -> CliResult {
             on_published: Box::new(|seq| tracing::debug!(seq, "relayed")),
             intake: Box::new(LogObserver),
             connected: Arc::new(AtomicBool::new(false)),
+            writer_healthy: Arc::new(AtomicBool::new(true)),
         };
         serve(config.bus.clone(), config.engine.group_commands_max, config.limits, engine, hooks, shutdown).await
     })
