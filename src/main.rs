@@ -40,6 +40,8 @@ enum Commands {
     Rebuild(cli::audit::RebuildArgs),
     /// Serve the read-only HTTP API over a data dir.
     Api(cli::api::ApiArgs),
+    /// Benchmarks: engine and broker throughput as ratios against raw baselines, replay, memory, latency.
+    Bench(cli::bench::BenchArgs),
     /// Write the JSON Schemas of every command and event type (generated from the Rust types).
     Schema {
         #[arg(long, default_value = "events/schemas")]
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Commands::Audit(a) => cli::audit::run(&config, &a),
         Commands::Rebuild(a) => cli::audit::rebuild(&config, &a),
         Commands::Api(a) => cli::api::run(&config, &a),
+        Commands::Bench(a) => cli::bench::run(&config, &a),
         Commands::Schema { out } => ansinh::schema::write_all(&out)
             .map(|n| println!("wrote {n} schemas to {}", out.display()))
             .map_err(|e| format!("writing schemas to {}: {e}", out.display())),

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod audit;
 pub mod bank;
+pub mod bench;
 pub mod demo;
 mod demo_data;
 pub mod demo_files;
