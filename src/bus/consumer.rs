@@ -78,18 +78,30 @@ impl Intake<'_> {
         let mut commands = Vec::with_capacity(group.len());
         let mut sources = Vec::with_capacity(group.len());
         let mut dead = Vec::new();
+        let mut poison_tags = Vec::new();
         for delivery in &group {
             match poison_reason(delivery) {
                 Ok(envelope) => {
                     commands.push(envelope);
                     sources.push(delivery);
                 }
-                Err((reason, detail)) => dead.push(self.dead_letter(delivery, reason, &detail).await?),
+                Err((reason, detail)) => {
+                    dead.push(self.dead_letter(delivery, reason, &detail).await?);
+                    poison_tags.push(delivery.delivery_tag);
+                }
             }
         }
-        // Dead letters are safe at the broker before their originals are acknowledged.
+        // Dead letters are safe at the broker before their originals are acknowledged. One the
+        // broker refused (nack) is not safe: give the whole group back, undecided, and retry.
+        let mut refused = false;
         for confirm in dead {
-            confirm.await?;
+            refused |= confirm.await?.is_nack();
+        }
+        if refused {
+            tracing::error!(deliveries = group.len(), "the broker refused a dead letter; requeueing the group");
+            self.consume.basic_nack(last_tag, BasicNackOptions { multiple: true, requeue: true }).await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(());
         }
         if !commands.is_empty() {
             match self.writer.execute(commands).await {
@@ -99,9 +111,21 @@ impl Intake<'_> {
                     }
                 }
                 Err(e) => {
-                    // Nothing was stored: give every delivery back to the queue and back off.
+                    // Nothing was stored: give the commands back to the queue and back off. The
+                    // poison is already dead-lettered: acknowledge it, or every retry would
+                    // dead-letter it again.
                     tracing::error!(error = %e, deliveries = group.len(), "group failed; requeueing");
-                    self.consume.basic_nack(last_tag, BasicNackOptions { multiple: true, requeue: true }).await?;
+                    if poison_tags.is_empty() {
+                        self.consume.basic_nack(last_tag, BasicNackOptions { multiple: true, requeue: true }).await?;
+                    } else {
+                        for delivery in &group {
+                            if poison_tags.contains(&delivery.delivery_tag) {
+                                self.consume.basic_ack(delivery.delivery_tag, BasicAckOptions { multiple: false }).await?;
+                            } else {
+                                self.consume.basic_nack(delivery.delivery_tag, BasicNackOptions { multiple: false, requeue: true }).await?;
+                            }
+                        }
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     return Ok(());
                 }
