@@ -132,8 +132,10 @@ async fn publish_all(
         match tokio::time::timeout_at(deadline, reply_stream.next()).await {
             Ok(Some(Ok(d))) => {
                 if let Ok(o) = serde_json::from_slice::<Outcome>(&d.data) {
+                    // The first reply tells what this run did; a later one answers a
+                    // redelivery (the engine restarted before its ack) and says "duplicate".
                     if wanted.contains(o.command_id.as_str()) {
-                        replies.insert(o.command_id.clone(), o);
+                        replies.entry(o.command_id.clone()).or_insert(o);
                     }
                 }
             }
