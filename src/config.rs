@@ -97,7 +97,9 @@ impl ApiToken {
         }
         let scoped = !self.provinces.is_empty() || !self.programs.is_empty();
         match self.role {
-            ApiRole::Agency if self.provinces.is_empty() || self.programs.is_empty() => Some(format!("api.tokens {who:?}: an agency needs provinces and programs")),
+            ApiRole::Agency if self.provinces.is_empty() || self.programs.is_empty() => {
+                Some(format!("api.tokens {who:?}: an agency needs provinces and programs"))
+            }
             ApiRole::Auditor | ApiRole::CitizenService if scoped => Some(format!("api.tokens {who:?}: provinces and programs apply to role agency only")),
             _ => None,
         }
@@ -168,6 +170,37 @@ mod tests {
     fn shipped_config_equals_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ansinh.toml");
         assert_eq!(Config::load(&path, true).unwrap(), Config::default());
+    }
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        Config::load(file.path(), true)
+    }
+
+    #[test]
+    fn api_tokens_are_checked_at_load() {
+        let token = |extra: &str| format!("[[api.tokens]]\nname = \"a\"\n{extra}\n");
+        let strong = "token = \"0123456789abcdef0123456789abcdef\"";
+        let ok = load_text(&token(&format!("{strong}\nrole = \"agency\"\nprovinces = [\"056\"]\nprograms = [\"p\"]"))).unwrap();
+        assert_eq!(ok.api.tokens[0].role, ApiRole::Agency);
+        assert_eq!(ok.api.tokens[0].sha256(), crate::log::chain::sha256_hex(b"0123456789abcdef0123456789abcdef"));
+        let hashed = format!("token_sha256 = \"{}\"\nrole = \"auditor\"", "ab".repeat(32));
+        assert!(load_text(&token(&hashed)).is_ok());
+        let refused = [
+            "token = \"short\"\nrole = \"auditor\"".to_string(),
+            format!("{strong}\nrole = \"agency\""),
+            format!("{strong}\nrole = \"auditor\"\nprovinces = [\"056\"]"),
+            format!("{strong}\n{hashed}"),
+            "role = \"auditor\"".to_string(),
+            format!("{strong}\nrole = \"admin\""),
+        ];
+        for body in refused {
+            assert!(load_text(&token(&body)).is_err(), "accepted: {body}");
+        }
+        let twice = format!("{}{}", token(&format!("{strong}\nrole = \"auditor\"")), token(&format!("{strong}\nrole = \"citizen_service\"")));
+        assert!(load_text(&twice).unwrap_err().to_string().contains("configured twice"));
+        assert!(load_text("[api]\nlisten = \"localhost\"\n").is_err());
     }
 
     #[test]

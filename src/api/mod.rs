@@ -1,1 +1,228 @@
-//! Read-only HTTP API over the views (issue 5).
+//! The read-only HTTP API over the views: citizens, payouts, batches (lines, reconciliation
+//! reports as JSON and CSV), budgets, programs and the chain head under `/v1`, plus `/healthz`,
+//! `/readyz`, `/metrics` and the OpenAPI document at `/v1/openapi.json`.
+//!
+//! It mounts in any process that holds a `ViewReader`: `ansinh api` standalone over a data dir,
+//! or `ansinh serve` next to the writer (`router` or `serve_api`). It never writes.
+//!
+//! Access: a bearer token from the config maps to a role (`access.rs`). Citizen IDs in paths
+//! never reach a log line or a metric label unmasked: logs carry masked IDs, metrics carry the
+//! route template.
+//!
+//! Bounds: at most `IN_FLIGHT_MAX` requests at once (more get 503), each answered within
+//! `REQUEST_TIMEOUT` (or 503), pages of at most `batches::PAGE_LIMIT_MAX` items.
+
+mod access;
+mod batches;
+pub mod model;
+mod openapi;
+mod routes;
+
+pub use access::{Access, Caller, Grant};
+pub use batches::CSV_COLUMNS;
+pub use openapi::openapi_json;
+
+use crate::domain::citizen_id::mask;
+use crate::log::Head;
+use crate::metrics::Metrics;
+use crate::projection::{ViewError, ViewReader};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use model::ErrorBody;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Most requests handled at once; more are answered 503 at once rather than queued.
+pub const IN_FLIGHT_MAX: usize = 512;
+/// Longest a request may take (a reconciliation report of a 50,000-line batch takes well under
+/// a second); past it the answer is 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The chain head of the log, read where the log lives (a closure so that `serve` can pass its
+/// log reader and the standalone API a fixed head).
+pub type HeadSource = Arc<dyn Fn() -> Result<Head, String> + Send + Sync>;
+/// Whether this process can do its work now (`/readyz`).
+pub type ReadinessSource = Arc<dyn Fn() -> Readiness + Send + Sync>;
+
+/// What the process knows about its own state; `None` where it does not apply.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    pub broker_connected: Option<bool>,
+    pub log_writable: Option<bool>,
+    /// Why not ready, for people.
+    pub detail: Vec<String>,
+}
+
+/// Everything a handler needs; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    views: ViewReader,
+    head: HeadSource,
+    access: Access,
+    metrics: Arc<Metrics>,
+    readiness: ReadinessSource,
+    in_flight: Semaphore,
+}
+
+impl ApiState {
+    pub fn new(views: ViewReader, head: HeadSource, tokens: &[crate::config::ApiToken], metrics: Arc<Metrics>, readiness: ReadinessSource) -> ApiState {
+        let inner = Inner { views, head, access: Access::new(tokens), metrics, readiness, in_flight: Semaphore::new(IN_FLIGHT_MAX) };
+        ApiState { inner: Arc::new(inner) }
+    }
+
+    pub fn views(&self) -> &ViewReader {
+        &self.inner.views
+    }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+    pub fn tokens_configured(&self) -> usize {
+        self.inner.access.len()
+    }
+}
+
+/// An answer other than 200, with a JSON body (`ErrorBody`).
+#[derive(Debug)]
+pub enum ApiError {
+    /// 401: token missing, malformed or unknown.
+    Unauthenticated(String),
+    /// 403: the token's role does not cover this.
+    Forbidden(String),
+    /// 404: code (`citizen_not_found`, ...) and message.
+    NotFound(&'static str, String),
+    /// 400: code (`citizen_id_format`, `limit_out_of_range`, ...) and why.
+    BadRequest(&'static str, String),
+    /// 503: overloaded or timed out.
+    Unavailable(String),
+    /// 500: logged in full, answered in general terms.
+    Internal(String),
+}
+
+impl From<ViewError> for ApiError {
+    fn from(e: ViewError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, "unauthenticated", m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::NotFound(code, m) => (StatusCode::NOT_FOUND, code, m),
+            ApiError::BadRequest(code, m) => (StatusCode::BAD_REQUEST, code, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %mask_digit_runs(&m), "API request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "the views could not be read; the server log says why".to_string())
+            }
+        };
+        let mut response = (status, Json(ErrorBody { error: code.to_string(), message })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ansinh\""));
+        }
+        response
+    }
+}
+
+/// Masks every run of 9 or more digits (a citizen ID inside a view key or an error message).
+pub fn mask_digit_runs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            run.push(c);
+            continue;
+        }
+        out.push_str(&if run.len() >= 9 { mask(&run) } else { std::mem::take(&mut run) });
+        run.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Every route of the API, with `state` mounted.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .route("/v1/openapi.json", get(routes::openapi))
+        .route("/v1/head", get(routes::head))
+        .route("/v1/citizens/{citizen_id}", get(routes::citizen))
+        .route("/v1/citizens/{citizen_id}/payouts/{payout_id}", get(routes::citizen_payout))
+        .route("/v1/payouts/{payout_id}", get(routes::payout))
+        .route("/v1/batches", get(batches::list))
+        .route("/v1/batches/{batch_id}", get(batches::batch))
+        .route("/v1/batches/{batch_id}/lines", get(batches::lines))
+        .route("/v1/batches/{batch_id}/reconciliation", get(batches::reconciliation))
+        .route("/v1/batches/{batch_id}/reconciliation.csv", get(batches::reconciliation_csv))
+        .route("/v1/budgets/{province}/{program_id}/{period}", get(routes::budget))
+        .route("/v1/programs/{program_id}", get(routes::program))
+        .fallback(routes::no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Bounds concurrency and time, and records each request by route template (never by path).
+async fn observe(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let response = match state.inner.in_flight.try_acquire() {
+        Err(_) => ApiError::Unavailable(format!("more than {IN_FLIGHT_MAX} requests in flight; retry shortly")).into_response(),
+        Ok(_permit) => match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::Unavailable(format!("the request took longer than {} s", REQUEST_TIMEOUT.as_secs())).into_response(),
+        },
+    };
+    let elapsed = started.elapsed();
+    state.inner.metrics.http_request(&route, response.status().as_u16(), elapsed);
+    tracing::debug!(route, status = response.status().as_u16(), micros = elapsed.as_micros() as u64, "api request");
+    response
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the API server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Binds `listen` and serves the API until `shutdown` completes (in-flight requests finish).
+pub async fn serve_api(listen: SocketAddr, state: ApiState, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| ServeError::Bind { addr: listen, source })?;
+    serve_listener(listener, state, shutdown).await
+}
+
+/// Serves on a listener already bound (tests bind 127.0.0.1:0 and read the port first).
+pub async fn serve_listener(listener: tokio::net::TcpListener, state: ApiState, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(ServeError::Serve)?;
+    if state.tokens_configured() == 0 {
+        tracing::warn!("no API tokens configured: every /v1 request will be answered 401; add an [[api.tokens]] entry (token or token_sha256, role) to the config, see config/ansinh.toml");
+    }
+    tracing::info!(%addr, tokens = state.tokens_configured(), "HTTP API listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn masks_long_digit_runs_only() {
+        assert_eq!(super::mask_digit_runs("view cit/056185000123 is corrupt at 42"), "view cit/056******123 is corrupt at 42");
+        assert_eq!(super::mask_digit_runs("056185000123"), "056******123");
+    }
+}
