@@ -1,21 +1,19 @@
 //! Payout batches: the list, one batch with its progress, its lines page by page (filtered by
 //! status: the "unpaid list" of the monthly reconciliation), and the reconciliation report per
-//! bank as JSON and CSV. Citizen service tokens may not read any of it.
+//! bank as JSON and CSV (`reconciliation.rs`). Citizen service tokens may not read any of it.
 //!
 //! A line's status follows its payout through reissues to the last one: a line whose payout
 //! failed and whose reissue settled is paid. "unpaid" means refused, failed, returned or
 //! written off; "instructed" is still in flight at the bank.
 
 use super::access::{Caller, Grant};
-use super::model::{bank_name, g2p_status, iso20022, CountAmountOut, ErrorBody};
+use super::model::{g2p_status, iso20022, CountAmountOut, ErrorBody};
 use super::routes::{identifier, path};
 use super::{ApiError, ApiState};
 use crate::projection::views::{BatchView, LineView};
 use crate::projection::ViewReader;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -135,7 +133,7 @@ pub struct LineOut {
 }
 
 impl LineOut {
-    fn is(&self, filter: &str) -> bool {
+    pub(super) fn is(&self, filter: &str) -> bool {
         match filter {
             "paid" => self.status == "settled",
             "unpaid" => matches!(self.status.as_str(), "rejected" | "failed" | "returned" | "written_off"),
@@ -177,15 +175,7 @@ pub struct LinesQuery {
     pub status: Option<String>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ReportQuery {
-    /// Only the payouts routed to this bank (NAPAS BIN); refused lines are then left out.
-    pub bin: Option<String>,
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v).map_err(|e| ApiError::BadRequest("query_invalid", e.body_text()))
 }
 
@@ -197,7 +187,7 @@ fn limit(raw: Option<u32>) -> Result<usize, ApiError> {
 }
 
 /// The batch, if it exists and the caller may read it.
-fn readable_batch(views: &ViewReader, caller: &Grant, batch_id: &str) -> Result<BatchView, ApiError> {
+pub(super) fn readable_batch(views: &ViewReader, caller: &Grant, batch_id: &str) -> Result<BatchView, ApiError> {
     identifier("batch_id", batch_id)?;
     caller.require_not_citizen_service("batches")?;
     let b = views.batch(batch_id)?.ok_or_else(|| ApiError::NotFound("batch_not_found", "no batch under this id".into()))?;
@@ -206,7 +196,7 @@ fn readable_batch(views: &ViewReader, caller: &Grant, batch_id: &str) -> Result<
 }
 
 /// Runs view reads that may touch thousands of keys off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("a report task failed: {e}")))?
 }
 
@@ -301,7 +291,7 @@ fn p_batch(payout_id: &str) -> &str {
 }
 
 /// Calls `f` on every line of the batch after `after`, in order, until it returns false.
-fn each_line(views: &ViewReader, batch_id: &str, after: u32, mut f: impl FnMut(LineOut) -> Result<bool, ApiError>) -> Result<(), ApiError> {
+pub(super) fn each_line(views: &ViewReader, batch_id: &str, after: u32, mut f: impl FnMut(LineOut) -> Result<bool, ApiError>) -> Result<(), ApiError> {
     const CHUNK: usize = 1_000;
     let mut cursor = after;
     while cursor < LINE_AFTER_MAX {
@@ -369,173 +359,4 @@ pub async fn lines(
         Ok(Json(page))
     })
     .await
-}
-
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct BankReconciliation {
-    pub bin: String,
-    pub bank: Option<String>,
-    pub paid: CountAmountOut,
-    pub in_flight: CountAmountOut,
-    /// Failed, returned or written off.
-    pub unpaid: CountAmountOut,
-    /// Unpaid by reason (`account_closed`, ..., `written_off`).
-    pub unpaid_by_reason: BTreeMap<String, CountAmountOut>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReconciliationOut {
-    pub batch_id: String,
-    pub program_id: String,
-    pub province: String,
-    pub period: String,
-    /// The bank this report is limited to, if any.
-    pub bin: Option<String>,
-    pub lines_total: u32,
-    pub paid: CountAmountOut,
-    pub in_flight: CountAmountOut,
-    /// Payouts failed, returned or written off (refused lines are counted apart).
-    pub unpaid: CountAmountOut,
-    pub lines_rejected: u64,
-    pub rejected_by_reason: BTreeMap<String, u64>,
-    pub banks: Vec<BankReconciliation>,
-    /// Every line not paid and not in flight: refused, failed, returned or written off.
-    pub unpaid_lines: Vec<LineOut>,
-}
-
-/// The whole report plus every line (for the CSV), in one pass over the batch.
-fn reconcile(views: &ViewReader, b: BatchView, bin: Option<String>) -> Result<(ReconciliationOut, Vec<LineOut>), ApiError> {
-    let mut banks: BTreeMap<String, BankReconciliation> = BTreeMap::new();
-    let mut r = ReconciliationOut {
-        batch_id: b.batch_id.clone(),
-        program_id: b.program_id,
-        province: b.province,
-        period: b.period,
-        bin: bin.clone(),
-        lines_total: b.lines_total,
-        paid: CountAmountOut::default(),
-        in_flight: CountAmountOut::default(),
-        unpaid: CountAmountOut::default(),
-        lines_rejected: 0,
-        rejected_by_reason: BTreeMap::new(),
-        banks: Vec::new(),
-        unpaid_lines: Vec::new(),
-    };
-    let mut all = Vec::new();
-    each_line(views, &b.batch_id, 0, |line| {
-        if bin.is_some() && line.bin != bin {
-            return Ok(true);
-        }
-        if line.status == "rejected" {
-            r.lines_rejected += 1;
-            *r.rejected_by_reason.entry(line.reason.clone().unwrap_or_default()).or_default() += 1;
-        } else {
-            let line_bin = line.bin.clone().unwrap_or_default();
-            let bank = banks.entry(line_bin.clone()).or_insert_with(|| BankReconciliation { bank: bank_name(&line_bin), bin: line_bin, ..Default::default() });
-            match line.status.as_str() {
-                "settled" => (r.paid.add(line.paid_amount), bank.paid.add(line.paid_amount)),
-                "instructed" => (r.in_flight.add(line.paid_amount), bank.in_flight.add(line.paid_amount)),
-                _ => {
-                    let reason =
-                        if line.status == "written_off" { "written_off".to_string() } else { line.reason.clone().unwrap_or_else(|| line.status.clone()) };
-                    bank.unpaid_by_reason.entry(reason).or_default().add(line.paid_amount);
-                    (r.unpaid.add(line.paid_amount), bank.unpaid.add(line.paid_amount))
-                }
-            };
-        }
-        if line.is("unpaid") {
-            r.unpaid_lines.push(line.clone());
-        }
-        all.push(line);
-        Ok(true)
-    })?;
-    r.banks = banks.into_values().collect();
-    Ok((r, all))
-}
-
-fn report_bin(q: &ReportQuery) -> Result<Option<String>, ApiError> {
-    match &q.bin {
-        Some(b) if b.len() != 6 || !b.bytes().all(|c| c.is_ascii_digit()) => {
-            Err(ApiError::BadRequest("bin_invalid", "bin must be a 6-digit NAPAS BIN, e.g. 970436".into()))
-        }
-        b => Ok(b.clone()),
-    }
-}
-
-#[utoipa::path(get, path = "/v1/batches/{batch_id}/reconciliation", tag = "batches", security(("bearer" = [])),
-    params(("batch_id" = String, Path, description = "Batch id.", example = "KH-2025-01-007"), ReportQuery),
-    responses(
-        (status = 200, description = "Paid, in flight and unpaid (with reasons) per bank, and the unpaid lines.", body = ReconciliationOut),
-        (status = 400, description = "Not a batch id, bad `bin`, or an unknown parameter.", body = ErrorBody),
-        (status = 401, description = "Token missing or unknown.", body = ErrorBody),
-        (status = 403, description = "Citizen service, or an agency outside the batch's province or program.", body = ErrorBody),
-        (status = 404, description = "No such batch.", body = ErrorBody),
-    ))]
-pub async fn reconciliation(
-    State(state): State<ApiState>,
-    caller: Caller,
-    p: Result<Path<String>, PathRejection>,
-    q: Result<Query<ReportQuery>, QueryRejection>,
-) -> Result<Json<ReconciliationOut>, ApiError> {
-    let batch_id = path(p)?;
-    let bin = report_bin(&query(q)?)?;
-    let views = state.inner.views.clone();
-    let b = readable_batch(&views, &caller, &batch_id)?;
-    blocking(move || Ok(Json(reconcile(&views, b, bin)?.0))).await
-}
-
-/// Columns of the CSV report, in order.
-pub const CSV_COLUMNS: &[&str] =
-    &["line_no", "citizen_id", "first_payout_id", "payout_id", "bin", "bank", "amount", "status", "g2p_status", "paid", "reason", "iso20022_reason", "message"];
-
-#[utoipa::path(get, path = "/v1/batches/{batch_id}/reconciliation.csv", tag = "batches", security(("bearer" = [])),
-    params(("batch_id" = String, Path, description = "Batch id.", example = "KH-2025-01-007"), ReportQuery),
-    responses(
-        (status = 200, description = "One row per line (columns: line_no, citizen_id, first_payout_id, payout_id, bin, bank, amount, status, g2p_status, paid, reason, iso20022_reason, message). Import citizen_id as text to keep its leading zero.", body = String, content_type = "text/csv"),
-        (status = 400, description = "Not a batch id, bad `bin`, or an unknown parameter.", body = ErrorBody),
-        (status = 401, description = "Token missing or unknown.", body = ErrorBody),
-        (status = 403, description = "Citizen service, or an agency outside the batch's province or program.", body = ErrorBody),
-        (status = 404, description = "No such batch.", body = ErrorBody),
-    ))]
-pub async fn reconciliation_csv(
-    State(state): State<ApiState>,
-    caller: Caller,
-    p: Result<Path<String>, PathRejection>,
-    q: Result<Query<ReportQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let batch_id = path(p)?;
-    let bin = report_bin(&query(q)?)?;
-    let views = state.inner.views.clone();
-    let b = readable_batch(&views, &caller, &batch_id)?;
-    let bytes = blocking(move || {
-        let (_, lines) = reconcile(&views, b, bin)?;
-        let mut w = csv::Writer::from_writer(Vec::with_capacity(lines.len() * 96));
-        let csv_error = |e: csv::Error| ApiError::Internal(format!("writing the CSV report: {e}"));
-        w.write_record(CSV_COLUMNS).map_err(csv_error)?;
-        for l in lines {
-            let paid = if l.status == "settled" { "yes" } else { "no" };
-            let bank = l.bin.as_deref().and_then(bank_name).unwrap_or_default();
-            let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-            let row = [
-                l.line_no.to_string(),
-                l.citizen_id.clone(),
-                opt(&l.first_payout_id),
-                opt(&l.payout_id),
-                opt(&l.bin),
-                bank,
-                l.amount.clone(),
-                l.status.clone(),
-                l.g2p_status.clone(),
-                paid.to_string(),
-                opt(&l.reason),
-                opt(&l.iso20022_reason),
-                opt(&l.message),
-            ];
-            w.write_record(&row).map_err(csv_error)?;
-        }
-        w.into_inner().map_err(|e| ApiError::Internal(format!("writing the CSV report: {e}")))
-    })
-    .await?;
-    let disposition = format!("attachment; filename=\"{batch_id}-reconciliation.csv\"");
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response())
 }

@@ -16,11 +16,12 @@ mod access;
 mod batches;
 pub mod model;
 mod openapi;
+mod reconciliation;
 mod routes;
 
 pub use access::{Access, Caller, Grant};
-pub use batches::CSV_COLUMNS;
 pub use openapi::openapi_json;
+pub use reconciliation::CSV_COLUMNS;
 
 use crate::domain::citizen_id::mask;
 use crate::log::Head;
@@ -168,8 +169,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/batches", get(batches::list))
         .route("/v1/batches/{batch_id}", get(batches::batch))
         .route("/v1/batches/{batch_id}/lines", get(batches::lines))
-        .route("/v1/batches/{batch_id}/reconciliation", get(batches::reconciliation))
-        .route("/v1/batches/{batch_id}/reconciliation.csv", get(batches::reconciliation_csv))
+        .route("/v1/batches/{batch_id}/reconciliation", get(reconciliation::reconciliation))
+        .route("/v1/batches/{batch_id}/reconciliation.csv", get(reconciliation::reconciliation_csv))
         .route("/v1/budgets/{province}/{program_id}/{period}", get(routes::budget))
         .route("/v1/programs/{program_id}", get(routes::program))
         .fallback(routes::no_route)

@@ -2,7 +2,7 @@
 //! annotations and the response types: a route added to `router` without being listed here
 //! fails the test that compares the two (`tests/api.rs`).
 
-use super::{batches, routes};
+use super::{batches, reconciliation, routes};
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
@@ -26,8 +26,8 @@ use utoipa::OpenApi;
         batches::list,
         batches::batch,
         batches::lines,
-        batches::reconciliation,
-        batches::reconciliation_csv,
+        reconciliation::reconciliation,
+        reconciliation::reconciliation_csv,
         routes::budget,
         routes::program,
     ),
