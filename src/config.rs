@@ -24,11 +24,14 @@ pub struct EngineSection {
     pub group_commands_max: usize,
     /// sled page cache in MiB.
     pub cache_capacity_mb: u64,
+    /// A chain checkpoint (seq, hash, time) is recorded when an append crosses a multiple of
+    /// this many events; 0 records none (see `audit::checkpoint`).
+    pub checkpoint_every_events: u64,
 }
 
 impl Default for EngineSection {
     fn default() -> EngineSection {
-        EngineSection { data_dir: PathBuf::from("ansinh-data"), group_commands_max: 1_000, cache_capacity_mb: 256 }
+        EngineSection { data_dir: PathBuf::from("ansinh-data"), group_commands_max: 1_000, cache_capacity_mb: 256, checkpoint_every_events: 100_000 }
     }
 }
 
@@ -138,8 +141,9 @@ impl Config {
         if config.engine.group_commands_max == 0 || config.engine.group_commands_max > 100_000 {
             return Err(invalid("engine.group_commands_max must be 1-100000"));
         }
-        if config.limits.batch_lines_max == 0 || config.limits.batch_lines_max > 1_000_000 {
-            return Err(invalid("limits.batch_lines_max must be 1-1000000"));
+        // Line numbers are 6 digits in view keys (`line/<batch>/<line_no:06>`).
+        if config.limits.batch_lines_max == 0 || config.limits.batch_lines_max > 999_999 {
+            return Err(invalid("limits.batch_lines_max must be 1-999999"));
         }
         if config.limits.settlement_items_max == 0 || config.limits.settlement_items_max > 1_000_000 {
             return Err(invalid("limits.settlement_items_max must be 1-1000000"));
@@ -158,7 +162,12 @@ impl Config {
     }
 
     pub fn engine_options(&self) -> EngineOptions {
-        EngineOptions { data_dir: self.engine.data_dir.clone(), limits: self.limits, cache_capacity_bytes: self.engine.cache_capacity_mb * 1024 * 1024 }
+        EngineOptions {
+            data_dir: self.engine.data_dir.clone(),
+            limits: self.limits,
+            cache_capacity_bytes: self.engine.cache_capacity_mb * 1024 * 1024,
+            checkpoint_every_events: self.engine.checkpoint_every_events,
+        }
     }
 }
 

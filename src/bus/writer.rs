@@ -24,7 +24,13 @@ impl Writer {
     /// waits on it). The thread ends, flushing the engine, when every `Writer` is dropped.
     /// `on_group` sees every stored group (outcomes, timings, new head seq): metrics hook.
     /// `healthy` is cleared while the engine is poisoned by a storage error (readiness).
-    pub fn spawn(mut engine: Engine, limits: Limits, appended: Arc<Notify>, on_group: OnGroup, healthy: Arc<AtomicBool>) -> (Writer, std::thread::JoinHandle<()>) {
+    pub fn spawn(
+        mut engine: Engine,
+        limits: Limits,
+        appended: Arc<Notify>,
+        on_group: OnGroup,
+        healthy: Arc<AtomicBool>,
+    ) -> (Writer, std::thread::JoinHandle<()>) {
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(1);
         healthy.store(true, Ordering::SeqCst);
         let flag = healthy.clone();

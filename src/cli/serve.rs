@@ -1,21 +1,28 @@
 //! `ansinh serve`: the engine over RabbitMQ (see `bus`).
 
 use super::{open_engine, CliResult};
+use crate::api::{ApiState, Readiness};
 use crate::bus::consumer::IntakeObserver;
 use crate::bus::{serve, Hooks};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(clap::Args, Debug)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Do not serve the HTTP API (it listens on api.listen by default).
+    #[arg(long)]
+    pub no_api: bool,
+}
 
-struct LogObserver;
+struct MetricsObserver(Arc<Metrics>);
 
-impl IntakeObserver for LogObserver {
+impl IntakeObserver for MetricsObserver {
     fn dead_lettered(&self, reason: &str) {
-        tracing::info!(reason, "dead-lettered");
+        self.0.dead_lettered(reason);
     }
 }
 
@@ -51,25 +58,65 @@ pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-pub fn run(config: &Config, _args: &ServeArgs) -> CliResult {
+pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
     config.bus.validate()?;
     let engine = open_engine(&config.engine_options())?;
     eprintln!(
-        "ansinh serve: data dir {} (log head seq {}), broker {}, queue {}",
+        "ansinh serve: data dir {} (log head seq {}), broker {}, queue {}{}",
         config.engine.data_dir.display(),
         engine.head().seq,
         crate::bus::config::redact(&config.bus.amqp_url),
-        config.bus.commands_queue()
+        config.bus.commands_queue(),
+        if args.no_api { String::new() } else { format!(", HTTP API on {}", config.api.listen) }
     );
+    let metrics = Arc::new(Metrics::new());
+    metrics.head_seq(engine.head().seq);
+    let connected = Arc::new(AtomicBool::new(false));
+    let writer_healthy = Arc::new(AtomicBool::new(true));
+    let (views, log) = (engine.views().reader(), engine.log().reader());
     let rt = runtime()?;
     rt.block_on(async {
         let shutdown = shutdown_signal();
+        if !args.no_api {
+            let listen = config.api.listen.parse().map_err(|e| format!("api.listen {:?}: {e}", config.api.listen))?;
+            let (c, w) = (connected.clone(), writer_healthy.clone());
+            let readiness = Arc::new(move || {
+                let (broker, log) = (c.load(Ordering::SeqCst), w.load(Ordering::SeqCst));
+                let mut detail = Vec::new();
+                if !broker {
+                    detail.push("not connected to the broker (reconnecting)".to_string());
+                }
+                if !log {
+                    detail.push("the log is not writable (storage error; retrying)".to_string());
+                }
+                Readiness { broker_connected: Some(broker), log_writable: Some(log), detail }
+            });
+            let head = Arc::new(move || log.head().map_err(|e| e.to_string()));
+            let state = ApiState::new(views, head, &config.api.tokens, metrics.clone(), readiness);
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                let stopped = async move { while !*stop.borrow() && stop.changed().await.is_ok() {} };
+                if let Err(e) = crate::api::serve_api(listen, state, stopped).await {
+                    tracing::error!(error = %e, "the HTTP API stopped");
+                }
+            });
+        }
+        let (m1, m2) = (metrics.clone(), metrics.clone());
         let hooks = Hooks {
-            on_group: Box::new(|outcomes, stats, head| tracing::debug!(commands = outcomes.len(), events = stats.events, head, "group stored")),
-            on_published: Box::new(|seq| tracing::debug!(seq, "relayed")),
-            intake: Box::new(LogObserver),
-            connected: Arc::new(AtomicBool::new(false)),
-            writer_healthy: Arc::new(AtomicBool::new(true)),
+            on_group: Box::new(move |outcomes, stats, head| {
+                m1.group(stats.commands, stats.events);
+                m1.append_latency(stats.append);
+                m1.flush_latency(stats.flush);
+                m1.apply_latency(stats.apply);
+                m1.head_seq(head);
+                for o in outcomes {
+                    m1.command_outcome(&o.command_type, crate::bus::writer::outcome_status(o), o.code.as_deref().unwrap_or(""));
+                }
+            }),
+            on_published: Box::new(move |seq| m2.relay_published(seq)),
+            intake: Box::new(MetricsObserver(metrics.clone())),
+            connected,
+            writer_healthy,
         };
         serve(config.bus.clone(), config.engine.group_commands_max, config.limits, engine, hooks, shutdown).await
     })

@@ -51,7 +51,13 @@ pub fn authorize(roles: &Roles, state: &State, sender: Option<&str>, command: &C
         state
             .people
             .get(&id)
-            .map(|p| p.enrollments.iter().filter(|(prog, _)| program.is_none_or(|want| want == prog.as_str())).map(|(prog, e)| (e.province.clone(), prog.clone())).collect())
+            .map(|p| {
+                p.enrollments
+                    .iter()
+                    .filter(|(prog, _)| program.is_none_or(|want| want == prog.as_str()))
+                    .map(|(prog, e)| (e.province.clone(), prog.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let payout_scope = |payout_id: &str| state.payouts.get(payout_id).map(|p| vec![(p.province.clone(), p.program_id.clone())]).unwrap_or_default();
@@ -63,11 +69,15 @@ pub fn authorize(roles: &Roles, state: &State, sender: Option<&str>, command: &C
         (Role::Agency { .. }, Command::EnrollBeneficiary(c)) => vec![(c.province.clone(), c.program_id.clone())],
         (Role::Agency { .. }, Command::SubmitPayoutBatch(c)) => vec![(c.province.clone(), c.program_id.clone())],
         (Role::Agency { .. }, Command::ChangeCategory(c)) => enrolled_in(&c.citizen_id, Some(&c.program_id)),
-        (Role::Agency { .. }, Command::SuspendBeneficiary(c) | Command::ResumeBeneficiary(c) | Command::TerminateBeneficiary(c)) => enrolled_in(&c.citizen_id, Some(&c.program_id)),
+        (Role::Agency { .. }, Command::SuspendBeneficiary(c) | Command::ResumeBeneficiary(c) | Command::TerminateBeneficiary(c)) => {
+            enrolled_in(&c.citizen_id, Some(&c.program_id))
+        }
         (Role::Agency { .. }, Command::ChangePaymentAccount(c)) => enrolled_in(&c.citizen_id, None),
         (Role::Agency { .. }, Command::ReassignCitizenId(c)) => enrolled_in(&c.old_citizen_id, None),
         (Role::Agency { .. }, Command::ReissuePayout(c) | Command::WriteOffPayout(c)) => payout_scope(&c.payout_id),
-        (Role::Agency { .. }, Command::DefineProgram(_) | Command::SetStandardLevel(_) | Command::FundBudget(_) | Command::RecordSettlements(_)) => return Err(deny()),
+        (Role::Agency { .. }, Command::DefineProgram(_) | Command::SetStandardLevel(_) | Command::FundBudget(_) | Command::RecordSettlements(_)) => {
+            return Err(deny())
+        }
     };
     // Every enrollment or payout the command touches must be in the agency's scope.
     if scopes.iter().all(|(province, program)| role.agency_may(province, program)) {
