@@ -4,7 +4,7 @@ use super::{count, print_table, vnd, CliResult};
 use crate::config::Config;
 use crate::domain::reference;
 use crate::engine::Engine;
-use crate::projection::Views;
+use crate::projection::ViewReader;
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -52,32 +52,34 @@ pub fn run(config: &Config, args: &ShowArgs) -> CliResult {
         What::Citizen { citizen_id } => citizen(&views, citizen_id, args.json),
         What::Batch { batch_id, lines, after, limit } => batch(&views, batch_id, *lines, *after, *limit, args.json),
         What::Payout { payout_id } => payout(&views, payout_id, args.json),
-        What::Budget { province, program, period } => {
-            let b = views
-                .budget(province, program, period)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| not_found("budget", &format!("{province}/{program}/{period}")))?;
-            if args.json {
-                return json(&b);
-            }
-            println!("Budget {province} / {program} / {period}");
-            let rows = [
-                ("funded", b.funded),
-                ("instructed", b.instructed),
-                ("settled", b.settled),
-                ("failed (released)", b.failed),
-                ("returned (released)", b.returned),
-                ("in flight", b.in_flight),
-                ("used (settled - returned)", b.spent),
-                ("available", b.available),
-            ];
-            print_table(&["", "VND"], &rows.iter().map(|(k, v)| vec![k.to_string(), vnd(v.0)]).collect::<Vec<_>>());
-            Ok(())
-        }
+        What::Budget { province, program, period } => budget(&views, province, program, period, args.json),
     }
 }
 
-fn citizen(views: &Views, citizen_id: &str, as_json: bool) -> CliResult {
+/// Also used by `audit replay` on views replayed into a temporary store.
+pub(crate) fn budget(views: &ViewReader, province: &str, program: &str, period: &str, as_json: bool) -> CliResult {
+    let b =
+        views.budget(province, program, period).map_err(|e| e.to_string())?.ok_or_else(|| not_found("budget", &format!("{province}/{program}/{period}")))?;
+    if as_json {
+        return json(&b);
+    }
+    println!("Budget {province} / {program} / {period}");
+    let rows = [
+        ("funded", b.funded),
+        ("instructed", b.instructed),
+        ("settled", b.settled),
+        ("failed (released)", b.failed),
+        ("returned (released)", b.returned),
+        ("in flight", b.in_flight),
+        ("used (settled - returned)", b.spent),
+        ("available", b.available),
+    ];
+    print_table(&["", "VND"], &rows.iter().map(|(k, v)| vec![k.to_string(), vnd(v.0)]).collect::<Vec<_>>());
+    Ok(())
+}
+
+/// Also used by `audit replay`.
+pub(crate) fn citizen(views: &ViewReader, citizen_id: &str, as_json: bool) -> CliResult {
     if let Err(e) = crate::domain::CitizenId::parse(citizen_id) {
         return Err(format!("{citizen_id:?} is not a citizen ID: {e}"));
     }
@@ -119,7 +121,8 @@ fn citizen(views: &Views, citizen_id: &str, as_json: bool) -> CliResult {
     Ok(())
 }
 
-fn batch(views: &Views, batch_id: &str, lines: bool, after: u32, limit: usize, as_json: bool) -> CliResult {
+/// Also used by `audit replay`.
+pub(crate) fn batch(views: &ViewReader, batch_id: &str, lines: bool, after: u32, limit: usize, as_json: bool) -> CliResult {
     let b = views.batch(batch_id).map_err(|e| e.to_string())?.ok_or_else(|| not_found("batch", batch_id))?;
     let page = if lines { views.batch_lines(batch_id, after, limit.min(10_000)).map_err(|e| e.to_string())? } else { Vec::new() };
     if as_json {
@@ -168,7 +171,7 @@ fn batch(views: &Views, batch_id: &str, lines: bool, after: u32, limit: usize, a
     Ok(())
 }
 
-fn payout(views: &Views, payout_id: &str, as_json: bool) -> CliResult {
+fn payout(views: &ViewReader, payout_id: &str, as_json: bool) -> CliResult {
     let p = views.payout(payout_id).map_err(|e| e.to_string())?.ok_or_else(|| not_found("payout", payout_id))?;
     if as_json {
         return json(&p);

@@ -1,0 +1,284 @@
+//! Checks records one after another against the chain, trusting nothing stored: each record is
+//! parsed from its bytes, its hash recomputed from the JSON (key order and spacing of the stored
+//! bytes do not matter), its `seq` compared with its place, its `prev_hash` with the hash of the
+//! record before it.
+
+use super::source::{Place, RawRecord, Source};
+use super::AuditError;
+use crate::event::Event;
+use crate::log::chain::{canonical_bytes, sha256_hex, GENESIS_HASH};
+use serde_json::Value;
+use std::ops::ControlFlow;
+
+/// The first thing found wrong. `seq` is the first seq that cannot be trusted (`None` when the
+/// fault is not in one record, e.g. a view that differs from the replay).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub seq: Option<u64>,
+    pub what: String,
+}
+
+impl Failure {
+    pub fn at(seq: u64, what: impl Into<String>) -> Failure {
+        Failure { seq: Some(seq), what: what.into() }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.seq {
+            Some(seq) => write!(f, "seq {seq}: {}", self.what),
+            None => write!(f, "{}", self.what),
+        }
+    }
+}
+
+/// A record that passed every check.
+pub struct Checked {
+    pub seq: u64,
+    pub hash: String,
+    pub event: Event,
+}
+
+pub struct ChainChecker {
+    next_seq: u64,
+    /// Hash of the record before `next_seq`; `None` before the first record of an export that
+    /// starts after seq 1 (its `prev_hash` is then the unverified anchor).
+    prev_hash: Option<String>,
+    /// `prev_hash` of the first record, as found.
+    pub anchor: Option<String>,
+}
+
+impl ChainChecker {
+    /// A chain expected to start at `first_seq`: at seq 1 its `prev_hash` must be 64 zeros.
+    pub fn new(first_seq: u64) -> ChainChecker {
+        let prev_hash = (first_seq <= 1).then(|| GENESIS_HASH.to_string());
+        ChainChecker { next_seq: first_seq.max(1), prev_hash, anchor: None }
+    }
+
+    /// The seq the next record must carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Checks the next record; on success the chain moves on past it.
+    pub fn check(&mut self, raw: RawRecord) -> Result<Checked, Failure> {
+        let expected = self.next_seq;
+        if let Place::Key(stored) = raw.place {
+            if stored > expected {
+                return Err(Failure::at(
+                    expected,
+                    format!("missing: the journal has no record {expected}, the next stored record is seq {stored} (records deleted)"),
+                ));
+            }
+        }
+        let where_ = match raw.place {
+            Place::Key(_) => String::new(),
+            Place::Line(line) => format!(" (line {line})"),
+        };
+        let value: Value = serde_json::from_slice(&raw.bytes)
+            .map_err(|e| Failure::at(expected, format!("the record{where_} is not valid JSON ({e}): it was damaged or cut")))?;
+        let Value::Object(mut record) = value else {
+            return Err(Failure::at(expected, format!("the record{where_} is not a JSON object")));
+        };
+        let seq = record.get("seq").and_then(Value::as_u64).ok_or_else(|| Failure::at(expected, format!("the record{where_} has no integer `seq`")))?;
+        if seq != expected {
+            let what = match raw.place {
+                Place::Key(_) => format!("the record stored under seq {expected} says it is seq {seq} (records moved or swapped)"),
+                Place::Line(line) if seq > expected => {
+                    format!("missing: line {line} holds seq {seq} where seq {expected} was expected (records deleted or out of order)")
+                }
+                Place::Line(line) => format!("line {line} holds seq {seq} where seq {expected} was expected (records repeated or out of order)"),
+            };
+            return Err(Failure::at(expected, what));
+        }
+        if record.len() != 4 || !["seq", "prev_hash", "event", "hash"].iter().all(|k| record.contains_key(*k)) {
+            let keys: Vec<&str> = record.keys().map(String::as_str).collect();
+            return Err(Failure::at(seq, format!("the record has members {keys:?}; an audit record has exactly seq, prev_hash, event, hash")));
+        }
+        let Some(Value::String(stored_hash)) = record.remove("hash") else {
+            return Err(Failure::at(seq, "`hash` is not a string"));
+        };
+        let without_hash = Value::Object(record);
+        let computed = sha256_hex(&canonical_bytes(&without_hash));
+        let Value::Object(mut record) = without_hash else { unreachable!("built as an object just above") };
+        if computed != stored_hash {
+            return Err(Failure::at(
+                seq,
+                format!("hash mismatch: the record says {stored_hash}, its content hashes to {computed}: the record was changed after it was sealed"),
+            ));
+        }
+        let prev_hash = record.get("prev_hash").and_then(Value::as_str).unwrap_or_default().to_string();
+        match &self.prev_hash {
+            Some(expected_prev) if *expected_prev != prev_hash => {
+                let what = if seq == 1 {
+                    format!("prev_hash is {prev_hash}; the first record's must be 64 zeros")
+                } else {
+                    format!(
+                        "prev_hash {prev_hash} does not link to seq {} (whose hash is {expected_prev}): a record was replaced, or seq {} was changed and re-hashed",
+                        seq - 1,
+                        seq - 1
+                    )
+                };
+                return Err(Failure::at(seq, what));
+            }
+            Some(_) => {}
+            None => self.anchor = Some(prev_hash),
+        }
+        let event_value = record.remove("event").unwrap_or(Value::Null);
+        let event: Event = serde_json::from_value(event_value).map_err(|e| Failure::at(seq, format!("the event does not decode as an ansinh event: {e}")))?;
+        self.next_seq = seq + 1;
+        self.prev_hash = Some(stored_hash.clone());
+        Ok(Checked { seq, hash: stored_hash, event })
+    }
+}
+
+/// Records handed over in one message, and messages the reading thread may be ahead by: at
+/// most 64 x 256 checked records in memory, and one thread wake-up per 256 records.
+const HANDOVER_RECORDS: usize = 256;
+const AHEAD_HANDOVERS_MAX: usize = 64;
+
+/// What a scan ended with.
+pub struct Scan<B> {
+    /// The first fault in the records, if the scan reached one.
+    pub failure: Option<Failure>,
+    /// The value `consume` stopped with, if it did.
+    pub stopped: Option<B>,
+    /// `prev_hash` of the first record when the chain starts after seq 1 (taken on trust).
+    pub anchor: Option<String>,
+}
+
+/// A handover from the reading thread: checked records, then possibly what stopped it.
+type Handover = (Vec<Checked>, Option<Result<Failure, AuditError>>);
+
+/// Reads and checks the records of `source` from seq `from` on a second thread, and hands each
+/// checked record, in order, to `consume` on this one: hashing and parsing overlap with what
+/// `consume` does (replaying into views). Stops at the first fault or when `consume` breaks.
+pub fn scan<B>(source: &Source, from: u64, mut consume: impl FnMut(Checked) -> ControlFlow<B>) -> Result<Scan<B>, AuditError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Handover>(AHEAD_HANDOVERS_MAX);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut checker = ChainChecker::new(from);
+            let records = match source.records(from) {
+                Ok(records) => records,
+                Err(e) => {
+                    let _ = tx.send((Vec::new(), Some(Err(e))));
+                    return None;
+                }
+            };
+            let mut batch = Vec::with_capacity(HANDOVER_RECORDS);
+            for raw in records {
+                match raw.map_err(Err).and_then(|raw| checker.check(raw).map_err(Ok)) {
+                    Ok(checked) => batch.push(checked),
+                    Err(stop) => {
+                        let _ = tx.send((batch, Some(stop)));
+                        return checker.anchor;
+                    }
+                }
+                // A closed channel means the consumer stopped: nothing more to read.
+                if batch.len() == HANDOVER_RECORDS && tx.send((std::mem::replace(&mut batch, Vec::with_capacity(HANDOVER_RECORDS)), None)).is_err() {
+                    return checker.anchor;
+                }
+            }
+            let _ = tx.send((batch, None));
+            checker.anchor
+        });
+        let mut scan = Scan { failure: None, stopped: None, anchor: None };
+        let mut error = None;
+        'handovers: for (batch, stop) in rx.iter() {
+            for checked in batch {
+                if let ControlFlow::Break(b) = consume(checked) {
+                    scan.stopped = Some(b);
+                    break 'handovers;
+                }
+            }
+            match stop {
+                Some(Ok(failure)) => scan.failure = Some(failure),
+                Some(Err(e)) => error = Some(e),
+                None => {}
+            }
+        }
+        drop(rx);
+        scan.anchor = reader.join().map_err(|_| AuditError::Invalid("the thread reading the records stopped unexpectedly".into()))?;
+        match error {
+            Some(e) => Err(e),
+            None => Ok(scan),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::chain::seal;
+
+    fn event(n: u64) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("c{n}/1"), "command_id": format!("c{n}"), "at": "2025-01-20T08:00:00Z", "v": 1,
+            "type": "command.rejected", "data": {"command_type": "fund_budget", "code": "amount_invalid", "message": "x"}
+        }))
+        .expect("a valid event")
+    }
+
+    fn chain(n: u64) -> Vec<Vec<u8>> {
+        let mut prev = GENESIS_HASH.to_string();
+        (1..=n)
+            .map(|seq| {
+                let (bytes, hash) = seal(seq, &prev, &event(seq));
+                prev = hash;
+                bytes
+            })
+            .collect()
+    }
+
+    fn run(records: Vec<Vec<u8>>) -> Result<u64, Failure> {
+        let mut checker = ChainChecker::new(1);
+        let mut last = 0;
+        for (i, bytes) in records.into_iter().enumerate() {
+            last = checker.check(RawRecord { place: Place::Line(i as u64 + 1), bytes })?.seq;
+        }
+        Ok(last)
+    }
+
+    #[test]
+    fn an_intact_chain_passes() {
+        assert_eq!(run(chain(5)), Ok(5));
+    }
+
+    #[test]
+    fn reordered_keys_and_spaces_do_not_matter() {
+        let mut records = chain(2);
+        let v: Value = serde_json::from_slice(&records[1]).unwrap();
+        records[1] = serde_json::to_vec_pretty(&v).unwrap();
+        assert_eq!(run(records), Ok(2));
+    }
+
+    #[test]
+    fn a_changed_byte_is_found_at_its_seq() {
+        let mut records = chain(4);
+        records[2] = String::from_utf8(records[2].clone()).unwrap().replace("\"x\"", "\"y\"").into_bytes();
+        let failure = run(records).unwrap_err();
+        assert_eq!(failure.seq, Some(3));
+        assert!(failure.what.contains("hash mismatch"), "{failure}");
+    }
+
+    #[test]
+    fn deleted_and_swapped_records_are_found() {
+        let mut records = chain(4);
+        records.remove(1);
+        assert_eq!(run(records).unwrap_err().seq, Some(2));
+        let mut records = chain(4);
+        records.swap(2, 3);
+        assert_eq!(run(records).unwrap_err().seq, Some(3));
+    }
+
+    #[test]
+    fn a_partial_export_takes_its_first_prev_hash_as_anchor() {
+        let records = chain(4);
+        let mut checker = ChainChecker::new(3);
+        for (i, bytes) in records.into_iter().enumerate().skip(2) {
+            checker.check(RawRecord { place: Place::Line(i as u64 - 1), bytes }).unwrap();
+        }
+        assert!(checker.anchor.is_some());
+    }
+}

@@ -1,0 +1,108 @@
+//! Fresh views in a temporary sled store of their own, fed event by event: what verify and
+//! replay compute "from the log alone". The directory is removed when this is dropped.
+
+use super::chain::Failure;
+use super::AuditError;
+use crate::event::Event;
+use crate::log::Log;
+use crate::projection::{KeyValues, ViewReader, Views};
+use rust_decimal::Decimal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Events applied in one atomic batch: bounds memory, like the engine's catch-up.
+const CHUNK_EVENTS_MAX: usize = 10_000;
+
+pub struct ScratchViews {
+    /// `None` only while dropping (closed before the directory is removed).
+    inner: Option<(sled::Db, Views)>,
+    dir: PathBuf,
+    pending: Vec<(u64, Event)>,
+}
+
+impl ScratchViews {
+    /// An empty store under the system temporary directory (`TMPDIR`), named uniquely.
+    pub fn create(cache_capacity_bytes: u64) -> Result<ScratchViews, AuditError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name = format!("ansinh-audit-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).map_err(|source| AuditError::Scratch { path: dir.clone(), source })?;
+        // From here on, Drop removes the directory whatever fails next.
+        let mut scratch = ScratchViews { inner: None, dir, pending: Vec::new() };
+        // Nothing here needs to survive a crash: no background flush, no fsync.
+        let db = sled::Config::new().path(&scratch.dir).mode(sled::Mode::LowSpace).cache_capacity(cache_capacity_bytes).flush_every_ms(None).open()?;
+        let log = Log::open(&db)?;
+        let views = Views::open(&db, &log, &mut |_| {})?;
+        scratch.inner = Some((db, views));
+        Ok(scratch)
+    }
+
+    fn views(&self) -> &Views {
+        &self.inner.as_ref().expect("the store is open until dropped").1
+    }
+
+    /// Queues an event (seqs contiguous from 1); applies a full chunk.
+    pub fn push(&mut self, seq: u64, event: Event) -> Result<(), Failure> {
+        self.pending.push((seq, event));
+        if self.pending.len() >= CHUNK_EVENTS_MAX {
+            self.apply_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Applies what is queued. The projection asserts its invariants (double entry, a payout
+    /// leaves only a status it is in); a chain forged consistently but with impossible events
+    /// could break one, so a panic here is reported as a failure of those seqs, not a crash.
+    pub fn apply_pending(&mut self) -> Result<(), Failure> {
+        let Some((first, last)) = self.pending.first().zip(self.pending.last()).map(|(a, b)| (a.0, b.0)) else { return Ok(()) };
+        let events = std::mem::take(&mut self.pending);
+        let views = &mut self.inner.as_mut().expect("the store is open until dropped").1;
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| views.apply(&events)));
+        match applied {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::at(first, format!("replaying seq {first}-{last} into fresh views failed: {e}"))),
+            Err(panic) => {
+                let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                Err(Failure::at(
+                    first,
+                    format!(
+                        "replaying seq {first}-{last} broke an invariant of the views ({why}): the events contradict each other although their hashes chain"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Seq of the last applied event (after `apply_pending`).
+    pub fn applied(&self) -> u64 {
+        self.views().applied()
+    }
+
+    pub fn reader(&self) -> ViewReader {
+        self.views().reader()
+    }
+
+    pub fn ledger_total(&self) -> Result<Decimal, AuditError> {
+        Ok(self.views().ledger_total()?)
+    }
+
+    /// The views tree itself, to read in key order (the views of a long log are large).
+    pub fn tree(&self) -> Result<sled::Tree, AuditError> {
+        Ok(self.inner.as_ref().expect("the store is open until dropped").0.open_tree("views")?)
+    }
+
+    /// Every key and value, collected (small logs, tests).
+    pub fn dump(&self) -> Result<KeyValues, AuditError> {
+        Ok(self.views().dump()?)
+    }
+}
+
+impl Drop for ScratchViews {
+    fn drop(&mut self) {
+        self.inner.take();
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove the temporary views store; delete it by hand");
+        }
+    }
+}
