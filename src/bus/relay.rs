@@ -2,6 +2,8 @@
 //! events exchange (persistent, with seq, id and type as properties), waits for the broker's
 //! confirms, then advances the cursor. Consumers get every event at least once and dedupe by
 //! seq or id; after a crash at most the last unconfirmed batch is published again.
+//! Chain checkpoints (`audit::checkpoint`) go the same way to the checkpoint exchange, so
+//! auditors can hold the head outside this machine.
 
 use super::routing::routing_key;
 use super::BusConfig;
@@ -14,22 +16,27 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 const CURSOR_KEY: &[u8] = b"published_seq";
+const CHECKPOINT_KEY: &[u8] = b"published_checkpoint";
 
-/// The relay's cursor, in its own sled tree next to the log.
+/// The relay's cursors (events, checkpoints), in their own sled tree next to the log.
 #[derive(Clone)]
 pub struct Cursor {
+    db: sled::Db,
     tree: sled::Tree,
 }
 
 impl Cursor {
     pub fn open(db: &sled::Db) -> sled::Result<Cursor> {
-        Ok(Cursor { tree: db.open_tree("relay")? })
+        Ok(Cursor { db: db.clone(), tree: db.open_tree("relay")? })
     }
     pub fn get(&self) -> sled::Result<u64> {
-        Ok(self.tree.get(CURSOR_KEY)?.and_then(|b| b.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0))
+        self.read(CURSOR_KEY)
     }
-    fn set(&self, seq: u64) -> sled::Result<()> {
-        self.tree.insert(CURSOR_KEY, &seq.to_be_bytes())?;
+    fn read(&self, key: &[u8]) -> sled::Result<u64> {
+        Ok(self.tree.get(key)?.and_then(|b| b.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0))
+    }
+    fn set(&self, key: &[u8], seq: u64) -> sled::Result<()> {
+        self.tree.insert(key, &seq.to_be_bytes())?;
         self.tree.flush()?;
         Ok(())
     }
@@ -103,8 +110,28 @@ impl Relay<'_> {
                     return Err(RelayError::Nacked(seq));
                 }
             }
-            self.cursor.set(to).map_err(|e| storage(&e))?;
+            self.cursor.set(CURSOR_KEY, to).map_err(|e| storage(&e))?;
             (self.on_published)(to);
+            self.publish_checkpoints(to).await?;
         }
+    }
+
+    /// Publishes the checkpoints recorded up to the published seq and not yet sent.
+    async fn publish_checkpoints(&self, published: u64) -> Result<(), RelayError> {
+        let storage = |e: &dyn std::fmt::Display| RelayError::Storage(e.to_string());
+        let last = self.cursor.read(CHECKPOINT_KEY).map_err(|e| storage(&e))?;
+        let pending = crate::audit::checkpoint::checkpoints_since(&self.cursor.db, last).map_err(|e| storage(&e))?;
+        for checkpoint in pending.into_iter().filter(|c| c.seq <= published) {
+            let body = serde_json::to_vec(&checkpoint).expect("checkpoints serialize");
+            let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()).with_type("chain.checkpoint".into());
+            let confirm =
+                self.channel.basic_publish(self.config.checkpoint_exchange().as_str().into(), "".into(), BasicPublishOptions::default(), &body, props).await?;
+            if confirm.await?.is_nack() {
+                return Err(RelayError::Nacked(checkpoint.seq));
+            }
+            self.cursor.set(CHECKPOINT_KEY, checkpoint.seq).map_err(|e| storage(&e))?;
+            tracing::info!(seq = checkpoint.seq, hash = %checkpoint.hash, "chain checkpoint published");
+        }
+        Ok(())
     }
 }
