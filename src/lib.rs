@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod bench;
 pub mod bus;
 pub mod cli;
 pub mod command;

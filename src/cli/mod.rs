@@ -6,7 +6,7 @@ pub mod audit;
 pub mod bank;
 pub mod bench;
 pub mod demo;
-mod demo_data;
+pub mod demo_data;
 pub mod demo_files;
 pub mod publish;
 pub mod serve;
