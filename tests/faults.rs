@@ -1,0 +1,620 @@
+//! Fault injection (issue 7) against the real broker on 127.0.0.1:5672, reusing the transport
+//! fixtures of `tests/amqp_support` (real `ansinh serve`, `publish` and `bank-connector`
+//! children, a unique `bus.prefix` per test, cleaned up at the end).
+//!
+//! The crash test SIGKILLs `serve` at seeded random moments while agencies publish and banks
+//! settle, restarts it each time, then checks the log, the views and what reached the broker.
+//! It prints its seed; a failing run reproduces with
+//!
+//! ```text
+//! ANSINH_CRASH_SEED=<seed> cargo test --test faults crash -- --nocapture
+//! ```
+//!
+//! and a longer run (100+ kills) is
+//!
+//! ```text
+//! ANSINH_CRASH_KILLS=100 cargo test --release --test faults crash -- --nocapture
+//! ```
+//!
+//! (kills beyond what the stream itself needs are spent while the whole stream is published
+//! again, every command a redelivery that must be answered from the index).
+
+mod amqp_support;
+
+use amqp_support::*;
+use ansinh::command::{Command, CommandEnvelope};
+use ansinh::event::{EventData, PayoutKind};
+use ansinh::outcome::{Outcome, OutcomeStatus};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// splitmix64: small, seedable, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
+}
+
+const PEOPLE: usize = 4_000;
+const PERIODS: &[&str] = &["2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06"];
+
+/// The stream: rules and six months of funding (admin), 4,000 enrollments, then six months of
+/// payout batches of 1,000 lines (agency). Returns (admin file, enroll file, batch file).
+fn stream(fx: &Fixture) -> (PathBuf, PathBuf, PathBuf) {
+    let mut admin: Vec<CommandEnvelope> = Vec::new();
+    let mut batches = Vec::new();
+    let mut enroll = Vec::new();
+    for (i, period) in PERIODS.iter().enumerate() {
+        let out = fx.dir.path().join(format!("files-{period}"));
+        fx.run(
+            &["demo-files", "--out", path(&out), "--beneficiaries", &PEOPLE.to_string(), "--period", period, "--batch-lines", "1000"],
+            Duration::from_secs(60),
+        );
+        let rules = read_commands(&out.join("rules.jsonl"));
+        if i == 0 {
+            admin.extend(rules);
+            enroll = read_commands(&out.join("enroll.jsonl"));
+        } else {
+            admin.extend(rules.into_iter().filter(|e| matches!(e.command, Command::FundBudget(_))));
+        }
+        batches.extend(read_commands(&out.join("batch.jsonl")));
+    }
+    let files = (fx.dir.path().join("admin.jsonl"), fx.dir.path().join("enroll.jsonl"), fx.dir.path().join("batches.jsonl"));
+    write_commands(&files.0, &admin);
+    write_commands(&files.1, &enroll);
+    write_commands(&files.2, &batches);
+    (files.0, files.1, files.2)
+}
+
+struct Chaos {
+    rng: Rng,
+    kills: u64,
+}
+
+impl Chaos {
+    /// Kills and restarts serve at random moments until `done`. With `progress` (the number
+    /// of distinct seqs the relay has published), each kill waits until something new was
+    /// committed since the last restart, then a random 0-1.5 s: a kill rate higher than the
+    /// time one big group takes would otherwise lose that group forever (the whole group is
+    /// redelivered and decided again after each restart). Without it, kills come 0.3-2.5 s apart.
+    fn until(&mut self, fx: &mut Fixture, what: &str, timeout: Duration, progress: Option<&Collector>, mut done: impl FnMut(&mut Fixture) -> bool) {
+        let deadline = Instant::now() + timeout;
+        let mut check = |fx: &mut Fixture, kills: u64| {
+            assert!(Instant::now() < deadline, "timed out after {} s: {what} ({kills} kills so far)", timeout.as_secs());
+            done(fx)
+        };
+        loop {
+            if let Some(events) = progress {
+                let base = events.distinct_seqs();
+                while events.distinct_seqs() <= base {
+                    if check(fx, self.kills) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            let pause = if progress.is_some() { Duration::from_millis(self.rng.range(0, 1_500)) } else { Duration::from_millis(self.rng.range(300, 2_500)) };
+            let wake = Instant::now() + pause;
+            while Instant::now() < wake {
+                if check(fx, self.kills) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            fx.kill_serve();
+            self.kills += 1;
+            fx.start_serve();
+        }
+    }
+}
+
+/// A publisher child's outcomes, from its log (it prints `{"line":..,"outcome":..}` lines).
+fn outcomes_of(fx: &Fixture, name: &str) -> Vec<Outcome> {
+    parse_outcomes(&std::fs::read_to_string(fx.dir.path().join(format!("{name}.log"))).unwrap_or_default())
+}
+
+/// The publisher printed an outcome for each of its `count` commands.
+fn published(fx: &Fixture, name: &str, count: usize) -> bool {
+    std::fs::read_to_string(fx.dir.path().join(format!("{name}.log"))).is_ok_and(|s| s.lines().filter(|l| l.starts_with("{\"line\"")).count() >= count)
+}
+
+#[test]
+fn crash_the_engine_at_seeded_random_moments_nothing_lost_nothing_paid_twice() {
+    let started = Instant::now();
+    let seed = env_u64("ANSINH_CRASH_SEED")
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_nanos() as u64 % 1_000_000);
+    let target = env_u64("ANSINH_CRASH_KILLS").unwrap_or(20);
+    eprintln!("crash test: seed {seed} (reproduce with ANSINH_CRASH_SEED={seed}), {target} kills");
+    let mut chaos = Chaos { rng: Rng(seed), kills: 0 };
+    let mut fx = Fixture::new("crash7", Settings { group_commands_max: 500, ..Settings::default() });
+    let (admin_file, enroll_file, batch_file) = stream(&fx);
+    let events = fx.collector();
+    fx.start_serve();
+
+    // Phase 1: rules and funding, then the enrollments, under kills.
+    let admin_outcomes = fx.publish_file(&admin_file, ADMIN);
+    assert!(admin_outcomes.iter().all(|o| o.status == OutcomeStatus::Accepted), "rules and funding accepted");
+    let mut phases: Vec<(String, PathBuf, &str)> = vec![("enroll".into(), enroll_file.clone(), AGENCY), ("batches".into(), batch_file.clone(), AGENCY)];
+    let count = |file: &PathBuf| read_commands(file).len();
+    let mut first_outcomes: BTreeMap<String, Outcome> = admin_outcomes.iter().map(|o| (o.command_id.clone(), o.clone())).collect();
+    for (name, file, user) in phases.drain(..) {
+        let index = fx.spawn(&name, &["publish", path(&file), "--amqp", &url(user), "--json", "--timeout-secs", "400"]);
+        let n = count(&file);
+        chaos.until(&mut fx, &name, Duration::from_secs(420), Some(&events), |fx| published(fx, &name, n));
+        fx.wait_success(index, Duration::from_secs(10));
+        for o in outcomes_of(&fx, &name) {
+            assert_eq!(o.status, OutcomeStatus::Accepted, "{name}: {} was {:?} {:?}", o.command_id, o.code, o.message);
+            first_outcomes.insert(o.command_id.clone(), o);
+        }
+    }
+    let instructed: BTreeSet<String> =
+        first_outcomes.values().flat_map(|o| o.lines.iter()).filter(|l| l.status == "instructed").filter_map(|l| l.payout_id.clone()).collect();
+    assert!(instructed.len() >= 20_000, "at least 20,000 payout lines instructed ({})", instructed.len());
+
+    // Phase 2: every instruction reaches the events exchange; the banks settle, under kills.
+    let published_instructions = |events: &Collector| -> BTreeMap<String, String> {
+        events.with(|s| {
+            s.iter()
+                .filter(|x| x.routing_key.starts_with("payout.instructed."))
+                .filter_map(|x| match &x.record.event.data {
+                    EventData::PayoutInstructed(p) => Some((p.payout_id.clone(), p.account.bin.clone())),
+                    _ => None,
+                })
+                .collect()
+        })
+    };
+    chaos.until(&mut fx, "the relay to publish every instruction", Duration::from_secs(300), Some(&events), |_| {
+        published_instructions(&events).len() >= instructed.len()
+    });
+    let per_bin: BTreeMap<String, u64> = published_instructions(&events).values().fold(BTreeMap::new(), |mut m, bin| {
+        *m.entry(bin.clone()).or_insert(0) += 1;
+        m
+    });
+    let mut banks = Vec::new();
+    for (bin, count) in &per_bin {
+        let args = [
+            "bank-connector",
+            "--bin",
+            bin,
+            "--amqp",
+            &url(&bank_user(bin)),
+            "--failure-rate",
+            "0.05",
+            "--batch-wait-ms",
+            "200",
+            "--exit-after",
+            &count.to_string(),
+        ];
+        banks.push(fx.spawn(&format!("bank-{bin}"), &args));
+    }
+    let settled_or_failed = |events: &Collector| {
+        events.with(|s| {
+            s.iter()
+                .filter_map(|x| match &x.record.event.data {
+                    EventData::PayoutSettled(t) | EventData::PayoutFailed(t) => Some(t.payout_id.clone()),
+                    _ => None,
+                })
+                .collect::<BTreeSet<_>>()
+                .len()
+        })
+    };
+    chaos.until(&mut fx, "every payout settled or failed", Duration::from_secs(400), Some(&events), |_| settled_or_failed(&events) >= instructed.len());
+    for index in banks {
+        fx.wait_success(index, Duration::from_secs(120));
+    }
+
+    // Phase 3, only when the stream ended before the target: everything again, every command a
+    // redelivery answered from the index, under kills.
+    let mut round = 0;
+    while chaos.kills < target {
+        round += 1;
+        for (file, user) in [(&admin_file, ADMIN), (&enroll_file, AGENCY), (&batch_file, AGENCY)] {
+            let name = format!("again-{round}-{}", file.file_stem().and_then(|s| s.to_str()).expect("a name"));
+            let index = fx.spawn(&name, &["publish", path(file), "--amqp", &url(user), "--json", "--timeout-secs", "400"]);
+            let n = count(file);
+            chaos.until(&mut fx, &name, Duration::from_secs(420), None, |fx| published(fx, &name, n));
+            fx.wait_success(index, Duration::from_secs(10));
+            for o in outcomes_of(&fx, &name) {
+                let first = &first_outcomes[&o.command_id];
+                assert!(o.duplicate, "{name}: {} answered from the index", o.command_id);
+                assert_eq!((o.status, o.seqs, &o.lines), (first.status, first.seqs, &first.lines), "{name}: {} has its first outcome", o.command_id);
+            }
+            if chaos.kills >= target {
+                break;
+            }
+        }
+    }
+    fx.stop_serve();
+
+    // The log: one range per command, one regular payout per citizen/program/period, each
+    // payout settled or failed once, nothing refused.
+    let engine = fx.open_engine();
+    assert_chain(&engine);
+    let records = log_records(&engine);
+    let mut by_command: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut event_ids = BTreeSet::new();
+    let mut regular = BTreeSet::new();
+    let mut transitions: BTreeMap<String, usize> = BTreeMap::new();
+    for (seq, _, r) in &records {
+        assert!(event_ids.insert(r.event.id.as_str()), "event id {} appears twice", r.event.id);
+        by_command.entry(r.event.command_id.as_str()).or_default().push(*seq);
+        match &r.event.data {
+            EventData::PayoutInstructed(p) if p.kind == PayoutKind::Regular => {
+                assert!(
+                    regular.insert((p.citizen_id.to_string(), p.program_id.clone(), p.period.to_string())),
+                    "two regular payouts for one citizen and period"
+                );
+            }
+            EventData::PayoutSettled(t) | EventData::PayoutFailed(t) => *transitions.entry(t.payout_id.clone()).or_insert(0) += 1,
+            EventData::CommandRejected(c) => panic!("command {} refused ({}): decided twice or reused", r.event.command_id, c.code),
+            EventData::SettlementItemRejected(i) => panic!("settlement item refused ({} {}): a bank reported a payout twice", i.payout_id, i.code),
+            _ => {}
+        }
+    }
+    for (id, seqs) in &by_command {
+        assert_eq!(seqs.last().expect("non-empty") - seqs[0] + 1, seqs.len() as u64, "command {id} has one contiguous range of events");
+    }
+    for id in first_outcomes.keys() {
+        assert!(by_command.contains_key(id.as_str()), "command {id} has no events: lost");
+    }
+    assert_eq!(regular.len(), instructed.len(), "every instructed line is one regular payout");
+    assert_eq!(transitions.keys().cloned().collect::<BTreeSet<_>>(), instructed, "every payout settled or failed");
+    assert!(transitions.values().all(|n| *n == 1), "no payout settled twice");
+    assert!(published_instructions(&events).keys().cloned().collect::<BTreeSet<_>>() == instructed, "every instruction reached payout.instructed.#");
+
+    // The views equal a rebuild from the log; the ledger sums to zero.
+    let mut engine = engine;
+    let before = engine.views().dump().expect("views dump");
+    assert_eq!(engine.views().ledger_total().expect("ledger"), rust_decimal::Decimal::ZERO, "double entry");
+    {
+        let (views, log) = engine.views_mut();
+        views.rebuild(log, &mut |_| {}).expect("views rebuild");
+    }
+    assert!(engine.views().dump().expect("views dump") == before, "the views after the crashes equal a rebuild from the log");
+    let head = engine.head().seq;
+    drop(engine);
+    audit_verify(&fx);
+    let duplicates = events.counts().values().filter(|n| **n > 1).count();
+    eprintln!(
+        "crash test: seed {seed}: {} kills, {} commands, {} payouts instructed and settled once, head {head}, {duplicates} events relayed twice, {:.0} s",
+        chaos.kills,
+        first_outcomes.len(),
+        instructed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(chaos.kills >= target, "{} kills, wanted {target}", chaos.kills);
+}
+
+/// `ansinh audit verify` over the data dir, when that subcommand exists.
+fn audit_verify(fx: &Fixture) {
+    let out = fx.ansinh().args(["audit", "verify"]).output().expect("ansinh runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() && (text.contains("unrecognized subcommand") || text.contains("not yet") || text.contains("not implemented")) {
+        eprintln!("NOTE: `ansinh audit verify` is not available yet ({}); that check was skipped", text.lines().next().unwrap_or(""));
+        return;
+    }
+    assert!(out.status.success(), "ansinh audit verify failed after the crashes:\n{text}");
+}
+
+// ---- storage faults ----------------------------------------------------------------------------
+
+/// A tmpfs of a given size mounted on a directory (needs CAP_SYS_ADMIN; we run as root in CI),
+/// unmounted when dropped.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Result<SmallDisk, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out =
+            std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", path(dir)]).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(SmallDisk { dir: dir.to_path_buf() })
+    }
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount").args(["-o", &format!("remount,size={size}"), path(&self.dir)]).status().expect("mount runs");
+        assert!(status.success(), "remounting the tmpfs with size {size}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn demo_commands(n: usize) -> (Vec<CommandEnvelope>, Vec<CommandEnvelope>) {
+    use ansinh::cli::{demo::PROGRAM_ID, demo_data};
+    let rules: Vec<CommandEnvelope> = demo_data::program_rules(PROGRAM_ID)
+        .into_iter()
+        .map(|(command_id, issued_at, command)| CommandEnvelope { command_id, v: 1, issued_at: issued_at.to_string(), sender: None, command })
+        .collect();
+    let enroll = demo_data::beneficiaries(7, n, "056", PROGRAM_ID)
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| CommandEnvelope {
+            command_id: format!("disk-enroll-{i:06}"),
+            v: 1,
+            issued_at: "2024-12-20T02:00:00Z".into(),
+            sender: None,
+            command: Command::EnrollBeneficiary(b.enroll),
+        })
+        .collect();
+    (rules, enroll)
+}
+
+/// The data dir fills up mid-run: the group that hit the full disk is not answered (an error,
+/// the engine poisoned and refusing work), and once space is back the engine resumes from a
+/// consistent log: the failed group is either wholly there or wholly absent, never half.
+#[test]
+fn a_full_disk_stops_the_engine_and_it_resumes_with_no_half_group() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let data = tmp.path().join("data");
+    let disk = match SmallDisk::mount(&data, "4m") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("NOTE: storage-fault test skipped: cannot mount a small tmpfs here ({e}); it needs root with CAP_SYS_ADMIN");
+            return;
+        }
+    };
+    let (rules, enroll) = demo_commands(40_000);
+    let options = ansinh::EngineOptions::new(&data);
+    let mut engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens");
+    engine.execute(&rules).expect("rules stored");
+    let mut done = 0;
+    let (failed_group, error) = loop {
+        let group = &enroll[done..done + 200];
+        match engine.execute(group) {
+            Ok(outcomes) => assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Accepted)),
+            Err(e) => break (group.to_vec(), e.to_string()),
+        }
+        done += 200;
+        assert!(done + 200 <= enroll.len(), "4 MB never filled up");
+    };
+    let head_before = engine.head().seq;
+    eprintln!("storage fault: the disk filled after {done} enrollments (head {head_before}): {error}");
+    assert!(engine.is_poisoned(), "a storage error poisons the engine");
+    assert!(matches!(engine.execute(&enroll[done..done + 1]), Err(ansinh::EngineError::Poisoned)), "a poisoned engine refuses work");
+
+    // The fault clears: the same process recovers from the durable log, or a restart does.
+    disk.resize("256m");
+    let limits = options.limits;
+    let recovered_in_place = match engine.recover(limits) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("storage fault: recover() in place failed ({e}); reopening");
+            drop(engine);
+            engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine reopens once space is back");
+            false
+        }
+    };
+    let present: Vec<bool> = failed_group.iter().map(|e| engine.log().command(&e.command_id).expect("index read").is_some()).collect();
+    assert!(present.iter().all(|p| *p) || present.iter().all(|p| !*p), "the failed group is wholly durable or wholly absent: {present:?}");
+    assert_chain(&engine);
+    let outcomes = engine.execute(&failed_group).expect("the failed group is stored after the fault");
+    assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Accepted), "the redelivered group is accepted");
+    engine.execute(&enroll[done + 200..done + 400]).expect("and work goes on");
+    let head = engine.head().seq;
+    assert_chain(&engine);
+    let records = log_records(&engine);
+    let enrolled = records.iter().filter(|(_, _, r)| r.event.data.type_name() == "beneficiary.enrolled").count();
+    assert_eq!(enrolled, done + 400, "each enrollment exactly once");
+    let before = engine.views().dump().expect("views dump");
+    {
+        let (views, log) = engine.views_mut();
+        views.rebuild(log, &mut |_| {}).expect("views rebuild");
+    }
+    assert!(engine.views().dump().expect("views dump") == before, "views equal a rebuild");
+    eprintln!(
+        "storage fault: {} the failed group {}; head {head}",
+        if recovered_in_place { "recovered in place;" } else { "reopened;" },
+        if present[0] { "was durable (answered from the index)" } else { "was absent and decided again" }
+    );
+}
+
+// ---- broker faults -----------------------------------------------------------------------------
+
+/// A TCP proxy on 127.0.0.1 in front of the broker, for serve only: `cut` closes every open
+/// connection (as `rabbitmqctl close_all_connections` would, without touching other tests'
+/// connections); while `refusing`, new connections are closed as soon as they are accepted.
+struct Proxy {
+    port: u16,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a proxy port");
+        let port = listener.local_addr().expect("an address").port();
+        let proxy = Proxy { port, open: Default::default(), refusing: Default::default(), accepted: Default::default() };
+        let (open, refusing, accepted) = (proxy.open.clone(), proxy.refusing.clone(), proxy.accepted.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                if refusing.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(upstream) = std::net::TcpStream::connect("127.0.0.1:5672") else { continue };
+                let _ = (client.set_nodelay(true), upstream.set_nodelay(true));
+                {
+                    let mut open = open.lock().expect("lock");
+                    open.push(client.try_clone().expect("a clone"));
+                    open.push(upstream.try_clone().expect("a clone"));
+                }
+                for (mut from, mut to) in [(client.try_clone().expect("a clone"), upstream.try_clone().expect("a clone")), (upstream, client)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        proxy
+    }
+
+    /// Cuts every connection now open; returns how many sockets were cut.
+    fn cut(&self) -> usize {
+        let mut open = self.open.lock().expect("lock");
+        let n = open.len();
+        for s in open.drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        n
+    }
+
+    fn refuse(&self, on: bool) {
+        self.refusing.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Points serve's `bus.amqp_url` (and only serve's) at the proxy.
+    fn route_serve_through(&self, fx: &Fixture) {
+        let text = std::fs::read_to_string(&fx.config).expect("the config");
+        let url_line = format!("amqp_url = {:?}", url(ENGINE));
+        assert!(text.contains(&url_line), "the fixture's config names the engine's URL");
+        let proxied = url(ENGINE).replace("127.0.0.1:5672", &format!("127.0.0.1:{}", self.port));
+        std::fs::write(&fx.config, text.replace(&url_line, &format!("amqp_url = {proxied:?}"))).expect("the config is written");
+    }
+}
+
+/// `GET /readyz` on serve's API (its address is in its log): (HTTP status, body).
+fn readyz(fx: &Fixture, run: usize) -> (u16, String) {
+    let log = std::fs::read_to_string(fx.dir.path().join(format!("serve-{run}.log"))).expect("serve's log");
+    let line = log.lines().find(|l| l.contains("HTTP API listening")).expect("serve logs its API address");
+    let at = line.rfind("127.0.0.1:").expect("an address");
+    let port: String = line[at + 10..].chars().take_while(char::is_ascii_digit).collect();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("a port"))).expect("the API answers");
+    use std::io::{Read, Write};
+    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request sent");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("a response");
+    let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line");
+    (status, response)
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("a stat line").1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
+}
+
+fn serve_pid(fx: &Fixture) -> u32 {
+    let out = std::process::Command::new("pgrep").args(["-f", &format!("{} serve", path(&fx.config))]).output().expect("pgrep runs");
+    String::from_utf8_lossy(&out.stdout).lines().next().expect("serve is running").trim().parse().expect("a pid")
+}
+
+#[test]
+fn broker_connections_cut_during_consumption_and_relay_lose_and_double_nothing() {
+    const PEOPLE: usize = 2_000;
+    let seed = env_u64("ANSINH_CRASH_SEED").unwrap_or(7);
+    let mut rng = Rng(seed);
+    let mut fx = Fixture::new("cut", Settings { group_commands_max: 100, relay_batch_max: 200, ..Settings::default() });
+    let files = fx.demo_files(PEOPLE);
+    let proxy = Proxy::start();
+    proxy.route_serve_through(&fx);
+    let events = fx.collector();
+    fx.start_serve();
+    let rules = fx.publish_file(&files.join("rules.jsonl"), ADMIN);
+    assert!(rules.iter().all(|o| o.status == OutcomeStatus::Accepted));
+    let mut cuts = 0;
+    for (name, file) in [("enroll", files.join("enroll.jsonl")), ("batch", files.join("batch.jsonl"))] {
+        let n = read_commands(&file).len();
+        let index = fx.spawn(name, &["publish", path(&file), "--amqp", &url(AGENCY), "--json", "--timeout-secs", "200"]);
+        let deadline = Instant::now() + Duration::from_secs(220);
+        while !published(&fx, name, n) {
+            assert!(Instant::now() < deadline, "{name}: timed out with {cuts} cuts");
+            std::thread::sleep(Duration::from_millis(rng.range(200, 1_200)));
+            if proxy.cut() > 0 {
+                cuts += 1;
+            }
+        }
+        fx.wait_success(index, Duration::from_secs(10));
+        for o in outcomes_of(&fx, name) {
+            assert_eq!(o.status, OutcomeStatus::Accepted, "{name}: {} {:?}", o.command_id, o.code);
+        }
+    }
+    // The relay is still publishing the batch's instructions: cut it mid-way too.
+    let mut relay_cuts = 0;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(rng.range(50, 400)));
+        if proxy.cut() > 0 {
+            relay_cuts += 1;
+        }
+    }
+    wait_for(Duration::from_secs(60), "serve to reconnect", || fx.queue_counts(&format!("{}.commands", fx.prefix)).is_some_and(|(_, c)| c == 1));
+    fx.stop_serve();
+    let engine = fx.open_engine();
+    assert_chain(&engine);
+    let head = engine.head().seq;
+    wait_for(Duration::from_secs(60), "every event relayed", || events.distinct_seqs() as u64 >= head);
+    let records = log_records(&engine);
+    let mut by_command: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (seq, _, r) in &records {
+        by_command.entry(r.event.command_id.as_str()).or_default().push(*seq);
+        assert!(!matches!(r.event.data, EventData::CommandRejected(_)), "nothing refused: nothing decided twice");
+    }
+    for (id, seqs) in &by_command {
+        assert_eq!(seqs.last().expect("non-empty") - seqs[0] + 1, seqs.len() as u64, "command {id}: one range");
+    }
+    let enrolled = records.iter().filter(|(_, _, r)| r.event.data.type_name() == "beneficiary.enrolled").count();
+    assert_eq!(enrolled, PEOPLE, "each beneficiary enrolled once");
+    let counts = events.counts();
+    assert_eq!(counts.keys().copied().collect::<Vec<_>>(), (1..=head).collect::<Vec<_>>(), "every seq reached the events exchange");
+    let twice = counts.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "broker cuts: seed {seed}, {cuts} cuts while consuming, {relay_cuts} while relaying, {} proxied connections, head {head}, {twice} events relayed twice",
+        proxy.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn a_broker_that_stays_away_makes_serve_unready_without_spinning() {
+    let mut fx = Fixture::new("away", Settings::default());
+    let proxy = Proxy::start();
+    proxy.route_serve_through(&fx);
+    fx.start_serve();
+    assert_eq!(readyz(&fx, 1).0, 200, "ready while connected");
+    proxy.refuse(true);
+    proxy.cut();
+    wait_for(Duration::from_secs(30), "readyz to say the broker is away", || {
+        let (status, body) = readyz(&fx, 1);
+        status == 503 && body.contains("\"broker_connected\":false")
+    });
+    let pid = serve_pid(&fx);
+    let (cpu0, attempts0, t0) = (cpu_seconds(pid), proxy.accepted.load(std::sync::atomic::Ordering::SeqCst), Instant::now());
+    std::thread::sleep(Duration::from_secs(6));
+    let (cpu, attempts, secs) = (cpu_seconds(pid) - cpu0, proxy.accepted.load(std::sync::atomic::Ordering::SeqCst) - attempts0, t0.elapsed().as_secs_f64());
+    eprintln!("broker away: {attempts} connection attempts and {cpu:.2} s CPU in {secs:.1} s");
+    assert!(cpu < 0.1 * secs, "serve spins while the broker is away: {cpu:.2} s CPU in {secs:.1} s");
+    assert!(attempts <= 20, "reconnects are backed off (max 1 s): {attempts} attempts in {secs:.1} s");
+    assert!(attempts >= 2, "serve keeps trying: {attempts} attempts in {secs:.1} s");
+    assert_eq!(readyz(&fx, 1).0, 503, "still unready");
+    // The broker comes back: serve reconnects and is ready again.
+    proxy.refuse(false);
+    wait_for(Duration::from_secs(30), "serve to be ready again", || readyz(&fx, 1).0 == 200);
+    fx.stop_serve();
+}
