@@ -1,5 +1,6 @@
 //! Fresh views in a temporary sled store of their own, fed event by event: what verify and
-//! replay compute "from the log alone". The directory is removed when this is dropped.
+//! replay compute "from the log alone". The directory is removed when this is dropped, and
+//! the next run removes those of runs that were killed.
 
 use super::chain::Failure;
 use super::AuditError;
@@ -7,7 +8,7 @@ use crate::event::Event;
 use crate::log::Log;
 use crate::projection::{KeyValues, ViewReader, Views};
 use rust_decimal::Decimal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Events applied in one atomic batch: bounds memory, like the engine's catch-up.
@@ -26,6 +27,7 @@ impl ScratchViews {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let name = format!("ansinh-audit-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        remove_abandoned();
         let dir = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&dir).map_err(|source| AuditError::Scratch { path: dir.clone(), source })?;
         // From here on, Drop removes the directory whatever fails next.
@@ -95,6 +97,22 @@ impl ScratchViews {
     /// Every key and value, collected (small logs, tests).
     pub fn dump(&self) -> Result<KeyValues, AuditError> {
         Ok(self.views().dump()?)
+    }
+}
+
+/// Removes the stores of audit runs that were killed before they could clean up (their process
+/// is gone). Where `/proc` does not exist nothing is removed.
+fn remove_abandoned() {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("ansinh-audit-")).and_then(|rest| rest.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
