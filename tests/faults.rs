@@ -132,6 +132,45 @@ fn published(fx: &Fixture, name: &str, count: usize) -> bool {
     std::fs::read_to_string(fx.dir.path().join(format!("{name}.log"))).is_ok_and(|s| s.lines().filter(|l| l.starts_with("{\"line\"")).count() >= count)
 }
 
+/// The publisher gave up waiting (it prints "no reply within" for each unanswered command).
+fn gave_up(fx: &Fixture, name: &str) -> bool {
+    std::fs::read_to_string(fx.dir.path().join(format!("{name}.log"))).is_ok_and(|s| s.contains("no reply within"))
+}
+
+/// Publishes a file as `user` while `chaos` kills serve, the way a sender must: a reply can be
+/// lost when serve dies after acknowledging a group but before its reply left (replies are not
+/// confirmed, by design), so when the publisher gives up it is run again, and the command
+/// index answers what was already decided. Returns the first outcome per command and how many
+/// replies were lost.
+fn publish_under_chaos(
+    fx: &mut Fixture,
+    chaos: &mut Chaos,
+    events: Option<&Collector>,
+    name: &str,
+    file: &std::path::Path,
+    user: &str,
+) -> (BTreeMap<String, Outcome>, usize) {
+    let n = read_commands(file).len();
+    let mut got: BTreeMap<String, Outcome> = BTreeMap::new();
+    let mut lost = 0;
+    for round in 1..=6 {
+        let run = format!("{name}-{round}");
+        let index = fx.spawn(&run, &["publish", path(file), "--amqp", &url(user), "--json", "--timeout-secs", "120"]);
+        chaos.until(fx, &run, Duration::from_secs(420), events, |fx| published(fx, &run, n) || gave_up(fx, &run));
+        let outcomes = outcomes_of(fx, &run);
+        for o in &outcomes {
+            got.entry(o.command_id.clone()).or_insert_with(|| o.clone());
+        }
+        if published(fx, &run, n) {
+            fx.wait_success(index, Duration::from_secs(10));
+            return (got, lost);
+        }
+        lost += n - outcomes.len();
+        eprintln!("{run}: {} replies not received within 120 s (lost in a kill, or late); publishing again", n - outcomes.len());
+    }
+    panic!("{name}: replies still missing after 6 rounds");
+}
+
 #[test]
 fn crash_the_engine_at_seeded_random_moments_nothing_lost_nothing_paid_twice() {
     let started = Instant::now();
@@ -149,16 +188,14 @@ fn crash_the_engine_at_seeded_random_moments_nothing_lost_nothing_paid_twice() {
     let admin_outcomes = fx.publish_file(&admin_file, ADMIN);
     assert!(admin_outcomes.iter().all(|o| o.status == OutcomeStatus::Accepted), "rules and funding accepted");
     let mut phases: Vec<(String, PathBuf, &str)> = vec![("enroll".into(), enroll_file.clone(), AGENCY), ("batches".into(), batch_file.clone(), AGENCY)];
-    let count = |file: &PathBuf| read_commands(file).len();
     let mut first_outcomes: BTreeMap<String, Outcome> = admin_outcomes.iter().map(|o| (o.command_id.clone(), o.clone())).collect();
+    let mut lost_replies = 0;
     for (name, file, user) in phases.drain(..) {
-        let index = fx.spawn(&name, &["publish", path(&file), "--amqp", &url(user), "--json", "--timeout-secs", "400"]);
-        let n = count(&file);
-        chaos.until(&mut fx, &name, Duration::from_secs(420), Some(&events), |fx| published(fx, &name, n));
-        fx.wait_success(index, Duration::from_secs(10));
-        for o in outcomes_of(&fx, &name) {
-            assert_eq!(o.status, OutcomeStatus::Accepted, "{name}: {} was {:?} {:?}", o.command_id, o.code, o.message);
-            first_outcomes.insert(o.command_id.clone(), o);
+        let (outcomes, lost) = publish_under_chaos(&mut fx, &mut chaos, Some(&events), &name, &file, user);
+        lost_replies += lost;
+        for (id, o) in outcomes {
+            assert_eq!(o.status, OutcomeStatus::Accepted, "{name}: {id} was {:?} {:?}", o.code, o.message);
+            first_outcomes.insert(id, o);
         }
     }
     let instructed: BTreeSet<String> =
@@ -224,14 +261,12 @@ fn crash_the_engine_at_seeded_random_moments_nothing_lost_nothing_paid_twice() {
         round += 1;
         for (file, user) in [(&admin_file, ADMIN), (&enroll_file, AGENCY), (&batch_file, AGENCY)] {
             let name = format!("again-{round}-{}", file.file_stem().and_then(|s| s.to_str()).expect("a name"));
-            let index = fx.spawn(&name, &["publish", path(file), "--amqp", &url(user), "--json", "--timeout-secs", "400"]);
-            let n = count(file);
-            chaos.until(&mut fx, &name, Duration::from_secs(420), None, |fx| published(fx, &name, n));
-            fx.wait_success(index, Duration::from_secs(10));
-            for o in outcomes_of(&fx, &name) {
-                let first = &first_outcomes[&o.command_id];
-                assert!(o.duplicate, "{name}: {} answered from the index", o.command_id);
-                assert_eq!((o.status, o.seqs, &o.lines), (first.status, first.seqs, &first.lines), "{name}: {} has its first outcome", o.command_id);
+            let (outcomes, lost) = publish_under_chaos(&mut fx, &mut chaos, None, &name, file, user);
+            lost_replies += lost;
+            for (id, o) in outcomes {
+                let first = &first_outcomes[&id];
+                assert!(o.duplicate, "{name}: {id} answered from the index");
+                assert_eq!((o.status, o.seqs, &o.lines), (first.status, first.seqs, &first.lines), "{name}: {id} has its first outcome");
             }
             if chaos.kills >= target {
                 break;
@@ -290,7 +325,7 @@ fn crash_the_engine_at_seeded_random_moments_nothing_lost_nothing_paid_twice() {
     audit_verify(&fx);
     let duplicates = events.counts().values().filter(|n| **n > 1).count();
     eprintln!(
-        "crash test: seed {seed}: {} kills, {} commands, {} payouts instructed and settled once, head {head}, {duplicates} events relayed twice, {:.0} s",
+        "crash test: seed {seed}: {} kills, {} commands, {} payouts instructed and settled once, head {head}, {duplicates} events relayed twice, {lost_replies} replies not received (asked again), {:.0} s",
         chaos.kills,
         first_outcomes.len(),
         instructed.len(),
@@ -543,17 +578,33 @@ fn broker_connections_cut_during_consumption_and_relay_lose_and_double_nothing()
     let mut cuts = 0;
     for (name, file) in [("enroll", files.join("enroll.jsonl")), ("batch", files.join("batch.jsonl"))] {
         let n = read_commands(&file).len();
-        let index = fx.spawn(name, &["publish", path(&file), "--amqp", &url(AGENCY), "--json", "--timeout-secs", "200"]);
+        let index = fx.spawn(name, &["publish", path(&file), "--amqp", &url(AGENCY), "--json", "--timeout-secs", "60"]);
         let deadline = Instant::now() + Duration::from_secs(220);
-        while !published(&fx, name, n) {
-            assert!(Instant::now() < deadline, "{name}: timed out with {cuts} cuts");
-            std::thread::sleep(Duration::from_millis(rng.range(200, 1_200)));
-            if proxy.cut() > 0 {
-                cuts += 1;
+        // Up to 4 cuts per file, each once something new was committed since the last one
+        // (else a slow machine could be cut before it ever finishes a group), plus 0-0.8 s.
+        let mut here = 0;
+        let finished = |fx: &Fixture| published(fx, name, n) || gave_up(fx, name);
+        while !finished(&fx) {
+            let base = events.distinct_seqs();
+            while events.distinct_seqs() <= base && !finished(&fx) {
+                assert!(Instant::now() < deadline, "{name}: timed out with {cuts} cuts");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(rng.range(0, 800)));
+            if here < 4 && !finished(&fx) && proxy.cut() > 0 {
+                (cuts, here) = (cuts + 1, here + 1);
             }
         }
-        fx.wait_success(index, Duration::from_secs(10));
-        for o in outcomes_of(&fx, name) {
+        let outcomes = if published(&fx, name, n) {
+            fx.wait_success(index, Duration::from_secs(10));
+            outcomes_of(&fx, name)
+        } else {
+            // A reply lost with a cut connection: the sender asks again (answered from the index).
+            eprintln!("{name}: {} replies lost with a cut; publishing again", n - outcomes_of(&fx, name).len());
+            fx.publish_file(&file, AGENCY)
+        };
+        assert_eq!(outcomes.len(), n, "{name}: every command answered");
+        for o in outcomes {
             assert_eq!(o.status, OutcomeStatus::Accepted, "{name}: {} {:?}", o.command_id, o.code);
         }
     }
@@ -670,4 +721,26 @@ fn a_full_disk_under_serve_stops_acks_reports_unready_and_the_stream_completes_a
     assert!(!records.iter().any(|(_, _, r)| matches!(r.event.data, EventData::CommandRejected(_))), "nothing decided twice");
     drop(engine);
     drop(disk);
+}
+
+/// Known gap (found by the test above): after a sled I/O error, sled keeps the error for the
+/// life of the `Db`, so `Engine::recover` (what serve's writer calls) keeps failing even when
+/// the disk has space again; only reopening the data dir (restarting serve) clears it.
+/// Reproducer, ignored until recovery reopens sled: `cargo test --test faults -- --ignored`.
+#[test]
+#[ignore = "known gap: sled's I/O error is sticky; Engine::recover cannot succeed in the same process"]
+fn recover_in_place_after_the_disk_has_space_again() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let data = tmp.path().join("data");
+    let disk = SmallDisk::mount(&data, "4m").expect("a small tmpfs (root)");
+    let (rules, enroll) = demo_commands(40_000);
+    let options = ansinh::EngineOptions::new(&data);
+    let mut engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens");
+    engine.execute(&rules).expect("rules stored");
+    let mut done = 0;
+    while engine.execute(&enroll[done..done + 200]).is_ok() {
+        done += 200;
+    }
+    disk.resize("256m");
+    engine.recover(options.limits).expect("recovers in place once the disk has space");
 }
