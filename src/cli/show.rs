@@ -141,12 +141,13 @@ pub(crate) fn batch(views: &ViewReader, batch_id: &str, lines: bool, after: u32,
     println!("\nPayouts by status");
     print_table(
         &["status", "payouts", "amount VND"],
-        &b.by_status.iter().map(|(s, ca)| vec![s.clone(), count(ca.count), vnd(ca.amount.0)]).collect::<Vec<_>>(),
+        &b.by_status.iter().filter(|(_, ca)| ca.count > 0).map(|(s, ca)| vec![s.clone(), count(ca.count), vnd(ca.amount.0)]).collect::<Vec<_>>(),
     );
     println!("\nPer bank");
     let mut rows = Vec::new();
     for (bin, statuses) in &b.by_bank {
-        for (s, ca) in statuses {
+        // A status a batch's payouts have all left (count 0) is history, not a row.
+        for (s, ca) in statuses.iter().filter(|(_, ca)| ca.count > 0) {
             rows.push(vec![reference::bank(bin).map(|x| x.short_name).unwrap_or("?").to_string(), bin.clone(), s.clone(), count(ca.count), vnd(ca.amount.0)]);
         }
     }
