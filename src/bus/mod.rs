@@ -24,6 +24,29 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use writer::{OnGroup, Writer};
 
+/// Publishes a command the way the engine expects it (events/README.md, "The message
+/// contract"): persistent JSON to the commands exchange, `user_id` = the connection's user,
+/// replies to `reply_to`, `correlation_id` and `message_id` = the command id. Await the
+/// returned confirm before forgetting the command.
+pub async fn publish_command(
+    channel: &lapin::Channel,
+    bus: &BusConfig,
+    user: &str,
+    reply_to: &lapin::types::ShortString,
+    envelope: &crate::command::CommandEnvelope,
+) -> lapin::Result<lapin::PublisherConfirm> {
+    let body = serde_json::to_vec(envelope).expect("commands serialize");
+    let props = lapin::BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_user_id(user.into())
+        .with_reply_to(reply_to.clone())
+        .with_correlation_id(envelope.command_id.as_str().into())
+        .with_message_id(envelope.command_id.as_str().into());
+    let options = lapin::options::BasicPublishOptions::default();
+    channel.basic_publish(bus.commands_exchange().as_str().into(), topology::COMMAND_ROUTING_KEY.into(), options, &body, props).await
+}
+
 /// What `serve` reports to the outside (readiness, metrics).
 pub struct Hooks {
     pub on_group: OnGroup,

@@ -11,13 +11,13 @@ use super::CliResult;
 use crate::bus::config::user_of;
 use crate::command::{Command, CommandEnvelope, RecordSettlements, SettlementItem, SettlementStatus};
 use crate::config::Config;
-use crate::domain::{reference, FailureReason};
+use crate::domain::reference;
 use crate::event::EventData;
 use crate::log::chain::Record;
 use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -78,21 +78,6 @@ pub fn run(config: &Config, args: &BankArgs) -> CliResult {
             }
         }
     })
-}
-
-/// Settled, or failed with a reason, decided by a hash of the payout id (re-runs agree).
-fn simulate(seed: u64, failure_rate: f64, payout_id: &str) -> (SettlementStatus, Option<FailureReason>) {
-    let h = hash_of(seed, payout_id);
-    if ((h % 1_000_000) as f64) < failure_rate * 1_000_000.0 {
-        let reason = match (h / 1_000_000) % 10 {
-            0..=3 => FailureReason::AccountClosed,
-            4..=6 => FailureReason::NameMismatch,
-            _ => FailureReason::InvalidAccount,
-        };
-        (SettlementStatus::Failed, Some(reason))
-    } else {
-        (SettlementStatus::Settled, None)
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -165,7 +150,7 @@ async fn session(
                 continue;
             }
             (first_seq, last_seq) = (first_seq.min(record.seq), last_seq.max(record.seq));
-            let (status, reason) = simulate(args.seed, args.failure_rate, &p.payout_id);
+            let (status, reason) = super::demo_data::simulated_outcome(args.seed, args.failure_rate, &p.payout_id);
             items.push(SettlementItem {
                 payout_id: p.payout_id,
                 status,
@@ -186,26 +171,7 @@ async fn session(
                 sender: None,
                 command: Command::RecordSettlements(RecordSettlements { bin: args.bin.clone(), items }),
             };
-            let body = serde_json::to_vec(&envelope).expect("commands serialize");
-            let props = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_content_type("application/json".into())
-                .with_user_id(user.into())
-                .with_reply_to(replies.name().clone())
-                .with_correlation_id(envelope.command_id.as_str().into())
-                .with_message_id(envelope.command_id.as_str().into());
-            let confirm = publish
-                .basic_publish(
-                    bus.commands_exchange().as_str().into(),
-                    crate::bus::topology::COMMAND_ROUTING_KEY.into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    props,
-                )
-                .await
-                .map_err(e)?
-                .await
-                .map_err(e)?;
+            let confirm = crate::bus::publish_command(&publish, bus, user, replies.name(), &envelope).await.map_err(e)?.await.map_err(e)?;
             if confirm.is_nack() {
                 return Err("the broker refused the settlement report; instructions will be redelivered".into());
             }

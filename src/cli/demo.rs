@@ -9,7 +9,7 @@ use crate::command::*;
 use crate::config::Config;
 use crate::core::PayoutStatus;
 use crate::domain::program::DECREE_20_CATEGORIES;
-use crate::domain::{reference, FailureReason, Period};
+use crate::domain::{reference, Period};
 use crate::engine::Engine;
 use crate::outcome::{Outcome, OutcomeStatus};
 use rust_decimal::Decimal;
@@ -139,7 +139,14 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     let engine = open_engine(&options)?;
     let head_before = engine.head().clone();
     println!("data dir {} (log head at seq {})\n", options.data_dir.display(), head_before.seq);
-    let mut run = Run { engine, stages: Default::default(), group_max: config.engine.group_commands_max, args, period, prefix: format!("demo-s{}-{}-{period}", args.seed, args.province) };
+    let mut run = Run {
+        engine,
+        stages: Default::default(),
+        group_max: config.engine.group_commands_max,
+        args,
+        period,
+        prefix: format!("demo-s{}-{}-{period}", args.seed, args.province),
+    };
     let prev = month_before(period);
     let list_time = format!("{prev}-24T02:00:00Z");
 
@@ -381,17 +388,10 @@ fn settle(run: &mut Run<'_>, payout_ids: &[String], at: &str, label: &str, failu
     for id in payout_ids {
         let bin = run.engine.state().payouts[id].account.bin.clone();
         let h = hash_of(seed, id);
-        let (status, reason) = if h % 10_000 < failure_percent * 100 {
+        let (status, reason) = demo_data::simulated_outcome(seed, failure_percent as f64 / 100.0, id);
+        if status == SettlementStatus::Failed {
             failed.push(id.clone());
-            let reason = match (h / 10_000) % 10 {
-                0..=3 => FailureReason::AccountClosed,
-                4..=6 => FailureReason::NameMismatch,
-                _ => FailureReason::InvalidAccount,
-            };
-            (SettlementStatus::Failed, Some(reason))
-        } else {
-            (SettlementStatus::Settled, None)
-        };
+        }
         by_bank.entry(bin).or_default().push(SettlementItem {
             payout_id: id.clone(),
             status,

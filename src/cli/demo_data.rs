@@ -3,9 +3,10 @@
 //! category, Vietnamese names, accounts spread over the NAPAS BINs. Deterministic per seed;
 //! independent of the period, so re-running for another month re-sends identical enrollments.
 
-use crate::command::{Command, DefineProgram, EnrollBeneficiary, PayoutLine, SetStandardLevel};
+use crate::command::{Command, DefineProgram, EnrollBeneficiary, PayoutLine, SetStandardLevel, SettlementStatus};
 use crate::domain::account::AccountInput;
 use crate::domain::program::DECREE_20_CATEGORIES;
+use crate::domain::FailureReason;
 use crate::domain::{Attestation, Sex};
 use std::collections::HashSet;
 
@@ -257,4 +258,21 @@ pub fn program_rules(program_id: &str) -> Vec<(String, &'static str, Command)> {
         ("demo-level-national-2021-07".into(), "2021-06-15T02:00:00Z", level("2021-07", "360000", "Decree 20/2021/NĐ-CP Art. 4(2)")),
         ("demo-level-national-2024-07".into(), "2024-06-20T02:00:00Z", level("2024-07", "500000", "Decree 76/2024/NĐ-CP")),
     ]
+}
+
+/// The simulated bank's answer for a payout: settled, or failed with a realistic reason
+/// (account closed 40 %, name mismatch 30 %, invalid account 30 %) for a `failure_rate` share,
+/// decided by a hash of the payout id so re-runs and restarts agree.
+pub fn simulated_outcome(seed: u64, failure_rate: f64, payout_id: &str) -> (SettlementStatus, Option<FailureReason>) {
+    let h = hash_of(seed, payout_id);
+    if ((h % 1_000_000) as f64) < failure_rate * 1_000_000.0 {
+        let reason = match (h / 1_000_000) % 10 {
+            0..=3 => FailureReason::AccountClosed,
+            4..=6 => FailureReason::NameMismatch,
+            _ => FailureReason::InvalidAccount,
+        };
+        (SettlementStatus::Failed, Some(reason))
+    } else {
+        (SettlementStatus::Settled, None)
+    }
 }

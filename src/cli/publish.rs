@@ -12,7 +12,7 @@ use crate::outcome::{Outcome, OutcomeStatus};
 use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -101,24 +101,7 @@ async fn publish_all(
         .map_err(e)?;
     let mut pending = Vec::with_capacity(args.window);
     for (_, envelope) in envelopes {
-        let body = serde_json::to_vec(envelope).expect("commands serialize");
-        let props = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_user_id(user.into())
-            .with_reply_to(reply_queue.name().clone())
-            .with_correlation_id(envelope.command_id.as_str().into())
-            .with_message_id(envelope.command_id.as_str().into());
-        let confirm = ch
-            .basic_publish(
-                bus.commands_exchange().as_str().into(),
-                crate::bus::topology::COMMAND_ROUTING_KEY.into(),
-                BasicPublishOptions::default(),
-                &body,
-                props,
-            )
-            .await
-            .map_err(e)?;
+        let confirm = crate::bus::publish_command(&ch, bus, user, reply_queue.name(), envelope).await.map_err(e)?;
         pending.push((envelope.command_id.clone(), confirm));
         if pending.len() >= args.window {
             settle_confirms(&mut pending).await?;
