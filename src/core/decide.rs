@@ -183,14 +183,9 @@ fn change_account(state: &State, c: &ChangePaymentAccount) -> Decision {
     Ok(vec![EventData::PaymentAccountChanged(PaymentAccountChanged { citizen_id, account })])
 }
 
-fn change_category(state: &State, c: &ChangeCategory) -> Decision {
-    let citizen_id = current_citizen(state, &c.citizen_id)?;
-    let effective_from = period(&c.effective_from)?;
-    let rules = program(state, &c.program_id)?;
-    if !rules.categories.contains_key(&c.category) {
-        return Err(Rejection::new("category_unknown", format!("program {:?} has no category {:?}", c.program_id, c.category)));
-    }
-    let e = enrollment(state, &citizen_id, &c.program_id)?;
+/// A change to an enrollment from `effective_from` on: never after termination, never dated
+/// before a change already recorded (history stays in order).
+fn changeable(e: &super::state::Enrollment, effective_from: Period) -> Result<(), Rejection> {
     if e.is_terminated() {
         return Err(Rejection::new("beneficiary_terminated", "the enrollment is terminated"));
     }
@@ -200,6 +195,18 @@ fn change_category(state: &State, c: &ChangeCategory) -> Decision {
             format!("effective month {effective_from} is before the last recorded change {}", e.last_change()),
         ));
     }
+    Ok(())
+}
+
+fn change_category(state: &State, c: &ChangeCategory) -> Decision {
+    let citizen_id = current_citizen(state, &c.citizen_id)?;
+    let effective_from = period(&c.effective_from)?;
+    let rules = program(state, &c.program_id)?;
+    if !rules.categories.contains_key(&c.category) {
+        return Err(Rejection::new("category_unknown", format!("program {:?} has no category {:?}", c.program_id, c.category)));
+    }
+    let e = enrollment(state, &citizen_id, &c.program_id)?;
+    changeable(e, effective_from)?;
     Ok(vec![EventData::CategoryChanged(CategoryChanged { citizen_id, program_id: c.program_id.clone(), category: c.category.clone(), effective_from })])
 }
 
@@ -209,15 +216,7 @@ fn change_status(state: &State, c: &StatusChange, to: EnrollmentStatus) -> Decis
     let reason = text(&c.reason, "reason")?;
     program(state, &c.program_id)?;
     let e = enrollment(state, &citizen_id, &c.program_id)?;
-    if e.is_terminated() {
-        return Err(Rejection::new("beneficiary_terminated", "the enrollment is terminated"));
-    }
-    if effective_from < e.last_change() {
-        return Err(Rejection::new(
-            "effective_out_of_order",
-            format!("effective month {effective_from} is before the last recorded change {}", e.last_change()),
-        ));
-    }
+    changeable(e, effective_from)?;
     let current = e.status_at(effective_from).expect("effective month is not before the enrollment start");
     let data = EnrollmentStatusChanged { citizen_id, program_id: c.program_id.clone(), effective_from, reason };
     Ok(vec![match to {
