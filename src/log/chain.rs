@@ -2,12 +2,14 @@
 //! `{"seq": N, "prev_hash": "<64 hex>", "event": {...}, "hash": "<64 hex>"}` where `hash` is the
 //! lowercase hex SHA-256 of the RFC 8785 (JCS) canonical form of the record without `hash`.
 //!
-//! Canonical form here: serde_json's `Value` keeps object keys in a `BTreeMap` (sorted by
-//! bytes) and writes no whitespace. That equals JCS for our records because (1) every key we
-//! write is ASCII, where byte order equals JCS's UTF-16 order, (2) no floats exist (amounts are
-//! strings, seq and counts are integers below 2^53), and (3) serde_json escapes strings exactly as
-//! JCS does (`\"` `\\` `\b` `\f` `\n` `\r` `\t`, other controls as `\u00xx` lowercase, the rest
-//! as UTF-8). `tests` checks this against hand-computed bytes; CI checks it with Python.
+//! Canonical form: RFC 8785 (JCS), written here rather than taken from a crate, and tested
+//! against the RFC's own examples below: object members sorted by the UTF-16 code units of
+//! their names, no whitespace, strings escaped as JCS says (`\"` `\\` `\b` `\f` `\n` `\r` `\t`,
+//! other controls as `\u00xx` lowercase, everything else as UTF-8; serde_json's string writer
+//! does exactly this), numbers in the ECMAScript form (integers as themselves; other doubles
+//! by the shortest round-trip digits with ES6's exponent rules). Events hold no floats (amounts
+//! are strings), so any JCS implementation, or Python's `json.dumps(obj, sort_keys=True,
+//! separators=(",", ":"), ensure_ascii=False)` for our ASCII member names, reproduces the bytes.
 
 use crate::event::Event;
 use serde::{Deserialize, Serialize};
@@ -25,18 +27,94 @@ pub struct Record {
     pub hash: String,
 }
 
-/// Canonical bytes of any JSON value whose keys are ASCII (see module docs).
+/// RFC 8785 canonical bytes of a JSON value.
 pub fn canonical_bytes(value: &Value) -> Vec<u8> {
-    debug_assert!(keys_are_ascii(value), "canonical form relies on ASCII object keys");
-    serde_json::to_vec(value).expect("serializing a serde_json::Value cannot fail")
+    let mut out = Vec::with_capacity(256);
+    write_canonical(value, &mut out);
+    out
 }
 
-fn keys_are_ascii(value: &Value) -> bool {
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, s).expect("writing a string to a Vec cannot fail");
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) => map.iter().all(|(k, v)| k.is_ascii() && keys_are_ascii(v)),
-        Value::Array(items) => items.iter().all(keys_are_ascii),
-        _ => true,
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => write_number(n, out),
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            // serde_json's map is ordered by bytes, which equals UTF-16 order for ASCII names.
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            if !map.keys().all(|k| k.is_ascii()) {
+                members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            }
+            out.push(b'{');
+            for (i, (k, v)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(k, out);
+                out.push(b':');
+                write_canonical(v, out);
+            }
+            out.push(b'}');
+        }
     }
+}
+
+/// ECMAScript Number-to-String (ES2015 7.1.12.1), which JCS requires.
+fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) {
+    if let Some(i) = n.as_i64() {
+        out.extend_from_slice(i.to_string().as_bytes());
+        return;
+    }
+    if let Some(u) = n.as_u64() {
+        out.extend_from_slice(u.to_string().as_bytes());
+        return;
+    }
+    let f = n.as_f64().expect("a JSON number is an integer or a double");
+    out.extend_from_slice(es6_number(f).as_bytes());
+}
+
+fn es6_number(f: f64) -> String {
+    if f == 0.0 {
+        return "0".into();
+    }
+    // Shortest round-trip digits and exponent, from Rust's `{:e}` (e.g. "1.2345e-7").
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} always writes an exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let k = digits.len() as i32;
+    let n = exp.parse::<i32>().expect("{:e} writes an integer exponent") + 1;
+    let sign = if f < 0.0 { "-" } else { "" };
+    let body = if k <= n && n <= 21 {
+        format!("{digits}{}", "0".repeat((n - k) as usize))
+    } else if 0 < n && n <= 21 {
+        format!("{}.{}", &digits[..n as usize], &digits[n as usize..])
+    } else if -6 < n && n <= 0 {
+        format!("0.{}{digits}", "0".repeat((-n) as usize))
+    } else {
+        let e = n - 1;
+        let exp = if e >= 0 { format!("+{e}") } else { e.to_string() };
+        if k == 1 {
+            format!("{digits}e{exp}")
+        } else {
+            format!("{}.{}e{exp}", &digits[..1], &digits[1..])
+        }
+    };
+    format!("{sign}{body}")
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -72,6 +150,69 @@ mod tests {
     fn canonical_form_sorts_keys_and_escapes_like_jcs() {
         let v: Value = serde_json::from_str("{\"b\": 1, \"a\": \"x\\u0001\\n\\\"é€\", \"c\": [true, null, {\"z\": 0, \"y\": -5}]}").unwrap();
         assert_eq!(String::from_utf8(canonical_bytes(&v)).unwrap(), "{\"a\":\"x\\u0001\\n\\\"é€\",\"b\":1,\"c\":[true,null,{\"y\":-5,\"z\":0}]}");
+    }
+
+    /// RFC 8785 section 3.2.2: the example input and its canonical form.
+    #[test]
+    fn rfc8785_example() {
+        let input = r#"{
+          "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+          "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+          "literals": [null, true, false]
+        }"#;
+        let expected = r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#;
+        let v: Value = serde_json::from_str(input).unwrap();
+        assert_eq!(String::from_utf8(canonical_bytes(&v)).unwrap(), expected);
+    }
+
+    /// RFC 8785 section 3.2.3: members sorted by UTF-16 code units, not by bytes.
+    #[test]
+    fn rfc8785_sorting() {
+        let input = r#"{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh", "1": "One",
+            "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#;
+        let v: Value = serde_json::from_str(input).unwrap();
+        let canonical: Value = serde_json::from_slice(&canonical_bytes(&v)).unwrap();
+        let text = String::from_utf8(canonical_bytes(&v)).unwrap();
+        let order: Vec<usize> = [
+            "Carriage Return",
+            "One",
+            "Control",
+            "Latin Small Letter O With Diaeresis",
+            "Euro Sign",
+            "Emoji: Grinning Face",
+            "Hebrew Letter Dalet With Dagesh",
+        ]
+        .iter()
+        .map(|n| text.find(n).unwrap())
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert_eq!(canonical, v);
+    }
+
+    /// ECMAScript number serialization, with values from RFC 8785 appendix B (the doubles are
+    /// given by their bits; expected strings cross-checked against Python's shortest repr).
+    #[test]
+    fn rfc8785_numbers() {
+        for (bits, expected) in [
+            (0x0000000000000000u64, "0"),
+            (0x8000000000000000, "0"),
+            (0x0000000000000001, "5e-324"),
+            (0x8000000000000001, "-5e-324"),
+            (0x7fefffffffffffff, "1.7976931348623157e+308"),
+            (0x4340000000000000, "9007199254740992"),
+            (0x44b52d02c7e14af6, "1e+23"),
+            (0x44b52d02c7e14af7, "1.0000000000000001e+23"),
+            (0x444b1ae4d6e2ef4e, "999999999999999700000"),
+            (0x444b1ae4d6e2ef4f, "999999999999999900000"),
+            (0x444b1ae4d6e2ef50, "1e+21"),
+            (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
+            (0x3eb0c6f7a0b5ed8d, "0.000001"),
+            (0x41b3de4355555553, "333333333.3333332"),
+            (0x41b3de4355555556, "333333333.3333334"),
+            (0xc2b3de4355555553, "-21845333333333.324"),
+        ] {
+            assert_eq!(es6_number(f64::from_bits(bits)), expected, "bits {bits:#018x}");
+        }
     }
 
     #[test]
