@@ -407,7 +407,7 @@ impl Drop for Fixture {
                 eprintln!("---- {name} (last lines) ----\n{}", self.log_tail(name));
             }
         }
-        let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), self.delete_topology()).await });
+        let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(90), self.delete_topology()).await });
     }
 }
 
