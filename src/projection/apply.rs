@@ -69,7 +69,6 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
                     )],
                 },
             );
-            v.balances.entry(e.program_id.clone()).or_default();
         }
         EventData::PaymentAccountChanged(e) => {
             let v = txn.citizen(format!("cit/{}", e.citizen_id))?;
@@ -162,20 +161,7 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
                 batch.leave(&obin, &ostatus, oamount);
                 batch.enter(&obin, "reissued", oamount);
             }
-            let c = txn.citizen(format!("cit/{cid}"))?;
-            c.payouts.push(CitizenPayout {
-                payout_id: e.payout_id.clone(),
-                program_id: e.program_id.clone(),
-                period: period.clone(),
-                amount: Some(e.amount),
-                status: "instructed".into(),
-            });
-            let b = c.balances.entry(e.program_id.clone()).or_default();
-            b.instructed = b.instructed.plus(e.amount);
-            if e.kind == PayoutKind::Reissue {
-                b.reissued = b.reissued.plus(e.amount);
-            }
-            b.derive();
+            txn.index_payout(&cid, seq, &e.payout_id);
             let bud = txn.budget(format!("bud/{}/{}/{}", e.province, e.program_id, period))?;
             bud.instructed = bud.instructed.plus(e.amount);
             bud.derive();
@@ -204,19 +190,7 @@ fn transition(txn: &mut Txn<'_>, seq: u64, at: &str, t: &PayoutTransition, to: &
     txn.batch(format!("bat/{}", t.batch_id))?.leave(&t.bin, &from, t.amount);
     txn.batch(format!("bat/{}", t.batch_id))?.enter(&t.bin, to, t.amount);
 
-    let c = txn.citizen(format!("cit/{cid}"))?;
-    if let Some(entry) = c.payouts.iter_mut().find(|x| x.payout_id == t.payout_id) {
-        entry.status = to.to_string();
-    }
-    let b = c.balances.entry(t.program_id.clone()).or_default();
     let add = |x: &mut crate::domain::Balance, a: Vnd| *x = x.plus(a);
-    match to {
-        "settled" => add(&mut b.settled, t.amount),
-        "failed" => add(&mut b.failed, t.amount),
-        "returned" => add(&mut b.returned, t.amount),
-        _ => add(&mut b.written_off, t.amount),
-    }
-    b.derive();
     let bud = txn.budget(format!("bud/{}/{}/{}", t.province, t.program_id, period))?;
     match to {
         "settled" => add(&mut bud.settled, t.amount),
@@ -245,9 +219,10 @@ fn reassign(txn: &mut Txn<'_>, seq: u64, at: &str, old: &str, new: &str, reason:
     for en in view.enrollments.values_mut() {
         en.history.push(history(seq, at, "citizen_id.reassigned", None, format!("from {}; {reason}", crate::domain::citizen_id::mask(old))));
     }
-    let programs: Vec<String> = view.balances.keys().cloned().collect();
-    let payouts: Vec<String> = view.payouts.iter().map(|p| p.payout_id.clone()).collect();
+    // A citizen's balances are kept per enrolled program (payouts need an enrollment).
+    let programs: Vec<String> = view.enrollments.keys().cloned().collect();
     *txn.citizen(format!("cit/{new}"))? = view;
+    let payouts = txn.move_payout_index(old, new)?;
     for payout_id in payouts {
         txn.payout(format!("pay/{payout_id}"))?.citizen_id = new.to_string();
     }

@@ -4,8 +4,13 @@
 //! gives byte-identical views.
 //!
 //! Keys of the `views` tree:
-//! `cit/<citizen_id>` `pay/<payout_id>` `bat/<batch_id>` `line/<batch_id>/<line_no:06>`
-//! `bud/<province>/<program>/<period>` `prog/<program>` `acct/<ledger account>` `_applied`.
+//! `cit/<citizen_id>` `cpay/<citizen_id>/<seq:020>` (-> payout id) `pay/<payout_id>`
+//! `bat/<batch_id>` `line/<batch_id>/<line_no:06>` `bud/<province>/<program>/<period>`
+//! `prog/<program>` `acct/<ledger account>` `_applied`.
+//!
+//! A citizen's payouts and balances are derived on read (`ViewReader::citizen`) from the
+//! `cpay/` index and the payout views, so a payout line writes a small index entry instead of
+//! rewriting the citizen document (see `views::CitizenRecord`).
 //!
 //! The ledger (`acct/`) is double-entry: every posting debits one account and credits another,
 //! so the sum of all balances is zero; this is asserted after every group.
@@ -102,7 +107,10 @@ impl Views {
             if let Doc::Account(balance, before) = &doc {
                 delta += balance.0 - before.0;
             }
-            batch.insert(key.as_bytes(), doc.to_bytes());
+            match doc {
+                Doc::Removed => batch.remove(key.as_bytes()),
+                doc => batch.insert(key.as_bytes(), doc.to_bytes()),
+            }
         }
         assert_eq!(delta, Decimal::ZERO, "every group's ledger postings balance (double entry)");
         batch.insert(b"_applied", &last.to_be_bytes());
@@ -148,7 +156,11 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, ViewError>
 
 /// A loaded view document, changed in memory during a group and written once at its end.
 enum Doc {
-    Citizen(Box<CitizenView>),
+    Citizen(Box<CitizenRecord>),
+    /// A `cpay/` index entry: the payout id.
+    Index(String),
+    /// A key this group deletes.
+    Removed,
     Payout(Box<PayoutView>),
     Batch(Box<BatchView>),
     Line(LineView),
@@ -165,6 +177,8 @@ impl Doc {
         }
         match self {
             Doc::Citizen(v) => ser(v),
+            Doc::Index(payout_id) => payout_id.as_bytes().to_vec(),
+            Doc::Removed => Vec::new(),
             Doc::Payout(v) => ser(v),
             Doc::Batch(v) => ser(v),
             Doc::Line(v) => ser(v),
@@ -200,12 +214,42 @@ macro_rules! accessor {
 }
 
 impl Txn<'_> {
-    accessor!(citizen, Citizen, CitizenView, |v| Doc::Citizen(Box::new(v)));
+    accessor!(citizen, Citizen, CitizenRecord, |v| Doc::Citizen(Box::new(v)));
     accessor!(payout, Payout, PayoutView, |v| Doc::Payout(Box::new(v)));
     accessor!(batch, Batch, BatchView, |v| Doc::Batch(Box::new(v)));
     accessor!(line, Line, LineView, Doc::Line);
     accessor!(budget, Budget, BudgetView, Doc::Budget);
     accessor!(program, Program, ProgramView, Doc::Program);
+
+    /// Adds a payout to its citizen's index, in the order payouts were instructed.
+    pub(crate) fn index_payout(&mut self, citizen_id: &str, seq: u64, payout_id: &str) {
+        self.docs.insert(format!("cpay/{citizen_id}/{seq:020}"), Doc::Index(payout_id.to_string()));
+    }
+
+    /// Moves a citizen's payout index to another citizen id (a re-determination); returns the
+    /// payout ids in index order.
+    pub(crate) fn move_payout_index(&mut self, from: &str, to: &str) -> Result<Vec<String>, ViewError> {
+        let prefix = format!("cpay/{from}/");
+        let mut entries: std::collections::BTreeMap<String, Option<String>> = std::collections::BTreeMap::new();
+        for item in self.tree.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            entries.insert(String::from_utf8_lossy(&k).into_owned(), Some(String::from_utf8_lossy(&v).into_owned()));
+        }
+        for (k, doc) in &self.docs {
+            if k.starts_with(&prefix) {
+                entries.insert(k.clone(), if let Doc::Index(id) = doc { Some(id.clone()) } else { None });
+            }
+        }
+        let mut ids = Vec::new();
+        for (key, id) in entries {
+            let Some(id) = id else { continue };
+            let moved = format!("cpay/{to}/{}", &key[prefix.len()..]);
+            self.docs.insert(key, Doc::Removed);
+            self.docs.insert(moved, Doc::Index(id.clone()));
+            ids.push(id);
+        }
+        Ok(ids)
+    }
 
     /// Moves `amount` from one ledger account to another (debit `from`, credit `to`).
     pub(crate) fn post(&mut self, from: &str, to: &str, amount: Decimal) -> Result<(), ViewError> {
@@ -249,8 +293,24 @@ impl ViewReader {
         }
     }
 
+    /// The citizen with their payouts and balances, composed from several keys: read again if a
+    /// group was applied in between, so the parts always belong to the same seq.
     pub fn citizen(&self, citizen_id: &str) -> Result<Option<CitizenView>, ViewError> {
-        self.get(&format!("cit/{citizen_id}"))
+        loop {
+            let before = self.applied_seq()?;
+            let Some(record) = self.get::<CitizenRecord>(&format!("cit/{citizen_id}"))? else { return Ok(None) };
+            let mut payouts = Vec::new();
+            for item in self.tree.scan_prefix(format!("cpay/{citizen_id}/").as_bytes()) {
+                let (k, id) = item?;
+                let id = std::str::from_utf8(&id).map_err(|e| ViewError::Corrupt { key: String::from_utf8_lossy(&k).into_owned(), detail: e.to_string() })?;
+                let payout =
+                    self.payout(id)?.ok_or_else(|| ViewError::Corrupt { key: format!("pay/{id}"), detail: "indexed for a citizen but missing".into() })?;
+                payouts.push(payout);
+            }
+            if self.applied_seq()? == before {
+                return Ok(Some(CitizenView::compose(record, &payouts)));
+            }
+        }
     }
     pub fn payout(&self, payout_id: &str) -> Result<Option<PayoutView>, ViewError> {
         self.get(&format!("pay/{payout_id}"))

@@ -23,6 +23,70 @@ pub struct CitizenView {
     pub payouts: Vec<CitizenPayout>,
 }
 
+/// What is stored under `cit/<citizen_id>`: the person and their enrollments. The payouts and
+/// balances of a `CitizenView` are not stored here but derived on read from the citizen's payout
+/// index (`cpay/<citizen_id>/<seq>`) and the payout views, so that a payout line or a
+/// settlement does not rewrite the (growing) citizen document: in sled 0.34 every insert copies
+/// the whole leaf it lands in, so large, often-rewritten values are what views cost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CitizenRecord {
+    pub citizen_id: String,
+    pub full_name: String,
+    pub date_of_birth: String,
+    pub sex: String,
+    pub account: Option<Account>,
+    pub previous_citizen_ids: Vec<String>,
+    pub reassigned_to: Option<String>,
+    pub enrollments: BTreeMap<String, EnrollmentView>,
+}
+
+impl CitizenView {
+    /// The citizen as readers see it: the stored record plus its payouts (in the order they were
+    /// instructed) and the balances they add up to.
+    pub fn compose(record: CitizenRecord, payouts: &[PayoutView]) -> CitizenView {
+        let mut balances: BTreeMap<String, BeneficiaryBalance> = record.enrollments.keys().map(|p| (p.clone(), BeneficiaryBalance::default())).collect();
+        let mut list = Vec::with_capacity(payouts.len());
+        for p in payouts {
+            let amount = p.amount.expect("instructed payouts have an amount");
+            let b = balances.entry(p.program_id.clone()).or_default();
+            b.instructed = b.instructed.plus(amount);
+            if p.kind == "reissue" {
+                b.reissued = b.reissued.plus(amount);
+            }
+            for h in &p.history {
+                let bucket = match h.status.as_str() {
+                    "settled" => &mut b.settled,
+                    "failed" => &mut b.failed,
+                    "returned" => &mut b.returned,
+                    "written_off" => &mut b.written_off,
+                    _ => continue,
+                };
+                *bucket = bucket.plus(amount);
+            }
+            list.push(CitizenPayout {
+                payout_id: p.payout_id.clone(),
+                program_id: p.program_id.clone(),
+                period: p.period.clone(),
+                amount: p.amount,
+                status: p.status.clone(),
+            });
+        }
+        balances.values_mut().for_each(BeneficiaryBalance::derive);
+        CitizenView {
+            citizen_id: record.citizen_id,
+            full_name: record.full_name,
+            date_of_birth: record.date_of_birth,
+            sex: record.sex,
+            account: record.account,
+            previous_citizen_ids: record.previous_citizen_ids,
+            reassigned_to: record.reassigned_to,
+            enrollments: record.enrollments,
+            balances,
+            payouts: list,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EnrollmentView {
     pub province: String,
