@@ -74,21 +74,47 @@ impl Views {
         self.applied
     }
 
-    /// Applies every logged event past `applied`, in groups of bounded size.
+    /// Applies every logged event past `applied`, in groups of bounded size. Reading and parsing
+    /// the next group runs on a second thread while this one applies the current group (on a
+    /// rebuild, parsing is about a sixth of the work; the rest is applying).
     pub fn catch_up(&mut self, log: &Log, progress: &mut dyn FnMut(u64)) -> Result<(), ViewError> {
         const CHUNK: u64 = 10_000;
         let head = log.head().seq;
-        let mut done = 0;
-        while self.applied < head {
-            let to = (self.applied + CHUNK).min(head);
-            let mut events = Vec::with_capacity((to - self.applied) as usize);
-            for item in log.range(self.applied + 1, to) {
-                let (seq, bytes) = item?;
-                events.push((seq, parse_event(seq, &bytes)?));
+        if self.applied >= head {
+            return Ok(());
+        }
+        let reader = log.reader();
+        let from = self.applied + 1;
+        std::thread::scope(|scope| {
+            // Bound 1: at most two parsed chunks exist at a time (memory stays bounded).
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<(u64, Event)>, ViewError>>(1);
+            scope.spawn(move || {
+                let mut next = from;
+                while next <= head {
+                    let to = (next + CHUNK - 1).min(head);
+                    let chunk = reader
+                        .range(next, to)
+                        .map(|item| item.and_then(|(seq, bytes)| parse_event(seq, &bytes).map(|e| (seq, e))))
+                        .collect::<Result<Vec<_>, LogError>>()
+                        .map_err(ViewError::from);
+                    let failed = chunk.is_err();
+                    if tx.send(chunk).is_err() || failed {
+                        return;
+                    }
+                    next = to + 1;
+                }
+            });
+            let mut done = 0;
+            for chunk in rx {
+                let events = chunk?;
+                done += events.len() as u64;
+                self.apply(&events)?;
+                progress(done);
             }
-            done += events.len() as u64;
-            self.apply(&events)?;
-            progress(done);
+            Ok::<(), ViewError>(())
+        })?;
+        if self.applied != head {
+            return Err(ViewError::Corrupt { key: "_applied".into(), detail: format!("the log ends at seq {} but its head says {head}", self.applied) });
         }
         Ok(())
     }
