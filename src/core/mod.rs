@@ -4,6 +4,7 @@ pub mod authz;
 pub mod decide;
 pub mod rejection;
 pub mod state;
+pub mod vecmap;
 
 pub use decide::decide;
 pub use rejection::{Rejection, CODES};

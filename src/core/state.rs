@@ -1,10 +1,11 @@
 //! The decision state: what `decide` needs to know, built only by `evolve` from events.
 //! In memory; rebuilt from the log at start-up. Nothing here reads a clock or does I/O.
 
+use super::vecmap::VecMap;
 use crate::domain::{Account, BirthDate, CitizenId, Coefficient, FailureReason, Period, ProgramRules, Sex, Vnd};
 use crate::event::{EventData, PayoutKind};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// Bounds on what one command may carry (TigerBeetle style: a limit on everything).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,18 +34,18 @@ pub struct Enrollment {
     pub province: String,
     pub effective_from: Period,
     /// Category by the month it took effect.
-    pub categories: BTreeMap<Period, String>,
+    pub categories: VecMap<Period, String>,
     /// Status by the month it took effect.
-    pub statuses: BTreeMap<Period, EnrollmentStatus>,
+    pub statuses: VecMap<Period, EnrollmentStatus>,
 }
 
 impl Enrollment {
     pub fn category_at(&self, period: Period) -> Option<&str> {
-        self.categories.range(..=period).next_back().map(|(_, c)| c.as_str())
+        self.categories.at_or_before(&period).map(|(_, c)| c.as_str())
     }
     /// Status in force for a period; `None` before the enrollment starts.
     pub fn status_at(&self, period: Period) -> Option<EnrollmentStatus> {
-        self.statuses.range(..=period).next_back().map(|(_, s)| *s)
+        self.statuses.at_or_before(&period).map(|(_, s)| *s)
     }
     pub fn is_terminated(&self) -> bool {
         self.statuses.values().any(|s| *s == EnrollmentStatus::Terminated)
@@ -63,7 +64,7 @@ pub struct Person {
     pub date_of_birth: BirthDate,
     pub sex: Sex,
     pub account: Account,
-    pub enrollments: BTreeMap<String, Enrollment>,
+    pub enrollments: VecMap<String, Enrollment>,
     pub payouts: Vec<String>,
 }
 
@@ -185,7 +186,7 @@ impl State {
                     date_of_birth: e.date_of_birth,
                     sex: e.sex,
                     account: e.account.clone(),
-                    enrollments: BTreeMap::new(),
+                    enrollments: VecMap::default(),
                     payouts: Vec::new(),
                 });
                 person.full_name = e.full_name.clone();
@@ -195,8 +196,8 @@ impl State {
                     Enrollment {
                         province: e.province.clone(),
                         effective_from: e.effective_from,
-                        categories: BTreeMap::from([(e.effective_from, e.category.clone())]),
-                        statuses: BTreeMap::from([(e.effective_from, EnrollmentStatus::Active)]),
+                        categories: VecMap::one(e.effective_from, e.category.clone()),
+                        statuses: VecMap::one(e.effective_from, EnrollmentStatus::Active),
                     },
                 );
             }
