@@ -13,16 +13,17 @@ use crate::engine::Engine;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const PROGRAM: &str = "social-allowance";
-const PROVINCE: &str = "056";
+pub const PROGRAM: &str = "social-allowance";
+pub const PROVINCE: &str = "056";
 /// Lines per payout batch, as in `ansinh demo` (one commune list, one group).
 pub const BATCH_LINES: usize = 10_000;
 
-fn envelope(id: String, issued_at: &str, command: Command) -> CommandEnvelope {
+pub(super) fn envelope(id: String, issued_at: &str, command: Command) -> CommandEnvelope {
     CommandEnvelope { command_id: id, v: 1, issued_at: issued_at.into(), sender: Some("bench".into()), command }
 }
 
-fn execute(engine: &mut Engine, group: &[CommandEnvelope]) -> Result<(), String> {
+/// Executes set-up commands; any that is not accepted is an error.
+pub(super) fn execute(engine: &mut Engine, group: &[CommandEnvelope]) -> Result<(), String> {
     let out = engine.execute(group).map_err(|e| e.to_string())?;
     if let Some(o) = out.iter().find(|o| o.status != crate::outcome::OutcomeStatus::Accepted) {
         return Err(format!("set-up command {} refused: {:?} {:?}", o.command_id, o.code, o.message));
@@ -30,60 +31,99 @@ fn execute(engine: &mut Engine, group: &[CommandEnvelope]) -> Result<(), String>
     Ok(())
 }
 
+/// A month ready to pay: program rules, `people` beneficiaries enrolled and the budget funded,
+/// all decided by the engine over its data dir; `lines` are the payout lines of the period for
+/// the beneficiaries active in it (one each, at their entitlement).
+pub struct Month {
+    pub engine: Engine,
+    pub people: usize,
+    pub period: Period,
+    pub lines: Vec<PayoutLine>,
+}
+
+impl Month {
+    /// Enrolls `people` synthetic beneficiaries (seed 7, province 056) and funds exactly the
+    /// month's payouts, in groups of `engine.group_commands_max`, in a fresh engine over
+    /// `data_dir`. Not timed by any suite.
+    pub fn prepare(config: &Config, data_dir: &Path, people: usize) -> Result<Month, String> {
+        let period = Period::parse("2025-01").map_err(|e| e.to_string())?;
+        let mut options = config.engine_options();
+        options.data_dir = data_dir.to_path_buf();
+        let mut engine = Engine::open(&options, &mut |_, _| {}).map_err(|e| e.to_string())?;
+        let group_max = config.engine.group_commands_max.max(1);
+
+        let rules: Vec<_> = demo_data::program_rules(PROGRAM).into_iter().map(|(id, at, c)| envelope(id, at, c)).collect();
+        execute(&mut engine, &rules)?;
+        let beneficiaries = demo_data::beneficiaries(7, people, PROVINCE, PROGRAM);
+        let enrolls: Vec<_> = beneficiaries
+            .iter()
+            .enumerate()
+            .map(|(i, b)| envelope(format!("bench-enroll-{i}"), "2024-12-20T02:00:00Z", Command::EnrollBeneficiary(b.enroll.clone())))
+            .collect();
+        for g in enrolls.chunks(group_max) {
+            execute(&mut engine, g)?;
+        }
+        let state = engine.state();
+        let rules = state.programs.get(PROGRAM).ok_or("program not defined")?;
+        let mut lines = Vec::with_capacity(people);
+        for b in &beneficiaries {
+            let cid = CitizenId::parse(&b.enroll.citizen_id).map_err(|e| e.to_string())?;
+            let e = state.people.get(&cid).and_then(|p| p.enrollments.get(PROGRAM)).ok_or("beneficiary not enrolled")?;
+            if e.status_at(period) != Some(EnrollmentStatus::Active) {
+                continue;
+            }
+            let category = e.category_at(period).ok_or("no category")?;
+            let amount = rules.entitlement(category, PROVINCE, period).ok_or("no entitlement")?;
+            lines.push(PayoutLine { citizen_id: cid.to_string(), amount: amount.to_string() });
+        }
+        let total: rust_decimal::Decimal = lines.iter().map(|l| l.amount.parse::<rust_decimal::Decimal>().unwrap_or_default()).sum();
+        let fund = FundBudget {
+            province: PROVINCE.into(),
+            program_id: PROGRAM.into(),
+            period: period.to_string(),
+            amount: total.to_string(),
+            reference: "bench".into(),
+        };
+        execute(&mut engine, &[envelope("bench-fund".into(), "2024-12-20T02:00:00Z", Command::FundBudget(fund))])?;
+        Ok(Month { engine, people, period, lines })
+    }
+
+    /// The month's payout batches: one `submit_payout_batch` command per `BATCH_LINES` lines
+    /// (as `ansinh demo` sends them), in order.
+    pub fn batches(&self) -> Vec<CommandEnvelope> {
+        self.lines
+            .chunks(BATCH_LINES)
+            .enumerate()
+            .map(|(k, chunk)| {
+                let batch = SubmitPayoutBatch {
+                    batch_id: format!("BENCH-{k:04}"),
+                    program_id: PROGRAM.into(),
+                    province: PROVINCE.into(),
+                    period: self.period.to_string(),
+                    lines: chunk.to_vec(),
+                };
+                envelope(format!("bench-batch-{k}"), "2024-12-24T02:00:00Z", Command::SubmitPayoutBatch(batch))
+            })
+            .collect()
+    }
+}
+
 /// Runs the suite for `lines` beneficiaries (one payout line each) in a scratch dir under `tmp`.
 pub fn run(config: &Config, lines: usize, tmp: &Path) -> Result<Report, String> {
-    let period = Period::parse("2025-01").map_err(|e| e.to_string())?;
     let scratch = Scratch::new(tmp, "embedded")?;
-    let mut options = config.engine_options();
-    options.data_dir = scratch.path().join("engine");
-    let mut engine = Engine::open(&options, &mut |_, _| {}).map_err(|e| e.to_string())?;
-    let group_max = config.engine.group_commands_max.max(1);
-
+    let data_dir = scratch.path().join("engine");
     // Set-up, not timed: rules, enrollments, the budget.
-    let rules: Vec<_> = demo_data::program_rules(PROGRAM).into_iter().map(|(id, at, c)| envelope(id, at, c)).collect();
-    execute(&mut engine, &rules)?;
-    let people = demo_data::beneficiaries(7, lines, PROVINCE, PROGRAM);
-    let enrolls: Vec<_> = people
-        .iter()
-        .enumerate()
-        .map(|(i, b)| envelope(format!("bench-enroll-{i}"), "2024-12-20T02:00:00Z", Command::EnrollBeneficiary(b.enroll.clone())))
-        .collect();
-    for g in enrolls.chunks(group_max) {
-        execute(&mut engine, g)?;
-    }
-    let state = engine.state();
-    let rules = state.programs.get(PROGRAM).ok_or("program not defined")?;
-    let mut payout_lines = Vec::with_capacity(lines);
-    for b in &people {
-        let cid = CitizenId::parse(&b.enroll.citizen_id).map_err(|e| e.to_string())?;
-        let e = state.people.get(&cid).and_then(|p| p.enrollments.get(PROGRAM)).ok_or("beneficiary not enrolled")?;
-        if e.status_at(period) != Some(EnrollmentStatus::Active) {
-            continue;
-        }
-        let category = e.category_at(period).ok_or("no category")?;
-        let amount = rules.entitlement(category, PROVINCE, period).ok_or("no entitlement")?;
-        payout_lines.push(PayoutLine { citizen_id: cid.to_string(), amount: amount.to_string() });
-    }
-    let total: rust_decimal::Decimal = payout_lines.iter().map(|l| l.amount.parse::<rust_decimal::Decimal>().unwrap_or_default()).sum();
-    let fund =
-        FundBudget { province: PROVINCE.into(), program_id: PROGRAM.into(), period: period.to_string(), amount: total.to_string(), reference: "bench".into() };
-    execute(&mut engine, &[envelope("bench-fund".into(), "2024-12-20T02:00:00Z", Command::FundBudget(fund))])?;
+    let month = Month::prepare(config, &data_dir, lines)?;
+    let batches = month.batches();
+    let Month { mut engine, people, lines: payout_lines, .. } = month;
 
     // Timed: one payout batch command of BATCH_LINES lines per group, as the demo sends them.
     let first_seq = engine.head().seq + 1;
     let mut groups = Vec::new();
     let (mut wall, mut stages) = (Duration::ZERO, [Duration::ZERO; 4]);
-    for (k, chunk) in payout_lines.chunks(BATCH_LINES).enumerate() {
-        let batch = SubmitPayoutBatch {
-            batch_id: format!("BENCH-{k:04}"),
-            program_id: PROGRAM.into(),
-            province: PROVINCE.into(),
-            period: period.to_string(),
-            lines: chunk.to_vec(),
-        };
-        let env = envelope(format!("bench-batch-{k}"), "2024-12-24T02:00:00Z", Command::SubmitPayoutBatch(batch));
+    for (k, (env, chunk)) in batches.iter().zip(payout_lines.chunks(BATCH_LINES)).enumerate() {
         let t = Instant::now();
-        let out = engine.execute(std::slice::from_ref(&env)).map_err(|e| e.to_string())?;
+        let out = engine.execute(std::slice::from_ref(env)).map_err(|e| e.to_string())?;
         wall += t.elapsed();
         let instructed = out[0].count_lines("instructed");
         if instructed != chunk.len() {
@@ -96,7 +136,7 @@ pub fn run(config: &Config, lines: usize, tmp: &Path) -> Result<Report, String> 
         groups.push(g.events);
     }
     let last_seq = engine.head().seq;
-    let engine_bytes = dir_bytes(&options.data_dir);
+    let engine_bytes = dir_bytes(&data_dir);
     let records: Vec<sled::IVec> = engine.log().range(first_seq, last_seq).map(|r| r.map(|(_, b)| b)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     drop(engine);
     if records.len() != groups.iter().sum::<usize>() {
@@ -107,7 +147,7 @@ pub fn run(config: &Config, lines: usize, tmp: &Path) -> Result<Report, String> 
     let db = sled::Config::new()
         .path(scratch.path().join("raw"))
         .mode(sled::Mode::LowSpace)
-        .cache_capacity(options.cache_capacity_bytes)
+        .cache_capacity(config.engine_options().cache_capacity_bytes)
         .flush_every_ms(Some(1_000))
         .open()
         .map_err(|e| e.to_string())?;
@@ -151,8 +191,7 @@ pub fn run(config: &Config, lines: usize, tmp: &Path) -> Result<Report, String> 
     report.figure("engine data dir", engine_bytes as f64, "bytes");
     report.ratio("engine/baseline", raw.as_secs_f64() / wall.as_secs_f64(), "target >= 0.5");
     report.note(format!(
-        "{} beneficiaries enrolled and funded untimed; timed: {} payout batches of up to {BATCH_LINES} lines, one command per group",
-        people.len(),
+        "{people} beneficiaries enrolled and funded untimed; timed: {} payout batches of up to {BATCH_LINES} lines, one command per group",
         groups.len()
     ));
     report.note(

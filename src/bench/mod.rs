@@ -8,10 +8,20 @@
 //!   the same journal.
 //! - `memory`: peak RSS (VmHWM) of `ansinh demo` for N beneficiaries vs the same demo for a
 //!   handful of beneficiaries (the fixed cost).
+//! - `amqp`: payout lines/s through `ansinh serve` (child) over RabbitMQ, from the agency's first
+//!   publish to every batch answered and every instruction published with confirms, vs a
+//!   minimal lapin program moving the same messages (publish with confirms to a durable queue,
+//!   consume with acks, republish with confirms, drain).
+//! - `latency`: p50/p99/max publish-to-reply of single commands at a fixed offered rate through
+//!   `ansinh serve` vs a minimal lapin echo at the same rate (ratios: lower is better).
 //!
-//! Not built yet: `amqp` and `latency` (see BENCHMARKS.md).
+//! `amqp` and `latency` need the broker (`broker.rs`) and fail, saying how to start it, when it
+//! is not there.
 
+pub mod amqp;
+pub mod broker;
 pub mod embedded;
+pub mod latency;
 pub mod process;
 
 use serde::Serialize;
@@ -30,10 +40,11 @@ pub struct Figure {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub suite: String,
-    /// The size the suite ran at (payout lines, events or beneficiaries).
+    /// The size the suite ran at (payout lines, events, beneficiaries or commands).
     pub size: u64,
     pub figures: Vec<Figure>,
-    /// name -> engine / baseline (higher is closer to the baseline).
+    /// name -> engine against baseline; the unit field says the target or the direction
+    /// (throughput ratios: higher is closer to the baseline; latency ratios: lower is).
     pub ratios: Vec<Figure>,
     pub notes: Vec<String>,
 }
@@ -101,6 +112,11 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The 1-minute load average (from /proc/loadavg), to say how busy the shared machine was.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// Bytes a directory holds on disk (for the notes).

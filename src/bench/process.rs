@@ -19,7 +19,8 @@ pub struct ChildRun {
     pub stdout: String,
 }
 
-fn vm_hwm(pid: u32) -> Option<u64> {
+/// Peak resident set (VmHWM) of a running process, bytes.
+pub(crate) fn vm_hwm(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -14,9 +14,11 @@ pub enum Suite {
     Replay,
     /// Peak RSS of the demo month for N beneficiaries vs the same demo for 100.
     Memory,
-    /// Not built yet (see BENCHMARKS.md).
+    /// Payout lines/s through `ansinh serve` over RabbitMQ vs a minimal lapin publish-confirm /
+    /// consume-ack-republish-confirm / drain of the same messages (needs the broker).
     Amqp,
-    /// Not built yet (see BENCHMARKS.md).
+    /// p50/p99/max publish-to-reply of single commands at a fixed rate through `ansinh serve` vs
+    /// a minimal lapin echo (needs the broker).
     Latency,
 }
 
@@ -25,10 +27,13 @@ pub struct BenchArgs {
     /// Which suite to run.
     #[arg(value_enum)]
     pub suite: Suite,
-    /// Size: payout lines / beneficiaries (embedded, memory; default 200,000 and 1,000,000) or
-    /// events in the log (replay; default 1,000,000).
+    /// Size: payout lines / beneficiaries (embedded, amqp, memory; default 200,000, 200,000 and
+    /// 1,000,000), events in the log (replay; default 1,000,000) or commands (latency; default 5,000).
     #[arg(long)]
     pub lines: Option<u64>,
+    /// Offered rate of the latency suite, commands per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
     /// Print the results as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -44,7 +49,8 @@ pub fn run(config: &Config, args: &BenchArgs) -> CliResult {
         Suite::Embedded => bench::embedded::run(config, size(200_000) as usize, &tmp)?,
         Suite::Replay => bench::process::replay(size(1_000_000), &tmp, config.engine.cache_capacity_mb * 1024 * 1024)?,
         Suite::Memory => bench::process::memory(size(1_000_000) as usize, &tmp)?,
-        Suite::Amqp | Suite::Latency => return Err(format!("suite {:?} is not built yet: see BENCHMARKS.md", args.suite).to_lowercase()),
+        Suite::Amqp => bench::amqp::run(config, size(200_000) as usize, &tmp)?,
+        Suite::Latency => bench::latency::run(config, size(5_000) as usize, args.rate, &tmp)?,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
