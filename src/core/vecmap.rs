@@ -19,9 +19,7 @@ impl<K, V> Default for VecMap<K, V> {
 impl<K: Ord, V> VecMap<K, V> {
     /// A map with one entry and no spare capacity.
     pub fn one(key: K, value: V) -> Self {
-        let mut entries = Vec::with_capacity(1);
-        entries.push((key, value));
-        VecMap { entries }
+        VecMap { entries: vec![(key, value)] }
     }
 
     fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
