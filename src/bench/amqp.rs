@@ -459,9 +459,11 @@ async fn baseline_side(config: &Config, broker: &Broker, bodies: &[Vec<u8>], que
 async fn relay(consume: Channel, publish: Channel, mut consumer: lapin::Consumer, group_max: usize, wait: Duration, target: String) -> Result<(), String> {
     let e = |e: lapin::Error| e.to_string();
     while let Some(first) = consumer.next().await {
+        // Grouped as the intake groups (bus/consumer.rs): closed `wait` after its first delivery.
+        let deadline = tokio::time::Instant::now() + wait;
         let mut group = vec![first.map_err(e)?];
         while group.len() < group_max {
-            match tokio::time::timeout(wait, consumer.next()).await {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
                 Ok(Some(d)) => group.push(d.map_err(e)?),
                 Ok(None) | Err(_) => break,
             }

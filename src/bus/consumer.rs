@@ -59,9 +59,12 @@ impl Intake<'_> {
                 Some(d) => d?,
                 None => return Ok(()),
             };
+            // The group closes `wait` after its first delivery (or when full): a steady stream
+            // must not keep it open, or every command waits for the stream to pause.
+            let deadline = tokio::time::Instant::now() + wait;
             let mut group = vec![first];
             while group.len() < self.group_max {
-                match tokio::time::timeout(wait, consumer.next()).await {
+                match tokio::time::timeout_at(deadline, consumer.next()).await {
                     Ok(Some(d)) => group.push(d?),
                     Ok(None) | Err(_) => break,
                 }
