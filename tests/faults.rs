@@ -375,6 +375,72 @@ impl Drop for SmallDisk {
     }
 }
 
+/// An ext4 filesystem in an image file, loop-mounted on a directory with `errors=remount-ro`.
+/// `fail` makes the kernel turn it read-only the way a failing disk does (ext4's
+/// `trigger_fs_error`): from then on every write, to files already open too, fails with EROFS.
+/// `mount -o remount,ro` cannot stand in for it mid-run: the kernel refuses it (EBUSY) while a
+/// file is open for writing, and sled keeps its files open. After such an error ext4 stays
+/// read-only until unmounted; unmounting (which needs every file on it closed) and mounting it
+/// again is what an operator does once the disk is checked.
+struct Ext4Disk {
+    image: PathBuf,
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl Ext4Disk {
+    fn create(image: &std::path::Path, dir: &std::path::Path, size: &str) -> Ext4Disk {
+        let run = |what: &str, cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(out.status.success(), "{what}: {} (this test needs root: CAP_SYS_ADMIN, loop devices, ext4)", String::from_utf8_lossy(&out.stderr).trim());
+        };
+        std::fs::create_dir_all(dir).expect("the mount point");
+        run("truncate", std::process::Command::new("truncate").args(["-s", size, path(image)]));
+        run("mkfs.ext4", std::process::Command::new("mkfs.ext4").args(["-q", "-F", path(image)]));
+        let mut disk = Ext4Disk { image: image.to_path_buf(), dir: dir.to_path_buf(), mounted: false };
+        disk.mount();
+        disk
+    }
+
+    fn mount(&mut self) {
+        let out = std::process::Command::new("mount").args(["-o", "loop,errors=remount-ro", path(&self.image), path(&self.dir)]).output().expect("mount runs");
+        assert!(
+            out.status.success(),
+            "mounting {}: {} (this test needs root: CAP_SYS_ADMIN and loop devices)",
+            self.image.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        self.mounted = true;
+    }
+
+    /// An ext4 error: the kernel makes the filesystem read-only at once.
+    fn fail(&self) {
+        let out = std::process::Command::new("findmnt").args(["-n", "-o", "SOURCE", path(&self.dir)]).output().expect("findmnt runs");
+        let source = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let device = source.rsplit('/').next().expect("a device name");
+        let trigger = format!("/sys/fs/ext4/{device}/trigger_fs_error");
+        std::fs::write(&trigger, "ansinh fault test").unwrap_or_else(|e| panic!("{trigger}: {e}"));
+        let probe = self.dir.join("probe");
+        let e = std::fs::write(&probe, b"x").expect_err("the filesystem is read-only after the error");
+        assert_eq!(e.raw_os_error(), Some(30), "EROFS: {e}");
+    }
+
+    /// Unmounts now (not lazily); false while a file on it is open.
+    fn try_unmount(&mut self) -> bool {
+        let ok = std::process::Command::new("umount").arg(&self.dir).output().expect("umount runs").status.success();
+        self.mounted &= !ok;
+        ok
+    }
+}
+
+impl Drop for Ext4Disk {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
 fn demo_commands(n: usize) -> (Vec<CommandEnvelope>, Vec<CommandEnvelope>) {
     use ansinh::cli::{demo::PROGRAM_ID, demo_data};
     let rules: Vec<CommandEnvelope> = demo_data::program_rules(PROGRAM_ID)
@@ -750,4 +816,56 @@ fn recover_in_place_after_the_disk_has_space_again() {
     }
     disk.resize("256m");
     engine.recover(options.limits).expect("recovers in place once the disk has space");
+}
+
+/// A filesystem error mid-run (ext4 turns read-only and aborts its journal, as on a failing
+/// disk): the next group fails; every group acknowledged before is on disk when the filesystem
+/// is mounted again. (sled's own flush does not commit the file's metadata; without the
+/// engine's fsync the data file was empty here.)
+#[test]
+fn acknowledged_groups_survive_a_filesystem_error() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let data = tmp.path().join("data");
+    let mut disk = Ext4Disk::create(&tmp.path().join("disk.img"), &data, "256M");
+    let (rules, enroll) = demo_commands(1_200);
+    let options = ansinh::EngineOptions::new(&data);
+    let mut engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens");
+    engine.execute(&rules).expect("rules stored");
+    for group in enroll[..1_000].chunks(100) {
+        engine.execute(group).expect("a group stored");
+    }
+    let acknowledged = engine.head().clone();
+    disk.fail();
+    let e = engine.execute(&enroll[1_000..1_100]).expect_err("no group is stored on a read-only filesystem");
+    assert!(e.to_string().contains("Read-only file system"), "{e}");
+    drop(engine);
+    assert!(disk.try_unmount(), "the dropped engine holds no file on the filesystem");
+    disk.mount();
+    let mut engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens once the filesystem is mounted again");
+    assert_eq!(engine.head(), &acknowledged, "every acknowledged group is there, nothing after");
+    let outcomes = engine.execute(&enroll[1_000..1_200]).expect("work goes on");
+    assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Accepted));
+    assert_chain(&engine);
+    let enrolled = log_records(&engine).iter().filter(|(_, _, r)| r.event.data.type_name() == "beneficiary.enrolled").count();
+    assert_eq!(enrolled, 1_200, "each enrollment exactly once");
+}
+
+/// sled 0.34 takes an unfinished snapshot (`snap.<lsn>.generating`, left by a write that failed
+/// on a full disk or was cut by a crash) for the latest one and then fails every open with
+/// "Read corrupted data"; the engine removes it and opens.
+#[test]
+fn an_unfinished_sled_snapshot_does_not_stop_the_engine_from_opening() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let data = tmp.path().join("data");
+    let (rules, _) = demo_commands(10);
+    let options = ansinh::EngineOptions::new(&data);
+    let mut engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens");
+    engine.execute(&rules).expect("rules stored");
+    let head = engine.head().clone();
+    drop(engine);
+    let unfinished = data.join("snap.FFFFFFFFFFFFFFFF.generating");
+    std::fs::write(&unfinished, b"").expect("an unfinished snapshot");
+    let engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens despite an unfinished snapshot");
+    assert_eq!(engine.head(), &head, "the same log");
+    assert!(!unfinished.exists(), "the unfinished snapshot was removed");
 }
