@@ -26,6 +26,12 @@ pub enum EngineError {
     Views(#[from] ViewError),
     #[error("the engine stopped after a storage error and must be reopened (nothing after the last durable group was acknowledged)")]
     Poisoned,
+    #[error("sled panicked while opening or closing the database (its message is in the log above)")]
+    Panicked,
+    #[error("the data directory {path} holds no database any more (is its filesystem mounted?); not creating a new one in place of the log")]
+    NoDatabase { path: PathBuf },
+    #[error("the log reopened from {path} does not hold the last durable record (seq {seq}): {detail}; refusing to take work on another log")]
+    Diverged { path: PathBuf, seq: u64, detail: String },
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +68,7 @@ pub struct GroupStats {
 }
 
 pub struct Engine {
+    options: EngineOptions,
     /// When set (by a transport), every command is authorized against its sender's role.
     roles: Option<crate::core::authz::Roles>,
     last_group: GroupStats,
@@ -73,6 +80,8 @@ pub struct Engine {
     checkpoint_every_events: u64,
     /// sled's data file, opened read-only to fsync it after each append (see `fsync_log`).
     data_file: std::fs::File,
+    /// The head of the last group fsynced: what a reopened log must pass through.
+    durable: Head,
 }
 
 /// Progress of start-up work: (step, events done so far).
@@ -84,6 +93,11 @@ impl Engine {
     pub fn open(options: &EngineOptions, progress: Progress<'_>) -> Result<Engine, EngineError> {
         let db = open_db(options)?;
         let log = Log::open(&db)?;
+        Engine::start(options, db, log, progress)
+    }
+
+    /// The decision state replayed from the log, the views caught up.
+    fn start(options: &EngineOptions, db: sled::Db, log: Log, progress: Progress<'_>) -> Result<Engine, EngineError> {
         let io = |e: std::io::Error| LogError::Sled(sled::Error::Io(e));
         let data_file = std::fs::File::open(options.data_dir.join("db")).map_err(io)?;
         // Once, what sled writes without syncing: its settings file and the directory entries.
@@ -93,7 +107,20 @@ impl Engine {
         let state = replay_state(&log, options.limits, progress)?;
         let views = Views::open(&db, &log, &mut |n| progress("views", n))?;
         let checkpoint_every_events = options.checkpoint_every_events;
-        Ok(Engine { roles: None, last_group: GroupStats::default(), db, log, views, state, poisoned: false, checkpoint_every_events, data_file })
+        let durable = log.head().clone();
+        Ok(Engine {
+            durable,
+            options: options.clone(),
+            roles: None,
+            last_group: GroupStats::default(),
+            db,
+            log,
+            views,
+            state,
+            poisoned: false,
+            checkpoint_every_events,
+            data_file,
+        })
     }
 
     /// Opens the log and views only (no decision state): for readers such as `show`.
@@ -141,6 +168,17 @@ impl Engine {
         if self.poisoned {
             return Err(EngineError::Poisoned);
         }
+        let result = self.execute_group(commands);
+        if let Err(e) = &result {
+            // Any error, a failed read of the command index included, can come after earlier
+            // commands of the group were evolved into the state: it is ahead of the log now.
+            self.poisoned = true;
+            tracing::error!(error = %e, "group failed; the engine must be reopened");
+        }
+        result
+    }
+
+    fn execute_group(&mut self, commands: &[CommandEnvelope]) -> Result<Vec<Outcome>, EngineError> {
         let span = tracing::debug_span!("group", commands = commands.len(), first_seq = self.log.head().seq + 1);
         let _guard = span.enter();
         let started = std::time::Instant::now();
@@ -226,24 +264,17 @@ impl Engine {
         group.head = Some(Head { seq, hash: prev_hash });
         self.last_group.decide = started.elapsed();
         self.last_group.events = events.len();
-        match self.log.append(group).map_err(EngineError::from).and_then(|t| Ok((t, self.fsync_log()?))) {
-            Ok((t, fsync)) => (self.last_group.append, self.last_group.flush) = (t.write, t.flush + fsync),
-            Err(e) => {
-                self.poisoned = true;
-                tracing::error!(error = %e, "append failed; the engine must be reopened");
-                return Err(e);
-            }
-        }
+        let t = self.log.append(group)?;
+        let fsync = self.fsync_log()?;
+        self.durable = self.log.head().clone();
+        (self.last_group.append, self.last_group.flush) = (t.write, t.flush + fsync);
         crate::audit::checkpoint::after_append(&self.db, self.log.head(), events.len() as u64, self.checkpoint_every_events);
         let applying = std::time::Instant::now();
         let applied = self.views.apply(&events);
         self.last_group.apply = applying.elapsed();
-        if let Err(e) = applied {
-            // The group is durable; views will catch up from the log when reopened.
-            self.poisoned = true;
-            tracing::error!(error = %e, "applying views failed; the engine must be reopened");
-            return Err(e.into());
-        }
+        // On an error the group is durable all the same; the views catch up from the log when
+        // the engine is reopened.
+        applied?;
         tracing::debug!(last_seq = seq, events = events.len(), "group committed");
         Ok(outcomes)
     }
@@ -277,15 +308,19 @@ impl Engine {
         Ok(out)
     }
 
-    /// After a storage error: rebuilds the in-memory state from what is durable in the log and
-    /// catches the views up, so the engine can take work again once the fault has cleared.
-    pub fn recover(&mut self, limits: Limits) -> Result<(), EngineError> {
-        let log = Log::open(&self.db)?;
-        let state = replay_state(&log, limits, &mut |_, _| {})?;
-        let views = Views::open(&self.db, &log, &mut |_| {})?;
-        (self.log, self.state, self.views, self.poisoned) = (log, state, views, false);
-        tracing::warn!(head = self.log.head().seq, "engine recovered from the durable log");
-        Ok(())
+    /// Closes the engine, releasing its handles on the data dir (sled locks the directory while
+    /// any handle on the database lives, and after an I/O error keeps failing for the life of
+    /// the database: after a storage error, closing and reopening is the only way on). Every
+    /// other handle taken from this engine (log and views readers, the relay's cursor) must be
+    /// dropped too before [`ClosedEngine::reopen`] can succeed.
+    pub fn close(self) -> ClosedEngine {
+        let closed = ClosedEngine { options: self.options.clone(), roles: self.roles.clone(), durable: self.durable.clone() };
+        // sled may panic while dropping a database after an I/O error (it unwraps a final
+        // sync when it did not record the error itself); what is closed stays closed.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(self))).is_err() {
+            tracing::error!("sled panicked while closing the database; its handles are released all the same");
+        }
+        closed
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -298,6 +333,59 @@ impl Engine {
         Ok(())
     }
 }
+
+/// An engine closed after a storage error: no handle on the data dir, only what is needed to
+/// open it again and to check that the reopened log is the one it closed.
+pub struct ClosedEngine {
+    options: EngineOptions,
+    roles: Option<crate::core::authz::Roles>,
+    /// The head of the last group known durable (fsynced) before closing.
+    durable: Head,
+}
+
+impl ClosedEngine {
+    pub fn durable_head(&self) -> &Head {
+        &self.durable
+    }
+
+    /// Opens the data dir again: the decision state is rebuilt from the durable log, the views
+    /// catch up. Fails, leaving nothing open, while the fault lasts: before replaying anything
+    /// it writes and flushes a probe key, so that a disk still full or read-only is found here
+    /// rather than by the next group. It refuses a data dir without a database (an unmounted
+    /// filesystem's empty mount point) and a log that does not pass through the last durable
+    /// record, rather than take work on another log. Can be called again after a failure.
+    pub fn reopen(&self) -> Result<Engine, EngineError> {
+        let path = self.options.data_dir.clone();
+        if !path.join("db").is_file() {
+            return Err(EngineError::NoDatabase { path });
+        }
+        let db = open_db(&self.options)?;
+        let log = Log::open(&db)?;
+        let durable = &self.durable;
+        let diverged = |detail: String| EngineError::Diverged { path: path.clone(), seq: durable.seq, detail };
+        if log.head().seq < durable.seq {
+            return Err(diverged(format!("its head is seq {}", log.head().seq)));
+        }
+        if durable.seq > 0 {
+            match log.read(durable.seq)? {
+                Some(r) if r.hash == durable.hash => {}
+                Some(r) => return Err(diverged(format!("the record there has hash {}, not {}", r.hash, durable.hash))),
+                None => return Err(diverged("no record there".into())),
+            }
+        }
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        db.insert(PROBE_KEY, &stamp.to_be_bytes()).map_err(LogError::from)?;
+        db.flush().map_err(LogError::from)?;
+        let mut engine = Engine::start(&self.options, db, log, &mut |_, _| {})?;
+        engine.roles = self.roles.clone();
+        tracing::warn!(head = engine.head().seq, durable = durable.seq, "engine reopened from the durable log");
+        Ok(engine)
+    }
+}
+
+/// Written and flushed by [`ClosedEngine::reopen`] (in sled's default tree, which nothing else
+/// uses) to find out whether the data dir takes writes again.
+const PROBE_KEY: &[u8] = b"ansinh.reopen_probe";
 
 /// The decision state after every logged event.
 fn replay_state(log: &Log, limits: Limits, progress: Progress<'_>) -> Result<State, EngineError> {

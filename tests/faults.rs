@@ -363,6 +363,12 @@ impl SmallDisk {
         }
         Ok(SmallDisk { dir: dir.to_path_buf() })
     }
+    /// Unmounts now (not lazily): fails while any file on it is open.
+    fn unmount(self) {
+        let out = std::process::Command::new("umount").arg(&self.dir).output().expect("umount runs");
+        assert!(out.status.success(), "unmounting {}: {} (a file on it is still open)", self.dir.display(), String::from_utf8_lossy(&out.stderr).trim());
+        std::mem::forget(self); // unmounted already: nothing left for Drop
+    }
     fn resize(&self, size: &str) {
         let status = std::process::Command::new("mount").args(["-o", &format!("remount,size={size}"), path(&self.dir)]).status().expect("mount runs");
         assert!(status.success(), "remounting the tmpfs with size {size}");
@@ -494,18 +500,12 @@ fn a_full_disk_stops_the_engine_and_it_resumes_with_no_half_group() {
     assert!(engine.is_poisoned(), "a storage error poisons the engine");
     assert!(matches!(engine.execute(&enroll[done..done + 1]), Err(ansinh::EngineError::Poisoned)), "a poisoned engine refuses work");
 
-    // The fault clears: the same process recovers from the durable log, or a restart does.
+    // The fault clears: the same process closes the engine (sled keeps an I/O error for the
+    // life of the database) and reopens the data dir from the durable log.
+    let closed = engine.close();
+    assert_eq!(closed.durable_head().seq, head_before, "the durable head is the last group stored");
     disk.resize("256m");
-    let limits = options.limits;
-    let recovered_in_place = match engine.recover(limits) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("storage fault: recover() in place failed ({e}); reopening");
-            drop(engine);
-            engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine reopens once space is back");
-            false
-        }
-    };
+    let mut engine = closed.reopen().expect("the engine reopens in the same process once space is back");
     let present: Vec<bool> = failed_group.iter().map(|e| engine.log().command(&e.command_id).expect("index read").is_some()).collect();
     assert!(present.iter().all(|p| *p) || present.iter().all(|p| !*p), "the failed group is wholly durable or wholly absent: {present:?}");
     assert_chain(&engine);
@@ -524,8 +524,7 @@ fn a_full_disk_stops_the_engine_and_it_resumes_with_no_half_group() {
     }
     assert!(engine.views().dump().expect("views dump") == before, "views equal a rebuild");
     eprintln!(
-        "storage fault: {} the failed group {}; head {head}",
-        if recovered_in_place { "recovered in place;" } else { "reopened;" },
+        "storage fault: reopened in place; the failed group {}; head {head}",
         if present[0] { "was durable (answered from the index)" } else { "was absent and decided again" }
     );
 }
@@ -736,76 +735,185 @@ fn a_broker_that_stays_away_makes_serve_unready_without_spinning() {
     fx.stop_serve();
 }
 
-/// The same over AMQP: serve's data dir fills up mid-stream. Serve stops acknowledging (the
-/// publisher gets no reply for what was not stored), reports the error (`/readyz`: 503,
-/// `log_writable` false) without spinning, and once space is back and serve restarted, the
-/// stream completes with each command decided once and a consistent log.
+// ---- storage faults under serve ---------------------------------------------------------------
+
+/// Sends `envelopes` as `user` through a test client; returns it (its replies arrive live).
+fn send(fx: &Fixture, user: &str, envelopes: &[CommandEnvelope]) -> Client {
+    let client = fx.client(user);
+    client.send(&fx.rt, envelopes);
+    client
+}
+
+/// Each command got exactly one reply, and it says accepted.
+fn assert_one_accepted_reply_each(client: &Client, envelopes: &[CommandEnvelope], what: &str) {
+    let replies = client.wait_replies(envelopes.iter().map(|e| e.command_id.as_str()), Duration::from_secs(120));
+    let mut by_id: BTreeMap<&str, Vec<&Outcome>> = BTreeMap::new();
+    for o in &replies {
+        by_id.entry(o.command_id.as_str()).or_default().push(o);
+    }
+    for e in envelopes {
+        let got = &by_id[e.command_id.as_str()];
+        assert_eq!(got.len(), 1, "{what}: {} answered {} times", e.command_id, got.len());
+        assert_eq!(got[0].status, OutcomeStatus::Accepted, "{what}: {} {:?} {:?}", e.command_id, got[0].code, got[0].message);
+    }
+}
+
+/// `/readyz` of serve's first run (never restarted) until it says 503 and contains `needle`.
+fn wait_unready(fx: &Fixture, needle: &str, timeout: Duration) -> String {
+    let mut last = String::new();
+    wait_for(timeout, &format!("/readyz to say 503 with {needle:?}"), || {
+        let (status, body) = readyz(fx, 1);
+        last = body;
+        status == 503 && last.contains("\"log_writable\":false") && last.contains(needle)
+    });
+    last.lines().last().unwrap_or_default().to_string()
+}
+
+/// After a storage-fault run, serve stopped: the chain holds; each beneficiary is enrolled once,
+/// nothing was decided twice and each command has one contiguous range; the views equal a
+/// rebuild and the ledger sums to zero; the relay published every seq, and each as the record
+/// the log holds (never an event of a group whose flush failed); `ansinh audit verify` passes.
+fn assert_consistent_after_storage_fault(fx: &Fixture, events: &Collector, people: usize) {
+    let mut engine = fx.open_engine();
+    assert_chain(&engine);
+    let records = log_records(&engine);
+    let head = engine.head().seq;
+    let mut by_command: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (seq, _, r) in &records {
+        by_command.entry(r.event.command_id.as_str()).or_default().push(*seq);
+        assert!(!matches!(r.event.data, EventData::CommandRejected(_)), "{} refused: decided twice", r.event.command_id);
+    }
+    for (id, seqs) in &by_command {
+        assert_eq!(seqs.last().expect("non-empty") - seqs[0] + 1, seqs.len() as u64, "command {id}: one range");
+    }
+    let enrolled = records.iter().filter(|(_, _, r)| r.event.data.type_name() == "beneficiary.enrolled").count();
+    assert_eq!(enrolled, people, "each beneficiary enrolled exactly once");
+    wait_for(Duration::from_secs(60), "every event relayed", || events.distinct_seqs() as u64 >= head);
+    let hashes: BTreeMap<u64, &str> = records.iter().map(|(seq, _, r)| (*seq, r.hash.as_str())).collect();
+    events.with(|seen| {
+        for x in seen {
+            assert_eq!(
+                hashes.get(&x.record.seq).copied(),
+                Some(x.record.hash.as_str()),
+                "seq {} was published as a record the log does not hold",
+                x.record.seq
+            );
+        }
+    });
+    assert_eq!(events.counts().keys().copied().collect::<Vec<_>>(), (1..=head).collect::<Vec<_>>(), "every seq reached the events exchange");
+    assert_eq!(engine.views().ledger_total().expect("ledger"), rust_decimal::Decimal::ZERO, "double entry");
+    let before = engine.views().dump().expect("views dump");
+    {
+        let (views, log) = engine.views_mut();
+        views.rebuild(log, &mut |_| {}).expect("views rebuild");
+    }
+    assert!(engine.views().dump().expect("views dump") == before, "the views equal a rebuild from the log");
+    drop(engine);
+    audit_verify(fx);
+    let (dead, _) = fx.queue_counts(&format!("{}.dead", fx.prefix)).expect("the dead-letter queue");
+    assert_eq!(dead, 0, "nothing was dead-lettered (a group held through the fault is not redelivered)");
+}
+
+/// Serve's data dir fills up mid-stream. Serve stops acknowledging (nothing more is answered,
+/// the commands wait in the queue), reports why (`/readyz`: 503, `log_writable` false, the
+/// error) without spinning, and once space is back it reopens the data dir by itself, in the
+/// same process, and the stream completes: one reply per command, a consistent log.
 #[test]
-fn a_full_disk_under_serve_stops_acks_reports_unready_and_the_stream_completes_after() {
+fn a_full_disk_under_serve_stops_acks_reports_unready_and_serve_resumes_by_itself() {
     const PEOPLE: usize = 3_000;
     let mut fx = Fixture::new("diskfull", Settings { group_commands_max: 100, ..Settings::default() });
-    let disk = match SmallDisk::mount(&fx.data_dir, "4m") {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("NOTE: serve storage-fault test skipped: cannot mount a small tmpfs here ({e})");
-            return;
-        }
-    };
+    let disk = SmallDisk::mount(&fx.data_dir, "4m").unwrap_or_else(|e| panic!("a 4 MB tmpfs for the data dir ({e}): this test needs root with CAP_SYS_ADMIN"));
     let files = fx.demo_files(PEOPLE);
+    let events = fx.collector();
     fx.start_serve();
-    assert!(fx.publish_file(&files.join("rules.jsonl"), ADMIN).iter().all(|o| o.status == OutcomeStatus::Accepted));
-    let enroll = files.join("enroll.jsonl");
-    let index = fx.spawn("enroll", &["publish", path(&enroll), "--amqp", &url(AGENCY), "--json", "--timeout-secs", "60"]);
-    wait_for(Duration::from_secs(90), "serve to report the log unwritable", || {
-        let (status, body) = readyz(&fx, 1);
-        status == 503 && body.contains("\"log_writable\":false")
-    });
     let pid = serve_pid(&fx);
+    assert!(fx.publish_file(&files.join("rules.jsonl"), ADMIN).iter().all(|o| o.status == OutcomeStatus::Accepted));
+    let enroll = read_commands(&files.join("enroll.jsonl"));
+    let client = send(&fx, AGENCY, &enroll);
+    let why = wait_unready(&fx, "No space left on device", Duration::from_secs(90));
+    // The replies to the last group stored before the disk filled may still be on their way.
+    std::thread::sleep(Duration::from_secs(1));
+    let answered = client.replies.lock().expect("lock").len();
     let cpu0 = cpu_seconds(pid);
     std::thread::sleep(Duration::from_secs(3));
     let cpu = cpu_seconds(pid) - cpu0;
     assert!(cpu < 1.5, "serve spins on a full disk: {cpu:.2} s CPU in 3 s");
+    assert_eq!(client.replies.lock().expect("lock").len(), answered, "nothing is answered (acknowledged) while the disk is full");
+    assert!(answered < PEOPLE, "the disk filled before the stream ended");
     let (ready, _) = fx.queue_counts(&format!("{}.commands", fx.prefix)).expect("the queue");
-    assert!(!published(&fx, "enroll", PEOPLE), "not every command was answered while the disk is full");
-    eprintln!("serve on a full disk: unready, {cpu:.2} s CPU in 3 s, {ready} commands waiting in the queue");
+    assert!(ready > 0, "the unanswered commands wait in the queue");
+    eprintln!("serve on a full disk: {answered} answered, {ready} waiting in the queue, {cpu:.2} s CPU in 3 s; /readyz: {why}");
 
-    // Space comes back. A sled error is sticky inside the process (see the Engine-level test),
-    // so serve is restarted, as an operator or a supervisor would.
     disk.resize("256m");
-    fx.kill_serve();
-    fx.start_serve();
-    wait_for(Duration::from_secs(150), "every enrollment answered, or the publisher giving up", || published(&fx, "enroll", PEOPLE) || gave_up(&fx, "enroll"));
-    let outcomes = if published(&fx, "enroll", PEOPLE) {
-        fx.wait_success(index, Duration::from_secs(30));
-        outcomes_of(&fx, "enroll")
-    } else {
-        // Replies that did not come (lost with the restart, or late): the sender asks again.
-        eprintln!("serve on a full disk: {} replies not received; publishing again", PEOPLE - outcomes_of(&fx, "enroll").len());
-        fx.publish_file(&enroll, AGENCY)
-    };
-    assert_eq!(outcomes.len(), PEOPLE, "every enrollment answered");
-    assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Accepted), "every enrollment accepted");
+    let back = Instant::now();
+    wait_for(Duration::from_secs(30), "serve to be ready again by itself", || readyz(&fx, 1).0 == 200);
+    assert_eq!(serve_pid(&fx), pid, "the same serve process resumed");
+    eprintln!("serve on a full disk: ready again {:.1} s after space came back", back.elapsed().as_secs_f64());
+    assert_one_accepted_reply_each(&client, &enroll, "enroll");
     fx.stop_serve();
-    let engine = fx.open_engine();
-    assert_chain(&engine);
-    let records = log_records(&engine);
-    let enrolled = records.iter().filter(|(_, _, r)| r.event.data.type_name() == "beneficiary.enrolled").count();
-    assert_eq!(enrolled, PEOPLE, "each beneficiary enrolled exactly once");
-    assert!(!records.iter().any(|(_, _, r)| matches!(r.event.data, EventData::CommandRejected(_))), "nothing decided twice");
-    drop(engine);
+    assert_consistent_after_storage_fault(&fx, &events, PEOPLE);
     drop(disk);
 }
 
-/// Known gap (found by the test above): after a sled I/O error, sled keeps the error for the
-/// life of the `Db`, so `Engine::recover` (what serve's writer calls) keeps failing even when
-/// the disk has space again; only reopening the data dir (restarting serve) clears it.
-/// Reproducer, ignored until recovery reopens sled: `cargo test --test faults -- --ignored`.
+/// Serve's data dir turns read-only mid-stream (a disk error; see `Ext4Disk`). Serve stops
+/// acknowledging, reports the error (`/readyz`) without spinning, and lets go of every file on
+/// the data dir, so the filesystem can be unmounted and checked; while it is away serve finds
+/// no database there and creates none; once it is mounted again serve reopens the data dir by
+/// itself and the stream completes: one reply per command, a consistent log.
 #[test]
-#[ignore = "known gap: sled's I/O error is sticky; Engine::recover cannot succeed in the same process"]
+fn a_read_only_data_dir_under_serve_stops_acks_and_serve_resumes_once_it_is_mounted_again() {
+    const PEOPLE: usize = 3_000;
+    // Groups as large as the prefetch: were the group in hand nacked at each failed try, every
+    // command would reach the queue's delivery limit (5) within seconds and be dead-lettered.
+    let mut fx = Fixture::new("readonly", Settings { group_commands_max: 1_000, ..Settings::default() });
+    let mut disk = Ext4Disk::create(&fx.dir.path().join("disk.img"), &fx.data_dir, "256M");
+    let files = fx.demo_files(PEOPLE);
+    let events = fx.collector();
+    fx.start_serve();
+    let pid = serve_pid(&fx);
+    assert!(fx.publish_file(&files.join("rules.jsonl"), ADMIN).iter().all(|o| o.status == OutcomeStatus::Accepted));
+    let enroll = read_commands(&files.join("enroll.jsonl"));
+    let (before, after) = enroll.split_at(1_000);
+    assert_one_accepted_reply_each(&send(&fx, AGENCY, before), before, "enroll before the fault");
+
+    disk.fail();
+    let client = send(&fx, AGENCY, after);
+    let why = wait_unready(&fx, "Read-only file system", Duration::from_secs(60));
+    let cpu0 = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let cpu = cpu_seconds(pid) - cpu0;
+    assert!(cpu < 1.5, "serve spins on a read-only data dir: {cpu:.2} s CPU in 3 s");
+    assert_eq!(client.replies.lock().expect("lock").len(), 0, "nothing sent after the fault is answered (acknowledged) while the data dir is read-only");
+    let (ready, _) = fx.queue_counts(&format!("{}.commands", fx.prefix)).expect("the queue");
+    assert!(ready > 0, "the commands wait in the queue");
+    eprintln!("serve on a read-only data dir: {ready} commands waiting in the queue, {cpu:.2} s CPU in 3 s; /readyz: {why}");
+
+    // The operator unmounts the filesystem: possible only once serve closed every file on it.
+    wait_for(Duration::from_secs(30), "serve to let go of the data dir (umount)", || disk.try_unmount());
+    wait_unready(&fx, "holds no database", Duration::from_secs(30));
+    assert_eq!(std::fs::read_dir(&fx.data_dir).expect("the mount point").count(), 0, "serve created nothing on the empty mount point");
+    disk.mount();
+    let back = Instant::now();
+    wait_for(Duration::from_secs(30), "serve to be ready again by itself", || readyz(&fx, 1).0 == 200);
+    assert_eq!(serve_pid(&fx), pid, "the same serve process resumed");
+    eprintln!("serve on a read-only data dir: ready again {:.1} s after the filesystem came back", back.elapsed().as_secs_f64());
+    assert_one_accepted_reply_each(&client, after, "enroll after the fault");
+    fx.stop_serve();
+    assert_consistent_after_storage_fault(&fx, &events, PEOPLE);
+    drop(disk);
+}
+
+/// After a sled I/O error sled keeps the error for the life of the `Db`, so recovering in the
+/// same process means closing every handle on the data dir and opening it again. While the
+/// disk is still full the reopen fails (its probe write meets the fault) and leaves nothing
+/// open, so it can be tried again (a handle left open would make the next try fail on sled's
+/// lock); once space is back it succeeds, the failed group's commands are decided once, and
+/// work goes on. Dropping the reopened engine releases every file: the tmpfs unmounts.
+#[test]
 fn recover_in_place_after_the_disk_has_space_again() {
     let tmp = tempfile::tempdir().expect("a temp dir");
     let data = tmp.path().join("data");
-    let disk = SmallDisk::mount(&data, "4m").expect("a small tmpfs (root)");
+    let disk = SmallDisk::mount(&data, "4m").expect("a small tmpfs (root with CAP_SYS_ADMIN)");
     let (rules, enroll) = demo_commands(40_000);
     let options = ansinh::EngineOptions::new(&data);
     let mut engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens");
@@ -813,17 +921,59 @@ fn recover_in_place_after_the_disk_has_space_again() {
     let mut done = 0;
     while engine.execute(&enroll[done..done + 200]).is_ok() {
         done += 200;
+        assert!(done + 200 <= enroll.len(), "4 MB never filled up");
     }
+    let closed = engine.close();
+    let mut refused = Vec::new();
+    for _ in 0..2 {
+        match closed.reopen() {
+            Ok(_) => panic!("the data dir reopened while the disk is still full: the probe write did not meet the fault"),
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    eprintln!("reopen on a full disk: {refused:?}");
+    assert!(refused.iter().all(|e| !e.contains("lock")), "a failed reopen leaves nothing open: {refused:?}");
     disk.resize("256m");
-    engine.recover(options.limits).expect("recovers in place once the disk has space");
+    let mut engine = closed.reopen().expect("recovers in place once the disk has space");
+    assert!(engine.head().seq >= closed.durable_head().seq, "the reopened log passes through the durable head");
+    let outcomes = engine.execute(&enroll[done..done + 400]).expect("work goes on");
+    assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Accepted || o.duplicate), "the failed group's commands are decided once");
+    assert_chain(&engine);
+    let enrolled = log_records(&engine).iter().filter(|(_, _, r)| r.event.data.type_name() == "beneficiary.enrolled").count();
+    assert_eq!(enrolled, done + 400, "each enrollment exactly once");
+    drop(engine);
+    disk.unmount();
+}
+
+/// A reopen refuses a data dir that holds no database (the empty mount point of a filesystem
+/// that is not mounted) rather than start a new, empty log there, and creates nothing in it.
+#[test]
+fn reopen_refuses_a_data_dir_without_its_database() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let data = tmp.path().join("data");
+    let (rules, _) = demo_commands(10);
+    let options = ansinh::EngineOptions::new(&data);
+    let mut engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens");
+    engine.execute(&rules).expect("rules stored");
+    let closed = engine.close();
+    let aside = tmp.path().join("aside");
+    std::fs::rename(&data, &aside).expect("the data dir moves aside");
+    std::fs::create_dir(&data).expect("an empty directory in its place");
+    let e = closed.reopen().err().expect("no reopen over an empty directory");
+    assert!(matches!(e, ansinh::EngineError::NoDatabase { .. }), "{e}");
+    assert_eq!(std::fs::read_dir(&data).expect("the directory").count(), 0, "nothing was created in it");
+    std::fs::remove_dir(&data).expect("the empty directory goes");
+    std::fs::rename(&aside, &data).expect("the data dir comes back");
+    let engine = closed.reopen().expect("reopens once the database is back");
+    assert_eq!(engine.head(), closed.durable_head(), "the same log");
 }
 
 /// A filesystem error mid-run (ext4 turns read-only and aborts its journal, as on a failing
 /// disk): the next group fails; every group acknowledged before is on disk when the filesystem
-/// is mounted again. (sled's own flush does not commit the file's metadata; without the
-/// engine's fsync the data file was empty here.)
+/// is mounted again, and the engine reopens in the same process. (sled's own flush does not
+/// commit the file's metadata; without the engine's fsync the data file was empty here.)
 #[test]
-fn acknowledged_groups_survive_a_filesystem_error() {
+fn acknowledged_groups_survive_a_filesystem_error_and_the_engine_reopens_after_a_remount() {
     let tmp = tempfile::tempdir().expect("a temp dir");
     let data = tmp.path().join("data");
     let mut disk = Ext4Disk::create(&tmp.path().join("disk.img"), &data, "256M");
@@ -838,10 +988,12 @@ fn acknowledged_groups_survive_a_filesystem_error() {
     disk.fail();
     let e = engine.execute(&enroll[1_000..1_100]).expect_err("no group is stored on a read-only filesystem");
     assert!(e.to_string().contains("Read-only file system"), "{e}");
-    drop(engine);
-    assert!(disk.try_unmount(), "the dropped engine holds no file on the filesystem");
+    let closed = engine.close();
+    let refused = closed.reopen().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("Read-only file system"), "no reopen while read-only: {refused:?}");
+    assert!(disk.try_unmount(), "the closed engine holds no file on the filesystem");
     disk.mount();
-    let mut engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens once the filesystem is mounted again");
+    let mut engine = closed.reopen().expect("the engine reopens once the filesystem is mounted again");
     assert_eq!(engine.head(), &acknowledged, "every acknowledged group is there, nothing after");
     let outcomes = engine.execute(&enroll[1_000..1_200]).expect("work goes on");
     assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Accepted));

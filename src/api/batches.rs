@@ -210,7 +210,7 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, q: Result<Query
     let q = query(q)?;
     let limit = limit(q.limit)?;
     caller.require_not_citizen_service("batch lists")?;
-    let views = state.inner.views.clone();
+    let views = state.views()?;
     blocking(move || {
         let after = q.after.unwrap_or_default();
         let mut page = BatchesPage { batches: Vec::new(), next_after: None };
@@ -249,7 +249,7 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, q: Result<Query
     ))]
 pub async fn batch(State(state): State<ApiState>, caller: Caller, p: Result<Path<String>, PathRejection>) -> Result<Json<BatchOut>, ApiError> {
     let batch_id = path(p)?;
-    Ok(Json(readable_batch(&state.inner.views, &caller, &batch_id)?.into()))
+    Ok(Json(readable_batch(&*state.views()?, &caller, &batch_id)?.into()))
 }
 
 /// A line with its payout followed to the last reissue.
@@ -338,7 +338,7 @@ pub async fn lines(
     if let Some(s) = q.status.as_deref().filter(|s| !LINE_STATUSES.contains(s)) {
         return Err(ApiError::BadRequest("status_invalid", format!("status {s:?} is not one of {}", LINE_STATUSES.join(", "))));
     }
-    let views = state.inner.views.clone();
+    let views = state.views()?;
     readable_batch(&views, &caller, &batch_id)?;
     blocking(move || {
         let mut page = LinesPage { batch_id: batch_id.clone(), lines: Vec::new(), next_after: None };

@@ -49,6 +49,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The chain head of the log, read where the log lives (a closure so that `serve` can pass its
 /// log reader and the standalone API a fixed head).
 pub type HeadSource = Arc<dyn Fn() -> Result<Head, String> + Send + Sync>;
+/// The views to read for one request, or why they cannot be read now (503).
+pub type ViewSource = Arc<dyn Fn() -> Result<HeldViews, String> + Send + Sync>;
 /// Whether this process can do its work now (`/readyz`).
 pub type ReadinessSource = Arc<dyn Fn() -> Readiness + Send + Sync>;
 
@@ -61,6 +63,29 @@ pub struct Readiness {
     pub detail: Vec<String>,
 }
 
+/// A views reader for one request. In `serve` it also holds the writer's storage handles, so
+/// that the writer, which must close every handle on the data dir to reopen it after a storage
+/// error, waits for the request to finish. Derefs to [`ViewReader`]; drop it when done.
+#[derive(Clone)]
+pub struct HeldViews {
+    reader: ViewReader,
+    _hold: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl HeldViews {
+    /// `reader`, holding `hold` as long as it lives.
+    pub fn new(reader: ViewReader, hold: Arc<dyn std::any::Any + Send + Sync>) -> HeldViews {
+        HeldViews { reader, _hold: Some(hold) }
+    }
+}
+
+impl std::ops::Deref for HeldViews {
+    type Target = ViewReader;
+    fn deref(&self) -> &ViewReader {
+        &self.reader
+    }
+}
+
 /// Everything a handler needs; cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct ApiState {
@@ -68,7 +93,7 @@ pub struct ApiState {
 }
 
 struct Inner {
-    views: ViewReader,
+    views: ViewSource,
     head: HeadSource,
     access: Access,
     metrics: Arc<Metrics>,
@@ -77,13 +102,28 @@ struct Inner {
 }
 
 impl ApiState {
+    /// Over views that stay readable for the life of the process.
     pub fn new(views: ViewReader, head: HeadSource, tokens: &[crate::config::ApiToken], metrics: Arc<Metrics>, readiness: ReadinessSource) -> ApiState {
+        let source: ViewSource = Arc::new(move || Ok(HeldViews { reader: views.clone(), _hold: None }));
+        ApiState::with_view_source(source, head, tokens, metrics, readiness)
+    }
+
+    /// Over views taken anew for each request (`serve`: unavailable while the writer reopens
+    /// the data dir after a storage error).
+    pub fn with_view_source(
+        views: ViewSource,
+        head: HeadSource,
+        tokens: &[crate::config::ApiToken],
+        metrics: Arc<Metrics>,
+        readiness: ReadinessSource,
+    ) -> ApiState {
         let inner = Inner { views, head, access: Access::new(tokens), metrics, readiness, in_flight: Semaphore::new(IN_FLIGHT_MAX) };
         ApiState { inner: Arc::new(inner) }
     }
 
-    pub fn views(&self) -> &ViewReader {
-        &self.inner.views
+    /// The views for this request, or 503 when they cannot be read now.
+    pub fn views(&self) -> Result<HeldViews, ApiError> {
+        (self.inner.views)().map_err(|why| ApiError::Unavailable(format!("the views cannot be read now: {why}")))
     }
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics

@@ -135,7 +135,7 @@ pub async fn reconciliation(
 ) -> Result<Json<ReconciliationOut>, ApiError> {
     let batch_id = path(p)?;
     let bin = report_bin(&query(q)?)?;
-    let views = state.inner.views.clone();
+    let views = state.views()?;
     let b = readable_batch(&views, &caller, &batch_id)?;
     blocking(move || Ok(Json(reconcile(&views, b, bin)?.0))).await
 }
@@ -161,7 +161,7 @@ pub async fn reconciliation_csv(
 ) -> Result<Response, ApiError> {
     let batch_id = path(p)?;
     let bin = report_bin(&query(q)?)?;
-    let views = state.inner.views.clone();
+    let views = state.views()?;
     let b = readable_batch(&views, &caller, &batch_id)?;
     let bytes = blocking(move || {
         let (_, lines) = reconcile(&views, b, bin)?;

@@ -55,10 +55,10 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(state): State<ApiState>) -> Response {
     let r = (state.inner.readiness)();
     let mut detail = r.detail;
-    let applied = match state.inner.views.applied_seq() {
+    let applied = match (state.inner.views)().and_then(|v| v.applied_seq().map_err(|e| e.to_string())) {
         Ok(s) => Some(s),
         Err(e) => {
-            detail.push(format!("views cannot be read: {}", super::mask_digit_runs(&e.to_string())));
+            detail.push(format!("views cannot be read: {}", super::mask_digit_runs(&e)));
             None
         }
     };
@@ -91,7 +91,7 @@ pub async fn no_route() -> ApiError {
 ))]
 pub async fn head(State(state): State<ApiState>, _caller: Caller) -> Result<Json<HeadOut>, ApiError> {
     let head = (state.inner.head)().map_err(ApiError::Internal)?;
-    let views_applied_seq = state.inner.views.applied_seq()?;
+    let views_applied_seq = state.views()?.applied_seq()?;
     Ok(Json(HeadOut { seq: head.seq, hash: head.hash, views_applied_seq }))
 }
 
@@ -107,7 +107,7 @@ pub async fn head(State(state): State<ApiState>, _caller: Caller) -> Result<Json
 pub async fn citizen(State(state): State<ApiState>, caller: Caller, p: Result<Path<String>, PathRejection>) -> Result<Json<CitizenOut>, ApiError> {
     let id = citizen_id(&path(p)?)?;
     tracing::info!(caller = %caller.name, role = caller.role_name(), citizen = %id.masked(), "citizen read");
-    let view = state.inner.views.citizen(id.as_str())?.ok_or_else(citizen_not_found)?;
+    let view = state.views()?.citizen(id.as_str())?.ok_or_else(citizen_not_found)?;
     let out = CitizenOut::new(view, &caller).ok_or_else(|| ApiError::Forbidden(format!("token {:?} covers no enrollment of this citizen", caller.name)))?;
     Ok(Json(out))
 }
@@ -133,7 +133,7 @@ pub async fn citizen_payout(
     let id = citizen_id(&raw_id)?;
     identifier("payout_id", &payout_id)?;
     tracing::info!(caller = %caller.name, role = caller.role_name(), citizen = %id.masked(), "citizen payout read");
-    let payout = state.inner.views.payout(&payout_id)?.filter(|p| p.citizen_id == id.as_str()).ok_or_else(payout_not_found)?;
+    let payout = state.views()?.payout(&payout_id)?.filter(|p| p.citizen_id == id.as_str()).ok_or_else(payout_not_found)?;
     if caller.role == crate::config::ApiRole::Agency && !caller.covers(&payout.province, &payout.program_id) {
         return Err(ApiError::Forbidden(format!("token {:?} may not read province {} program {}", caller.name, payout.province, payout.program_id)));
     }
@@ -153,7 +153,7 @@ pub async fn payout(State(state): State<ApiState>, caller: Caller, p: Result<Pat
     let payout_id = path(p)?;
     identifier("payout_id", &payout_id)?;
     caller.require_not_citizen_service("payouts by id (read them under /v1/citizens/{citizen_id}/payouts/)")?;
-    let payout = state.inner.views.payout(&payout_id)?.ok_or_else(payout_not_found)?;
+    let payout = state.views()?.payout(&payout_id)?.ok_or_else(payout_not_found)?;
     caller.require_covers(&payout.province, &payout.program_id)?;
     tracing::info!(caller = %caller.name, role = caller.role_name(), citizen = %mask(&payout.citizen_id), "payout read");
     Ok(Json(PayoutOut::new(payout, &caller)))
@@ -185,8 +185,7 @@ pub async fn budget(
     let period = Period::parse(&period).map_err(|e| ApiError::BadRequest("period_invalid", format!("period must be YYYY-MM: {e}")))?.to_string();
     caller.require_covers(&province, &program_id)?;
     let b = state
-        .inner
-        .views
+        .views()?
         .budget(&province, &program_id, &period)?
         .ok_or_else(|| ApiError::NotFound("budget_not_found", "no budget for this province, program and period".into()))?;
     Ok(Json(b.into()))
@@ -203,6 +202,6 @@ pub async fn budget(
 pub async fn program(State(state): State<ApiState>, _caller: Caller, p: Result<Path<String>, PathRejection>) -> Result<Json<ProgramOut>, ApiError> {
     let program_id = path(p)?;
     identifier("program_id", &program_id)?;
-    let v = state.inner.views.program(&program_id)?.ok_or_else(|| ApiError::NotFound("program_not_found", "no program under this id".into()))?;
+    let v = state.views()?.program(&program_id)?.ok_or_else(|| ApiError::NotFound("program_not_found", "no program under this id".into()))?;
     Ok(Json(v.into()))
 }

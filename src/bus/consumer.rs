@@ -2,8 +2,13 @@
 //! deliveries that are ready into one engine group, and acknowledges them only after the group
 //! is durable. Poison input goes to the dead-letter exchange with its reason (after the broker
 //! confirmed it), never back to the queue. Replies go to `reply_to` with the `correlation_id`.
+//! A group the writer could not store (a storage fault) stays in hand, unacknowledged, and is
+//! tried again once the writer has reopened the data dir: a nack would make the broker count a
+//! delivery against `bus.delivery_limit` each time, and dead-letter good commands after a few
+//! seconds of a full disk.
 
-use super::writer::Writer;
+use super::storage::Storage;
+use super::writer::{NotStored, Writer};
 use super::BusConfig;
 use crate::command::CommandEnvelope;
 use crate::engine::check_envelope;
@@ -17,6 +22,15 @@ use lapin::{BasicProperties, Channel};
 use std::time::Duration;
 use tokio::sync::watch;
 
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    /// The writer is gone (its thread stopped): the group in hand goes back to the queue.
+    #[error("{0}")]
+    Writer(String),
+}
+
 /// Counters the consumer reports (metrics hook).
 pub trait IntakeObserver: Send + Sync {
     fn dead_lettered(&self, reason: &str);
@@ -28,6 +42,8 @@ pub struct Intake<'a> {
     /// Confirm-mode channel for dead-letters and replies.
     pub publish: &'a Channel,
     pub writer: &'a Writer,
+    /// Whether the writer can store (waited on while a group is held after a storage fault).
+    pub storage: &'a Storage,
     pub group_max: usize,
     pub observer: &'a dyn IntakeObserver,
 }
@@ -44,7 +60,7 @@ fn poison_reason(delivery: &Delivery) -> Result<CommandEnvelope, (&'static str, 
 impl Intake<'_> {
     /// Runs until `shutdown` turns true (returns Ok after finishing the group in hand) or the
     /// connection fails (returns the error; unacked deliveries will be redelivered).
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> lapin::Result<()> {
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), IntakeError> {
         let mut consumer = self
             .consume
             .basic_consume(self.config.commands_queue().as_str().into(), "ansinh-engine".into(), BasicConsumeOptions::default(), FieldTable::default())
@@ -69,19 +85,18 @@ impl Intake<'_> {
                     Ok(None) | Err(_) => break,
                 }
             }
-            self.process(group).await?;
+            self.process(group, &mut shutdown).await?;
             if *shutdown.borrow() {
                 return Ok(());
             }
         }
     }
 
-    async fn process(&self, group: Vec<Delivery>) -> lapin::Result<()> {
+    async fn process(&self, group: Vec<Delivery>, shutdown: &mut watch::Receiver<bool>) -> Result<(), IntakeError> {
         let last_tag = group.last().map(|d| d.delivery_tag).expect("a group has at least one delivery");
         let mut commands = Vec::with_capacity(group.len());
         let mut sources = Vec::with_capacity(group.len());
         let mut dead = Vec::new();
-        let mut poison_tags = Vec::new();
         for delivery in &group {
             match poison_reason(delivery) {
                 Ok(envelope) => {
@@ -90,7 +105,6 @@ impl Intake<'_> {
                 }
                 Err((reason, detail)) => {
                     dead.push(self.dead_letter(delivery, reason, &detail).await?);
-                    poison_tags.push(delivery.delivery_tag);
                 }
             }
         }
@@ -107,36 +121,49 @@ impl Intake<'_> {
             return Ok(());
         }
         if !commands.is_empty() {
-            match self.writer.execute(commands).await {
-                Ok((outcomes, _)) => {
-                    for (delivery, outcome) in sources.iter().zip(&outcomes) {
-                        self.reply(delivery, outcome).await?;
-                    }
-                }
-                Err(e) => {
-                    // Nothing was stored: give the commands back to the queue and back off. The
-                    // poison is already dead-lettered: acknowledge it, or every retry would
-                    // dead-letter it again.
-                    tracing::error!(error = %e, deliveries = group.len(), "group failed; requeueing");
-                    if poison_tags.is_empty() {
-                        self.consume.basic_nack(last_tag, BasicNackOptions { multiple: true, requeue: true }).await?;
-                    } else {
-                        for delivery in &group {
-                            if poison_tags.contains(&delivery.delivery_tag) {
-                                self.consume.basic_ack(delivery.delivery_tag, BasicAckOptions { multiple: false }).await?;
-                            } else {
-                                self.consume.basic_nack(delivery.delivery_tag, BasicNackOptions { multiple: false, requeue: true }).await?;
-                            }
+            let mut pending = commands;
+            let outcomes = loop {
+                match self.writer.execute(pending).await {
+                    Ok((outcomes, _)) => break outcomes,
+                    Err(NotStored { error, envelopes }) if envelopes.is_empty() => return Err(IntakeError::Writer(error)),
+                    Err(NotStored { error, envelopes }) => {
+                        // Nothing of it is acknowledged (and if the group was stored after all,
+                        // the retry is answered from the command index): hold it and try again
+                        // once the storage is back, at most once a second.
+                        tracing::error!(error = %error, deliveries = group.len(), "group not stored; holding it until the storage is back");
+                        if !self.wait_for_storage(shutdown).await {
+                            // Shutting down: the deliveries go back to the queue with the connection.
+                            return Ok(());
                         }
+                        pending = envelopes;
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    return Ok(());
                 }
+            };
+            for (delivery, outcome) in sources.iter().zip(&outcomes) {
+                self.reply(delivery, outcome).await?;
             }
         }
         // One ack covers the whole group: every earlier delivery was settled by an earlier group.
         self.consume.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
         Ok(())
+    }
+
+    /// Waits a second, then until the writer can store again; false if shutdown came first.
+    async fn wait_for_storage(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return false;
+            }
+            if self.storage.fault().is_none() {
+                return true;
+            }
+            wait = Duration::from_millis(250);
+        }
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str, detail: &str) -> lapin::Result<lapin::PublisherConfirm> {

@@ -1,13 +1,15 @@
 //! RabbitMQ transport. `serve` runs the engine against the broker: declares the topology,
 //! consumes commands (acked only after their group is durable), replies, dead-letters poison,
 //! and relays every event to the events exchange through the outbox. It reconnects with a
-//! bounded backoff and resumes where the log and the relay cursor say; it stops cleanly when
-//! `shutdown` turns true.
+//! bounded backoff and resumes where the log and the relay cursor say; after a storage error
+//! it reopens the data dir once the fault clears (`storage`); it stops cleanly when `shutdown`
+//! turns true.
 
 pub mod config;
 pub mod consumer;
 pub mod relay;
 pub mod routing;
+pub mod storage;
 pub mod topology;
 pub mod writer;
 
@@ -17,10 +19,11 @@ use crate::engine::Engine;
 use consumer::{Intake, IntakeObserver};
 use lapin::options::{BasicQosOptions, ConfirmSelectOptions};
 use lapin::{Connection, ConnectionProperties};
-use relay::{Cursor, Relay};
+use relay::Relay;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use storage::Storage;
 use tokio::sync::{watch, Notify};
 use writer::{OnGroup, Writer};
 
@@ -54,15 +57,21 @@ pub struct Hooks {
     pub intake: Box<dyn IntakeObserver>,
     /// True while connected to the broker with the topology declared.
     pub connected: Arc<AtomicBool>,
-    /// False while the engine is stopped by a storage error (the log is not writable).
-    pub writer_healthy: Arc<AtomicBool>,
 }
 
+/// The name serve's broker connection carries (client property `connection_name`), so that
+/// operators tell it apart in the management UI and `rabbitmqctl list_connections`.
+pub fn connection_name(bus: &BusConfig) -> String {
+    format!("ansinh-serve/{}", bus.prefix)
+}
+
+/// Runs `engine` against the broker until `shutdown`. `storage` is the slot of read handles
+/// on the engine's data dir (made with `Storage::new(&engine)`), shared with the HTTP API.
 pub async fn serve(
     bus: BusConfig,
     group_max: usize,
-    limits: crate::core::Limits,
     mut engine: Engine,
+    storage: Storage,
     hooks: Hooks,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -71,10 +80,8 @@ pub async fn serve(
     if bus.users.is_empty() {
         tracing::warn!("bus.users is empty: every command will be refused as unauthorized; see config/ansinh.toml");
     }
-    let log = engine.log().reader();
-    let cursor = Cursor::open(engine.db()).map_err(|e| format!("relay cursor: {e}"))?;
     let appended = Arc::new(Notify::new());
-    let (writer, thread) = Writer::spawn(engine, limits, appended.clone(), hooks.on_group, hooks.writer_healthy.clone());
+    let (writer, thread) = Writer::spawn(engine, storage.clone(), appended.clone(), hooks.on_group);
     let mut backoff = Duration::from_millis(100);
     let max_backoff = Duration::from_millis(bus.reconnect_backoff_max_ms.max(100));
     loop {
@@ -86,8 +93,7 @@ pub async fn serve(
             group_max,
             writer: &writer,
             observer: hooks.intake.as_ref(),
-            log: &log,
-            cursor: &cursor,
+            storage: &storage,
             appended: &appended,
             on_published: hooks.on_published.as_ref(),
         };
@@ -118,8 +124,7 @@ struct Parts<'a> {
     group_max: usize,
     writer: &'a Writer,
     observer: &'a dyn IntakeObserver,
-    log: &'a crate::log::LogReader,
-    cursor: &'a Cursor,
+    storage: &'a Storage,
     appended: &'a Arc<Notify>,
     on_published: &'a (dyn Fn(u64) + Send + Sync),
 }
@@ -127,7 +132,7 @@ struct Parts<'a> {
 async fn session(parts: &Parts<'_>, connected: &AtomicBool, backoff: &mut Duration, shutdown: watch::Receiver<bool>) -> Result<(), String> {
     let bus = parts.bus;
     let amqp = |e: lapin::Error| e.to_string();
-    let properties = ConnectionProperties::default().with_connection_name("ansinh-engine".into());
+    let properties = ConnectionProperties::default().with_connection_name(connection_name(bus).into());
     let connection = Connection::connect(&bus.amqp_url, properties).await.map_err(|e| format!("connecting to {}: {e}", config::redact(&bus.amqp_url)))?;
     let setup = connection.create_channel().await.map_err(amqp)?;
     topology::declare(&setup, bus).await.map_err(|e| format!("declaring the topology: {e}"))?;
@@ -141,15 +146,17 @@ async fn session(parts: &Parts<'_>, connected: &AtomicBool, backoff: &mut Durati
     *backoff = Duration::from_millis(100);
     tracing::info!(broker = %config::redact(&bus.amqp_url), queue = %bus.commands_queue(), "connected; consuming");
 
-    let intake = Intake { config: bus, consume: &consume, publish: &publish, writer: parts.writer, group_max: parts.group_max, observer: parts.observer };
-    let relay = Relay {
+    let intake = Intake {
         config: bus,
-        channel: &relay_channel,
-        log: parts.log.clone(),
-        cursor: parts.cursor.clone(),
-        appended: parts.appended.clone(),
-        on_published: parts.on_published,
+        consume: &consume,
+        publish: &publish,
+        writer: parts.writer,
+        storage: parts.storage,
+        group_max: parts.group_max,
+        observer: parts.observer,
     };
+    let relay =
+        Relay { config: bus, channel: &relay_channel, storage: parts.storage.clone(), appended: parts.appended.clone(), on_published: parts.on_published };
     let consuming = async { intake.run(shutdown.clone()).await.map_err(|e| format!("intake: {e}")) };
     let relaying = async { relay.run(shutdown.clone()).await.map_err(|e| format!("relay: {e}")) };
     tokio::try_join!(consuming, relaying)?;

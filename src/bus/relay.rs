@@ -4,10 +4,17 @@
 //! seq or id; after a crash at most the last unconfirmed batch is published again.
 //! Chain checkpoints (`audit::checkpoint`) go the same way to the checkpoint exchange, so
 //! auditors can hold the head outside this machine.
+//!
+//! It publishes nothing past the durable head ([`Storage::durable_seq`]): a group's records are
+//! visible in the log before its flush returns, and one whose flush failed may be absent after
+//! the data dir is reopened. It reads its storage through the [`Storage`] slot, holding handles
+//! only for one read or write, never while it waits on the broker; a storage error is reported
+//! to the writer (which reopens the data dir) and waited out, not taken for a broker failure.
 
 use super::routing::routing_key;
+use super::storage::{Handles, Storage};
 use super::BusConfig;
-use crate::log::{parse_event, LogReader};
+use crate::log::parse_event;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
@@ -46,8 +53,7 @@ pub struct Relay<'a> {
     pub config: &'a BusConfig,
     /// Confirm-mode channel of its own.
     pub channel: &'a Channel,
-    pub log: LogReader,
-    pub cursor: Cursor,
+    pub storage: Storage,
     pub appended: Arc<Notify>,
     /// Called with the cursor after each confirmed batch (metrics: relay lag).
     pub on_published: &'a (dyn Fn(u64) + Send + Sync),
@@ -57,19 +63,39 @@ pub struct Relay<'a> {
 pub enum RelayError {
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
-    #[error("relay storage: {0}")]
-    Storage(String),
     #[error("the broker refused (nacked) event seq {0}")]
     Nacked(u64),
 }
 
+/// A batch read from the log: (seq, stored bytes, event).
+type Batch = Vec<(u64, sled::IVec, crate::event::Event)>;
+
 impl Relay<'_> {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), RelayError> {
-        let storage = |e: &dyn std::fmt::Display| RelayError::Storage(e.to_string());
+        let batch_max = self.config.relay_batch_max as u64;
         loop {
-            let cursor = self.cursor.get().map_err(|e| storage(&e))?;
-            let head = self.log.head().map_err(|e| storage(&e))?.seq;
-            if cursor >= head {
+            let durable = self.storage.durable_seq();
+            let read = self
+                .with_storage(&mut shutdown, |h| {
+                    let cursor = h.cursor.get().map_err(|e| e.to_string())?;
+                    if cursor >= durable {
+                        return Ok((cursor, Batch::new()));
+                    }
+                    let to = durable.min(cursor + batch_max);
+                    let mut batch = Batch::with_capacity((to - cursor) as usize);
+                    for item in h.log.range(cursor + 1, to) {
+                        let (seq, bytes) = item.map_err(|e| e.to_string())?;
+                        let event = parse_event(seq, &bytes).map_err(|e| e.to_string())?;
+                        batch.push((seq, bytes, event));
+                    }
+                    if batch.len() as u64 != to - cursor {
+                        return Err(format!("the log holds {} of the records {}..={to}", batch.len(), cursor + 1));
+                    }
+                    Ok((cursor, batch))
+                })
+                .await;
+            let Some((cursor, batch)) = read else { return Ok(()) };
+            let Some(to) = batch.last().map(|(seq, _, _)| *seq) else {
                 if *shutdown.borrow() {
                     return Ok(());
                 }
@@ -79,14 +105,12 @@ impl Relay<'_> {
                     _ = shutdown.changed() => {}
                 }
                 continue;
-            }
-            let to = head.min(cursor + self.config.relay_batch_max as u64);
-            let mut confirms = Vec::with_capacity((to - cursor) as usize);
-            for item in self.log.range(cursor + 1, to) {
-                let (seq, bytes) = item.map_err(|e| storage(&e))?;
-                let event = parse_event(seq, &bytes).map_err(|e| storage(&e))?;
+            };
+            debug_assert_eq!(batch[0].0, cursor + 1);
+            let mut confirms = Vec::with_capacity(batch.len());
+            for (seq, bytes, event) in &batch {
                 let mut headers = FieldTable::default();
-                headers.insert("x-seq".into(), AMQPValue::LongLongInt(i64::try_from(seq).unwrap_or(i64::MAX)));
+                headers.insert("x-seq".into(), AMQPValue::LongLongInt(i64::try_from(*seq).unwrap_or(i64::MAX)));
                 let props = BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_content_type("application/json".into())
@@ -97,31 +121,61 @@ impl Relay<'_> {
                     .channel
                     .basic_publish(
                         self.config.events_exchange().as_str().into(),
-                        routing_key(&event).as_str().into(),
+                        routing_key(event).as_str().into(),
                         BasicPublishOptions::default(),
-                        &bytes,
+                        bytes,
                         props,
                     )
                     .await?;
-                confirms.push((seq, confirm));
+                confirms.push((*seq, confirm));
             }
+            drop(batch);
             for (seq, confirm) in confirms {
                 if confirm.await?.is_nack() {
                     return Err(RelayError::Nacked(seq));
                 }
             }
-            self.cursor.set(CURSOR_KEY, to).map_err(|e| storage(&e))?;
+            if self.with_storage(&mut shutdown, |h| h.cursor.set(CURSOR_KEY, to).map_err(|e| e.to_string())).await.is_none() {
+                return Ok(());
+            }
             (self.on_published)(to);
-            self.publish_checkpoints(to).await?;
+            self.publish_checkpoints(to, &mut shutdown).await?;
+        }
+    }
+
+    /// Runs one storage operation on the current handles, then lets go of them. While the data
+    /// dir is being reopened it waits; a storage error is reported to the writer and the
+    /// operation tried again on the reopened data dir. `None`: shutdown came first.
+    async fn with_storage<T>(&self, shutdown: &mut watch::Receiver<bool>, op: impl Fn(&Handles) -> Result<T, String>) -> Option<T> {
+        loop {
+            if let Some(handles) = self.storage.current() {
+                match op(&handles) {
+                    Ok(t) => return Some(t),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "relay storage error; waiting for the writer to reopen the data dir");
+                        self.storage.report(handles.generation, &e);
+                    }
+                }
+            }
+            if *shutdown.borrow() {
+                return None;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(self.config.relay_poll_ms.max(100))) => {}
+                _ = shutdown.changed() => {}
+            }
         }
     }
 
     /// Publishes the checkpoints recorded up to the published seq and not yet sent.
-    async fn publish_checkpoints(&self, published: u64) -> Result<(), RelayError> {
-        let storage = |e: &dyn std::fmt::Display| RelayError::Storage(e.to_string());
-        let last = self.cursor.read(CHECKPOINT_KEY).map_err(|e| storage(&e))?;
-        let pending = crate::audit::checkpoint::checkpoints_since(&self.cursor.db, last).map_err(|e| storage(&e))?;
-        for checkpoint in pending.into_iter().filter(|c| c.seq <= published) {
+    async fn publish_checkpoints(&self, published: u64, shutdown: &mut watch::Receiver<bool>) -> Result<(), RelayError> {
+        let pending = self
+            .with_storage(shutdown, |h| {
+                let last = h.cursor.read(CHECKPOINT_KEY).map_err(|e| e.to_string())?;
+                crate::audit::checkpoint::checkpoints_since(&h.cursor.db, last).map_err(|e| e.to_string())
+            })
+            .await;
+        for checkpoint in pending.unwrap_or_default().into_iter().filter(|c| c.seq <= published) {
             let body = serde_json::to_vec(&checkpoint).expect("checkpoints serialize");
             let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()).with_type("chain.checkpoint".into());
             let confirm =
@@ -129,7 +183,9 @@ impl Relay<'_> {
             if confirm.await?.is_nack() {
                 return Err(RelayError::Nacked(checkpoint.seq));
             }
-            self.cursor.set(CHECKPOINT_KEY, checkpoint.seq).map_err(|e| storage(&e))?;
+            if self.with_storage(shutdown, |h| h.cursor.set(CHECKPOINT_KEY, checkpoint.seq).map_err(|e| e.to_string())).await.is_none() {
+                return Ok(());
+            }
             tracing::info!(seq = checkpoint.seq, hash = %checkpoint.hash, "chain checkpoint published");
         }
         Ok(())

@@ -1,8 +1,9 @@
 //! `ansinh serve`: the engine over RabbitMQ (see `bus`).
 
 use super::{open_engine, CliResult};
-use crate::api::{ApiState, Readiness};
+use crate::api::{ApiState, HeldViews, Readiness};
 use crate::bus::consumer::IntakeObserver;
+use crate::bus::storage::Storage;
 use crate::bus::{serve, Hooks};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -72,27 +73,30 @@ pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
     let metrics = Arc::new(Metrics::new());
     metrics.head_seq(engine.head().seq);
     let connected = Arc::new(AtomicBool::new(false));
-    let writer_healthy = Arc::new(AtomicBool::new(true));
-    let (views, log) = (engine.views().reader(), engine.log().reader());
+    let storage = Storage::new(&engine)?;
     let rt = runtime()?;
     rt.block_on(async {
         let shutdown = shutdown_signal();
         if !args.no_api {
             let listen = config.api.listen.parse().map_err(|e| format!("api.listen {:?}: {e}", config.api.listen))?;
-            let (c, w) = (connected.clone(), writer_healthy.clone());
+            let (c, s) = (connected.clone(), storage.clone());
             let readiness = Arc::new(move || {
-                let (broker, log) = (c.load(Ordering::SeqCst), w.load(Ordering::SeqCst));
+                let (broker, fault) = (c.load(Ordering::SeqCst), s.fault());
                 let mut detail = Vec::new();
                 if !broker {
                     detail.push("not connected to the broker (reconnecting)".to_string());
                 }
-                if !log {
-                    detail.push("the log is not writable (storage error; retrying)".to_string());
+                if let Some(why) = &fault {
+                    detail.push(format!("the log is not writable: {why}"));
                 }
-                Readiness { broker_connected: Some(broker), log_writable: Some(log), detail }
+                Readiness { broker_connected: Some(broker), log_writable: Some(fault.is_none()), detail }
             });
-            let head = Arc::new(move || log.head().map_err(|e| e.to_string()));
-            let state = ApiState::new(views, head, &config.api.tokens, metrics.clone(), readiness);
+            const REOPENING: &str = "the data dir is being reopened after a storage error";
+            let s = storage.clone();
+            let head = Arc::new(move || s.current().ok_or(REOPENING)?.log.head().map_err(|e| e.to_string()));
+            let s = storage.clone();
+            let views = Arc::new(move || s.current().map(|h| HeldViews::new(h.views.clone(), h)).ok_or_else(|| REOPENING.to_string()));
+            let state = ApiState::with_view_source(views, head, &config.api.tokens, metrics.clone(), readiness);
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let stopped = async move { while !*stop.borrow() && stop.changed().await.is_ok() {} };
@@ -116,8 +120,7 @@ pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
             on_published: Box::new(move |seq| m2.relay_published(seq)),
             intake: Box::new(MetricsObserver(metrics.clone())),
             connected,
-            writer_healthy,
         };
-        serve(config.bus.clone(), config.engine.group_commands_max, config.limits, engine, hooks, shutdown).await
+        serve(config.bus.clone(), config.engine.group_commands_max, engine, storage, hooks, shutdown).await
     })
 }
