@@ -627,45 +627,42 @@ fn serve_pid(fx: &Fixture) -> u32 {
     String::from_utf8_lossy(&out.stdout).lines().next().expect("serve is running").trim().parse().expect("a pid")
 }
 
-#[test]
-fn broker_connections_cut_during_consumption_and_relay_lose_and_double_nothing() {
-    const PEOPLE: usize = 2_000;
-    let seed = env_u64("ANSINH_CRASH_SEED").unwrap_or(7);
-    let mut rng = Rng(seed);
-    let mut fx = Fixture::new("cut", Settings { group_commands_max: 100, relay_batch_max: 200, ..Settings::default() });
-    let files = fx.demo_files(PEOPLE);
-    let proxy = Proxy::start();
-    proxy.route_serve_through(&fx);
-    let events = fx.collector();
-    fx.start_serve();
-    let rules = fx.publish_file(&files.join("rules.jsonl"), ADMIN);
-    assert!(rules.iter().all(|o| o.status == OutcomeStatus::Accepted));
-    let mut cuts = 0;
+/// Publishes the demo month's enrollments, then its batch, as the agency, while `fault` strikes
+/// serve's broker connection: up to `per_file` times per file, each once something new was
+/// committed since the last (else a slow machine could be struck before it ever finishes a
+/// group), plus 0-0.8 s. A reply lost with a struck connection makes the sender ask again
+/// (answered from the index). Every command must come back accepted. Returns how many struck.
+fn stream_under_broker_faults(
+    fx: &mut Fixture,
+    events: &Collector,
+    files: &std::path::Path,
+    rng: &mut Rng,
+    per_file: usize,
+    fault: &dyn Fn(&Fixture) -> bool,
+) -> usize {
+    let mut struck = 0;
     for (name, file) in [("enroll", files.join("enroll.jsonl")), ("batch", files.join("batch.jsonl"))] {
         let n = read_commands(&file).len();
         let index = fx.spawn(name, &["publish", path(&file), "--amqp", &url(AGENCY), "--json", "--timeout-secs", "60"]);
         let deadline = Instant::now() + Duration::from_secs(220);
-        // Up to 4 cuts per file, each once something new was committed since the last one
-        // (else a slow machine could be cut before it ever finishes a group), plus 0-0.8 s.
         let mut here = 0;
         let finished = |fx: &Fixture| published(fx, name, n) || gave_up(fx, name);
-        while !finished(&fx) {
+        while !finished(fx) {
             let base = events.distinct_seqs();
-            while events.distinct_seqs() <= base && !finished(&fx) {
-                assert!(Instant::now() < deadline, "{name}: timed out with {cuts} cuts");
+            while events.distinct_seqs() <= base && !finished(fx) {
+                assert!(Instant::now() < deadline, "{name}: timed out with {struck} faults");
                 std::thread::sleep(Duration::from_millis(20));
             }
             std::thread::sleep(Duration::from_millis(rng.range(0, 800)));
-            if here < 4 && !finished(&fx) && proxy.cut() > 0 {
-                (cuts, here) = (cuts + 1, here + 1);
+            if here < per_file && !finished(fx) && fault(fx) {
+                (struck, here) = (struck + 1, here + 1);
             }
         }
-        let outcomes = if published(&fx, name, n) {
+        let outcomes = if published(fx, name, n) {
             fx.wait_success(index, Duration::from_secs(10));
-            outcomes_of(&fx, name)
+            outcomes_of(fx, name)
         } else {
-            // A reply lost with a cut connection: the sender asks again (answered from the index).
-            eprintln!("{name}: {} replies lost with a cut; publishing again", n - outcomes_of(&fx, name).len());
+            eprintln!("{name}: {} replies lost with a struck connection; publishing again", n - outcomes_of(fx, name).len());
             fx.publish_file(&file, AGENCY)
         };
         assert_eq!(outcomes.len(), n, "{name}: every command answered");
@@ -673,16 +670,14 @@ fn broker_connections_cut_during_consumption_and_relay_lose_and_double_nothing()
             assert_eq!(o.status, OutcomeStatus::Accepted, "{name}: {} {:?}", o.command_id, o.code);
         }
     }
-    // The relay is still publishing the batch's instructions: cut it mid-way too.
-    let mut relay_cuts = 0;
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(rng.range(50, 400)));
-        if proxy.cut() > 0 {
-            relay_cuts += 1;
-        }
-    }
-    wait_for(Duration::from_secs(60), "serve to reconnect", || fx.queue_counts(&format!("{}.commands", fx.prefix)).is_some_and(|(_, c)| c == 1));
-    fx.stop_serve();
+    struck
+}
+
+/// After broker faults, serve stopped: the chain holds, each command has one contiguous range
+/// and none was refused (nothing decided twice), each of `people` is enrolled once, and every
+/// seq reached the events exchange as the record the log holds. Returns (head, how many seqs
+/// were relayed more than once).
+fn assert_nothing_lost_or_doubled(fx: &Fixture, events: &Collector, people: usize) -> (u64, usize) {
     let engine = fx.open_engine();
     assert_chain(&engine);
     let head = engine.head().seq;
@@ -697,14 +692,202 @@ fn broker_connections_cut_during_consumption_and_relay_lose_and_double_nothing()
         assert_eq!(seqs.last().expect("non-empty") - seqs[0] + 1, seqs.len() as u64, "command {id}: one range");
     }
     let enrolled = records.iter().filter(|(_, _, r)| r.event.data.type_name() == "beneficiary.enrolled").count();
-    assert_eq!(enrolled, PEOPLE, "each beneficiary enrolled once");
+    assert_eq!(enrolled, people, "each beneficiary enrolled once");
+    let hashes: BTreeMap<u64, &str> = records.iter().map(|(seq, _, r)| (*seq, r.hash.as_str())).collect();
+    events.with(|seen| {
+        for x in seen {
+            assert_eq!(
+                hashes.get(&x.record.seq).copied(),
+                Some(x.record.hash.as_str()),
+                "seq {} was published as a record the log does not hold",
+                x.record.seq
+            );
+        }
+    });
     let counts = events.counts();
     assert_eq!(counts.keys().copied().collect::<Vec<_>>(), (1..=head).collect::<Vec<_>>(), "every seq reached the events exchange");
-    let twice = counts.values().filter(|n| **n > 1).count();
+    (head, counts.values().filter(|n| **n > 1).count())
+}
+
+#[test]
+fn broker_connections_cut_during_consumption_and_relay_lose_and_double_nothing() {
+    const PEOPLE: usize = 2_000;
+    let seed = env_u64("ANSINH_CRASH_SEED").unwrap_or(7);
+    let mut rng = Rng(seed);
+    let mut fx = Fixture::new("cut", Settings { group_commands_max: 100, relay_batch_max: 200, ..Settings::default() });
+    let files = fx.demo_files(PEOPLE);
+    let proxy = Proxy::start();
+    proxy.route_serve_through(&fx);
+    let events = fx.collector();
+    fx.start_serve();
+    let rules = fx.publish_file(&files.join("rules.jsonl"), ADMIN);
+    assert!(rules.iter().all(|o| o.status == OutcomeStatus::Accepted));
+    let cuts = stream_under_broker_faults(&mut fx, &events, &files, &mut rng, 4, &|_| proxy.cut() > 0);
+    // The relay is still publishing the batch's instructions: cut it mid-way too.
+    let mut relay_cuts = 0;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(rng.range(50, 400)));
+        if proxy.cut() > 0 {
+            relay_cuts += 1;
+        }
+    }
+    wait_for(Duration::from_secs(60), "serve to reconnect", || fx.queue_counts(&format!("{}.commands", fx.prefix)).is_some_and(|(_, c)| c == 1));
+    fx.stop_serve();
+    let (head, twice) = assert_nothing_lost_or_doubled(&fx, &events, PEOPLE);
     eprintln!(
         "broker cuts: seed {seed}, {cuts} cuts while consuming, {relay_cuts} while relaying, {} proxied connections, head {head}, {twice} events relayed twice",
         proxy.accepted.load(std::sync::atomic::Ordering::SeqCst)
     );
+}
+
+/// Serve's broker connections, as `rabbitmqctl` names them (their pids): found by their name
+/// (`ansinh::bus::connection_name`, a client property) among all the broker's connections.
+fn serve_connections(fx: &Fixture) -> Vec<String> {
+    let bus = ansinh::bus::BusConfig { prefix: fx.prefix.clone(), ..ansinh::bus::BusConfig::default() };
+    let wanted = format!("{{\"connection_name\",\"{}\"}}", ansinh::bus::connection_name(&bus));
+    let out = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties"]);
+    assert!(out.status.success(), "rabbitmqctl list_connections: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(&wanted)).filter_map(|l| l.split('\t').next()).map(str::to_string).collect()
+}
+
+fn rabbitmqctl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("rabbitmqctl").args(args).output().unwrap_or_else(|e| panic!("rabbitmqctl (it comes with RabbitMQ) cannot run: {e}"))
+}
+
+/// Closes these connections from the broker's side (`rabbitmqctl close_connection`, as an
+/// operator or a broker under pressure would); returns how many it closed (one may be gone
+/// already).
+fn close_connections(pids: &[String]) -> usize {
+    pids.iter().filter(|pid| rabbitmqctl(&["-q", "close_connection", pid, "ansinh fault test: closed by the broker"]).status.success()).count()
+}
+
+/// Sends `commands` through `client` and waits for a reply to each while the broker closes
+/// serve's connection up to `max_closes` times, each once a reply more came since the last.
+/// Replies lost with a closed connection are asked for again (answered from the index). Each
+/// command must have one outcome, accepted: every reply to it says the same. Returns how many
+/// closes landed while replies were still due.
+fn consume_under_broker_closes(fx: &Fixture, client: &Client, commands: &[CommandEnvelope], max_closes: usize) -> usize {
+    let started = Instant::now();
+    let ids: BTreeSet<&str> = commands.iter().map(|e| e.command_id.as_str()).collect();
+    let answered =
+        || client.replies.lock().expect("lock").iter().filter(|o| ids.contains(o.command_id.as_str())).map(|o| o.command_id.clone()).collect::<BTreeSet<_>>();
+    // Sent from another thread, 150 at a time every 250 ms, as senders do over a day: serve
+    // consumes them as they arrive for several seconds, and the closes land meanwhile
+    // (`rabbitmqctl` takes a second or two per call).
+    // Serve is idle: its connection is looked up now, so that the first close lands at once.
+    let mut pids = serve_connections(fx);
+    let closes = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for chunk in commands.chunks(150) {
+                client.send(&fx.rt, chunk);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            eprintln!("sent {} commands in {:.1} s", commands.len(), started.elapsed().as_secs_f64());
+        });
+        let mut closes = 0;
+        while closes < max_closes && answered().len() < ids.len() {
+            let base = answered().len();
+            wait_for(Duration::from_secs(120), "a reply more", || answered().len() > base);
+            if close_connections(&pids) > 0 && answered().len() < ids.len() {
+                closes += 1;
+                eprintln!("closed while consuming: {} of {} answered, {:.1} s in", answered().len(), ids.len(), started.elapsed().as_secs_f64());
+            }
+            pids = serve_connections(fx);
+        }
+        closes
+    });
+    for round in 1..=3 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while answered().len() < ids.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let done = answered();
+        let missing: Vec<CommandEnvelope> = commands.iter().filter(|e| !done.contains(&e.command_id)).cloned().collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(round < 3, "{} commands still unanswered", missing.len());
+        eprintln!("{} replies lost with a closed connection; asking again", missing.len());
+        client.send(&fx.rt, &missing);
+    }
+    let replies = client.replies.lock().expect("lock").clone();
+    let mut first: BTreeMap<&str, &Outcome> = BTreeMap::new();
+    for o in replies.iter().filter(|o| ids.contains(o.command_id.as_str())) {
+        assert_eq!(o.status, OutcomeStatus::Accepted, "{} {:?} {:?}", o.command_id, o.code, o.message);
+        let f = *first.entry(o.command_id.as_str()).or_insert(o);
+        assert_eq!((f.seqs, &f.lines), (o.seqs, &o.lines), "{}: every reply is the same outcome", o.command_id);
+    }
+    eprintln!("consumed {} commands in {:.1} s with {closes} closes", ids.len(), started.elapsed().as_secs_f64());
+    closes
+}
+
+/// Serve's connection closed by the broker (not cut on the wire) while a stream is consumed
+/// and while the relay publishes a backlog: serve reconnects each time, and nothing is lost or
+/// decided twice; the relay publishes each seq, at most its unconfirmed batch again per close.
+#[test]
+fn broker_closing_serves_connection_during_consumption_and_relay_loses_and_doubles_nothing() {
+    const PEOPLE: usize = 3_000;
+    const RELAY_BATCH: usize = 10;
+    let mut fx = Fixture::new("closed", Settings { group_commands_max: 100, relay_batch_max: RELAY_BATCH, ..Settings::default() });
+    let files = fx.demo_files(PEOPLE);
+    let events = fx.collector();
+    fx.start_serve();
+    assert!(fx.publish_file(&files.join("rules.jsonl"), ADMIN).iter().all(|o| o.status == OutcomeStatus::Accepted));
+    let client = fx.client(AGENCY);
+    let mut closes = 0;
+    for file in ["enroll.jsonl", "batch.jsonl"] {
+        closes += consume_under_broker_closes(&fx, &client, &read_commands(&files.join(file)), 2);
+    }
+    assert!(closes >= 1, "the broker closed serve's connection while it consumed");
+
+    // The relay: two more months are sent; the writer stores each batch in one group, and the
+    // relay publishes thousands of events behind it, 10 per confirm, while the broker closes
+    // serve's connection (looked up beforehand, while serve is idle, so that the first close
+    // lands at once).
+    let mut funding = Vec::new();
+    let mut batches = Vec::new();
+    for period in ["2025-02", "2025-03"] {
+        let out = fx.dir.path().join(format!("files-{period}"));
+        fx.run(&["demo-files", "--out", path(&out), "--beneficiaries", &PEOPLE.to_string(), "--period", period], Duration::from_secs(60));
+        funding.extend(read_commands(&out.join("rules.jsonl")).into_iter().filter(|e| matches!(e.command, Command::FundBudget(_))));
+        batches.extend(read_commands(&out.join("batch.jsonl")));
+    }
+    let admin = fx.client(ADMIN);
+    admin.send(&fx.rt, &funding);
+    let relayed = admin
+        .wait_replies(funding.iter().map(|e| e.command_id.as_str()), Duration::from_secs(60))
+        .iter()
+        .filter_map(|o| o.seqs)
+        .map(|s| s[1])
+        .max()
+        .expect("funding stored");
+    wait_for(Duration::from_secs(60), "the relay to catch up", || events.distinct_seqs() as u64 >= relayed);
+    let mut pids = serve_connections(&fx);
+    assert_eq!(pids.len(), 1, "serve has one named connection");
+    client.send(&fx.rt, &batches);
+    wait_for(Duration::from_secs(60), "the relay to start on the new events", || events.distinct_seqs() as u64 > relayed);
+    let mut relayed_at_close = Vec::new();
+    while relayed_at_close.len() < 2 {
+        if close_connections(&pids) > 0 {
+            relayed_at_close.push(events.distinct_seqs() as u64);
+        }
+        pids = serve_connections(&fx);
+    }
+    let head = client
+        .wait_replies(batches.iter().map(|e| e.command_id.as_str()), Duration::from_secs(120))
+        .iter()
+        .filter_map(|o| o.seqs)
+        .map(|s| s[1])
+        .max()
+        .expect("batches stored");
+    eprintln!("closed while relaying seqs {relayed}..{head}: with {relayed_at_close:?} relayed");
+    let relay_closes = relayed_at_close.iter().filter(|n| **n < head).count();
+    wait_for(Duration::from_secs(60), "the relay to publish the backlog", || events.distinct_seqs() as u64 >= head);
+    assert!(relay_closes >= 1, "the broker closed serve's connection while the relay published seqs {relayed}..{head} (it finished first)");
+    fx.stop_serve();
+    let (head, twice) = assert_nothing_lost_or_doubled(&fx, &events, PEOPLE);
+    assert!(twice <= (closes + relay_closes) * RELAY_BATCH, "at most one unconfirmed relay batch again per close: {twice} seqs relayed twice");
+    eprintln!("broker closes: {closes} while consuming, {relay_closes} while relaying {} events, head {head}, {twice} events relayed twice", head - relayed);
 }
 
 #[test]
