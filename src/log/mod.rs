@@ -135,7 +135,7 @@ impl Log {
         range(&self.journal, from, to)
     }
 
-    /// A read handle for other threads (the outbox relay): sees every durable group.
+    /// A read handle for other threads (the outbox relay): sees every appended group (see `LogReader`).
     pub fn reader(&self) -> LogReader {
         LogReader { journal: self.journal.clone() }
     }
@@ -184,8 +184,10 @@ fn range(journal: &sled::Tree, from: u64, to: u64) -> impl Iterator<Item = Resul
     })
 }
 
-/// Read access to the journal from another thread. The head it reads is the durable one
-/// (written in the same atomic batch as the records it points to).
+/// Read access to the journal from another thread. The head it reads is the last appended one,
+/// written in the same atomic batch as the records it points to; sled makes a batch visible
+/// before its flush returns, so a publisher must bound itself by the durable head the writer
+/// reports, as the relay does (`Storage::durable_seq`).
 #[derive(Clone)]
 pub struct LogReader {
     journal: sled::Tree,
