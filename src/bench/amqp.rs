@@ -168,12 +168,7 @@ pub fn run(config: &Config, people: usize, tmp: &Path) -> Result<Report, String>
     if engine.stages.is_empty() {
         report.note("engine stage figures unavailable: serve's /metrics did not answer");
     }
-    report.note(format!(
-        "broker topology prefix {} ({}; all connections as {})",
-        broker.prefix,
-        if left.is_empty() { "deleted at the end".to_string() } else { format!("left behind: {}", left.join(", ")) },
-        broker.user
-    ));
+    report.note(broker.topology_note(&left));
     Ok(report)
 }
 

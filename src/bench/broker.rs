@@ -99,6 +99,13 @@ impl Broker {
         Ok(())
     }
 
+    /// The report's last note: the run's prefix and whether its topology is gone (`left`: what
+    /// could not be deleted).
+    pub fn topology_note(&self, left: &[String]) -> String {
+        let fate = if left.is_empty() { "deleted at the end".to_string() } else { format!("left behind: {}", left.join(", ")) };
+        format!("broker topology prefix {} ({fate}; all connections as {})", self.prefix, self.user)
+    }
+
     /// Deletes the engine's topology under this prefix: commands, dead letters, one queue per
     /// BIN, the four exchanges. Returns what the broker did not confirm deleted.
     pub async fn delete_topology(&self, conn: &Connection) -> Vec<String> {

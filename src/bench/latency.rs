@@ -164,12 +164,7 @@ pub fn run(config: &Config, commands: usize, rate: f64, tmp: &Path) -> Result<Re
         config.bus.queue_type, echo_bus.prefix, config.bus.prefetch
     ));
     report.note("ratios are engine / baseline: lower is better; 1 would mean the engine adds nothing to the broker's round trip");
-    report.note(format!(
-        "broker topology prefix {} ({}; all connections as {})",
-        broker.prefix,
-        if left.is_empty() { "deleted at the end".to_string() } else { format!("left behind: {}", left.join(", ")) },
-        broker.user
-    ));
+    report.note(broker.topology_note(&left));
     Ok(report)
 }
 
