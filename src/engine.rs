@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 
 pub const COMMAND_ID_LEN_MAX: usize = 128;
 
+/// The sender recorded for commands of the embedded intake (`submit`, `demo`), which does not
+/// authenticate anyone: a sender claimed in a file is not believed.
+pub const FILE_SENDER: &str = "file";
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot open the data directory {path}: {source}")]
@@ -242,7 +246,14 @@ impl Engine {
             for (n, data) in data.into_iter().enumerate() {
                 self.state.evolve(&data);
                 seq += 1;
-                let event = Event { id: format!("{id_prefix}/{}", n + 1), command_id: id.to_string(), at: envelope.issued_at.clone(), v: 1, data };
+                let event = Event {
+                    id: format!("{id_prefix}/{}", n + 1),
+                    command_id: id.to_string(),
+                    at: envelope.issued_at.clone(),
+                    sender: Some(envelope.sender.clone().unwrap_or_else(|| FILE_SENDER.to_string())),
+                    v: 1,
+                    data,
+                };
                 let (bytes, hash) = seal(seq, &prev_hash, &event);
                 prev_hash = hash;
                 group.records.push((seq, bytes));

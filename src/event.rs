@@ -8,7 +8,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One event as stored in the log and exported to auditors (`event` member of an audit record).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+///
+/// Serialized by hand (below) in the canonical member order of RFC 8785 for ASCII names
+/// (`at`, `command_id`, `data`, `id`, `sender`, `type`, `v`), and every data struct declares its
+/// fields in sorted order, so `serde_json`'s compact writer produces the canonical bytes directly:
+/// `log::chain::seal` serializes each event once and hashes those bytes (`chain::tests` and a
+/// debug assertion in `seal` compare them with the generic canonicalizer).
+#[derive(Clone, Debug, PartialEq, JsonSchema)]
 pub struct Event {
     /// `<command_id>/<n>`: unique, stable across redeliveries (a redelivery writes nothing).
     /// A `command_id_reused` rejection: `<command_id>/reused-<16 hex of its payload digest>/<n>`.
@@ -16,193 +22,234 @@ pub struct Event {
     pub command_id: String,
     /// Time of the command that caused it (from its envelope, never from a clock).
     pub at: String,
+    /// Who sent the command: the broker-validated AMQP user over RabbitMQ, `file` for the
+    /// embedded intake (`submit`, `demo`). Absent only in logs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
     /// Version of this event type's `data`.
     pub v: u32,
     #[serde(flatten)]
     pub data: EventData,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", content = "data")]
-pub enum EventData {
-    #[serde(rename = "program.defined")]
-    ProgramDefined(ProgramDefined),
-    #[serde(rename = "standard_level.set")]
-    StandardLevelSet(StandardLevelSet),
-    #[serde(rename = "budget.funded")]
-    BudgetFunded(BudgetFunded),
-    #[serde(rename = "beneficiary.enrolled")]
-    BeneficiaryEnrolled(BeneficiaryEnrolled),
-    #[serde(rename = "payment_account.changed")]
-    PaymentAccountChanged(PaymentAccountChanged),
-    #[serde(rename = "category.changed")]
-    CategoryChanged(CategoryChanged),
-    #[serde(rename = "beneficiary.suspended")]
-    BeneficiarySuspended(EnrollmentStatusChanged),
-    #[serde(rename = "beneficiary.resumed")]
-    BeneficiaryResumed(EnrollmentStatusChanged),
-    #[serde(rename = "beneficiary.terminated")]
-    BeneficiaryTerminated(EnrollmentStatusChanged),
-    #[serde(rename = "citizen_id.reassigned")]
-    CitizenIdReassigned(CitizenIdReassigned),
-    #[serde(rename = "payout_batch.submitted")]
-    PayoutBatchSubmitted(PayoutBatchSubmitted),
-    #[serde(rename = "payout.instructed")]
-    PayoutInstructed(PayoutInstructed),
-    #[serde(rename = "payout_line.rejected")]
-    PayoutLineRejected(PayoutLineRejected),
-    #[serde(rename = "payout.settled")]
-    PayoutSettled(PayoutTransition),
-    #[serde(rename = "payout.failed")]
-    PayoutFailed(PayoutTransition),
-    #[serde(rename = "payout.returned")]
-    PayoutReturned(PayoutTransition),
-    #[serde(rename = "payout.written_off")]
-    PayoutWrittenOff(PayoutTransition),
-    #[serde(rename = "settlement_item.rejected")]
-    SettlementItemRejected(SettlementItemRejected),
-    #[serde(rename = "command.rejected")]
-    CommandRejected(CommandRejected),
+/// Lists every event type once: variant, wire name, data type. Generates `EventData`, its
+/// names, and the (de)serialization of its content.
+macro_rules! event_types {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, $data:ty; )*) => {
+        #[derive(Clone, Debug, PartialEq, JsonSchema)]
+        #[serde(tag = "type", content = "data")]
+        pub enum EventData {
+            $( $(#[$doc])* #[serde(rename = $name)] $variant($data), )*
+        }
+
+        impl EventData {
+            pub fn type_name(&self) -> &'static str {
+                match self { $( EventData::$variant(_) => $name, )* }
+            }
+
+            pub const TYPE_NAMES: &'static [&'static str] = &[ $( $name, )* ];
+
+            /// Serializes the content (the `data` member) alone.
+            fn serialize_content<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $( EventData::$variant(d) => d.serialize(s), )* }
+            }
+
+            /// Reads the content of an event of type `name`.
+            fn from_content(name: &str, data: &serde_json::value::RawValue) -> Result<EventData, String> {
+                match name {
+                    $( $name => serde_json::from_str::<$data>(data.get()).map(EventData::$variant).map_err(|e| e.to_string()), )*
+                    other => Err(format!("unknown event type {other:?}")),
+                }
+            }
+        }
+    };
 }
 
-impl EventData {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            EventData::ProgramDefined(_) => "program.defined",
-            EventData::StandardLevelSet(_) => "standard_level.set",
-            EventData::BudgetFunded(_) => "budget.funded",
-            EventData::BeneficiaryEnrolled(_) => "beneficiary.enrolled",
-            EventData::PaymentAccountChanged(_) => "payment_account.changed",
-            EventData::CategoryChanged(_) => "category.changed",
-            EventData::BeneficiarySuspended(_) => "beneficiary.suspended",
-            EventData::BeneficiaryResumed(_) => "beneficiary.resumed",
-            EventData::BeneficiaryTerminated(_) => "beneficiary.terminated",
-            EventData::CitizenIdReassigned(_) => "citizen_id.reassigned",
-            EventData::PayoutBatchSubmitted(_) => "payout_batch.submitted",
-            EventData::PayoutInstructed(_) => "payout.instructed",
-            EventData::PayoutLineRejected(_) => "payout_line.rejected",
-            EventData::PayoutSettled(_) => "payout.settled",
-            EventData::PayoutFailed(_) => "payout.failed",
-            EventData::PayoutReturned(_) => "payout.returned",
-            EventData::PayoutWrittenOff(_) => "payout.written_off",
-            EventData::SettlementItemRejected(_) => "settlement_item.rejected",
-            EventData::CommandRejected(_) => "command.rejected",
-        }
-    }
+event_types! {
+    ProgramDefined => "program.defined", ProgramDefined;
+    StandardLevelSet => "standard_level.set", StandardLevelSet;
+    BudgetFunded => "budget.funded", BudgetFunded;
+    BeneficiaryEnrolled => "beneficiary.enrolled", BeneficiaryEnrolled;
+    PaymentAccountChanged => "payment_account.changed", PaymentAccountChanged;
+    CategoryChanged => "category.changed", CategoryChanged;
+    BeneficiarySuspended => "beneficiary.suspended", EnrollmentStatusChanged;
+    BeneficiaryResumed => "beneficiary.resumed", EnrollmentStatusChanged;
+    BeneficiaryTerminated => "beneficiary.terminated", EnrollmentStatusChanged;
+    CitizenIdReassigned => "citizen_id.reassigned", CitizenIdReassigned;
+    PayoutBatchSubmitted => "payout_batch.submitted", PayoutBatchSubmitted;
+    PayoutInstructed => "payout.instructed", PayoutInstructed;
+    PayoutLineRejected => "payout_line.rejected", PayoutLineRejected;
+    PayoutSettled => "payout.settled", PayoutTransition;
+    PayoutFailed => "payout.failed", PayoutTransition;
+    PayoutReturned => "payout.returned", PayoutTransition;
+    PayoutWrittenOff => "payout.written_off", PayoutTransition;
+    SettlementItemRejected => "settlement_item.rejected", SettlementItemRejected;
+    CommandRejected => "command.rejected", CommandRejected;
+}
 
-    pub const TYPE_NAMES: &'static [&'static str] = &[
-        "program.defined",
-        "standard_level.set",
-        "budget.funded",
-        "beneficiary.enrolled",
-        "payment_account.changed",
-        "category.changed",
-        "beneficiary.suspended",
-        "beneficiary.resumed",
-        "beneficiary.terminated",
-        "citizen_id.reassigned",
-        "payout_batch.submitted",
-        "payout.instructed",
-        "payout_line.rejected",
-        "payout.settled",
-        "payout.failed",
-        "payout.returned",
-        "payout.written_off",
-        "settlement_item.rejected",
-        "command.rejected",
-    ];
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Content<'a>(&'a EventData);
+        impl Serialize for Content<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize_content(s)
+            }
+        }
+        // Canonical (sorted) member order; see the type's documentation.
+        let mut map = s.serialize_map(Some(if self.sender.is_some() { 7 } else { 6 }))?;
+        map.serialize_entry("at", &self.at)?;
+        map.serialize_entry("command_id", &self.command_id)?;
+        map.serialize_entry("data", &Content(&self.data))?;
+        map.serialize_entry("id", &self.id)?;
+        if let Some(sender) = &self.sender {
+            map.serialize_entry("sender", sender)?;
+        }
+        map.serialize_entry("type", self.data.type_name())?;
+        map.serialize_entry("v", &self.v)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    /// Members in any order; `data` is kept as raw text until `type` is known, then read as
+    /// that type's struct (one pass over the bytes, no intermediate tree). Unknown and repeated
+    /// members are refused, like `deny_unknown_fields` would.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Event;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an ansinh event object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+                use serde::de::Error;
+                let (mut id, mut command_id, mut at, mut sender, mut v, mut kind) = (None, None, None, None, None, None);
+                let mut data: Option<Box<serde_json::value::RawValue>> = None;
+                fn set<T, E: Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+                    match slot.replace(value) {
+                        Some(_) => Err(E::duplicate_field(name)),
+                        None => Ok(()),
+                    }
+                }
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "id" => set(&mut id, map.next_value::<String>()?, "id")?,
+                        "command_id" => set(&mut command_id, map.next_value::<String>()?, "command_id")?,
+                        "at" => set(&mut at, map.next_value::<String>()?, "at")?,
+                        "sender" => set(&mut sender, map.next_value::<Option<String>>()?, "sender")?,
+                        "v" => set(&mut v, map.next_value::<u32>()?, "v")?,
+                        "type" => set(&mut kind, map.next_value::<String>()?, "type")?,
+                        "data" => set(&mut data, map.next_value::<Box<serde_json::value::RawValue>>()?, "data")?,
+                        other => return Err(A::Error::unknown_field(other, &["at", "command_id", "data", "id", "sender", "type", "v"])),
+                    }
+                }
+                let kind = kind.ok_or_else(|| A::Error::missing_field("type"))?;
+                let data = data.ok_or_else(|| A::Error::missing_field("data"))?;
+                Ok(Event {
+                    id: id.ok_or_else(|| A::Error::missing_field("id"))?,
+                    command_id: command_id.ok_or_else(|| A::Error::missing_field("command_id"))?,
+                    at: at.ok_or_else(|| A::Error::missing_field("at"))?,
+                    sender: sender.flatten(),
+                    v: v.ok_or_else(|| A::Error::missing_field("v"))?,
+                    data: EventData::from_content(&kind, &data).map_err(A::Error::custom)?,
+                })
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgramDefined {
-    pub program_id: String,
-    pub name: String,
     pub categories: BTreeMap<String, Coefficient>,
     pub legal_basis: String,
+    pub name: String,
+    pub program_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StandardLevelSet {
+    pub amount: Vnd,
+    pub effective_from: Period,
+    pub legal_basis: String,
     pub program_id: String,
     /// Absent: the national level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub province: Option<String>,
-    pub effective_from: Period,
-    pub amount: Vnd,
-    pub legal_basis: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetFunded {
-    pub province: String,
-    pub program_id: String,
-    pub period: Period,
     pub amount: Vnd,
+    pub period: Period,
+    pub program_id: String,
+    pub province: String,
     pub reference: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BeneficiaryEnrolled {
-    pub citizen_id: CitizenId,
-    pub program_id: String,
-    pub province: String,
-    pub full_name: String,
-    pub date_of_birth: BirthDate,
-    pub sex: Sex,
-    pub category: String,
-    pub effective_from: Period,
     pub account: Account,
     pub attestation: Attestation,
+    pub category: String,
+    pub citizen_id: CitizenId,
+    pub date_of_birth: BirthDate,
+    pub effective_from: Period,
+    pub full_name: String,
+    pub program_id: String,
+    pub province: String,
+    pub sex: Sex,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentAccountChanged {
-    pub citizen_id: CitizenId,
     pub account: Account,
+    pub citizen_id: CitizenId,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryChanged {
-    pub citizen_id: CitizenId,
-    pub program_id: String,
     pub category: String,
+    pub citizen_id: CitizenId,
     pub effective_from: Period,
+    pub program_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentStatusChanged {
     pub citizen_id: CitizenId,
-    pub program_id: String,
     pub effective_from: Period,
+    pub program_id: String,
     pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CitizenIdReassigned {
-    pub old_citizen_id: CitizenId,
-    pub new_citizen_id: CitizenId,
-    pub reason: String,
     pub attestation: Attestation,
+    pub new_citizen_id: CitizenId,
+    pub old_citizen_id: CitizenId,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutBatchSubmitted {
     pub batch_id: String,
-    pub program_id: String,
-    pub province: String,
-    pub period: Period,
-    pub lines_total: u32,
     pub lines_instructed: u32,
     pub lines_rejected: u32,
+    pub lines_total: u32,
+    pub period: Period,
+    pub program_id: String,
+    pub province: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -218,31 +265,31 @@ pub enum PayoutKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutInstructed {
-    pub payout_id: String,
-    pub kind: PayoutKind,
+    pub account: Account,
+    pub amount: Vnd,
     /// The batch of a regular payout; for a reissue, the batch of the original.
     pub batch_id: String,
+    pub citizen_id: CitizenId,
+    pub kind: PayoutKind,
     /// Line number in the batch (for a reissue, the original's line).
     pub line_no: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reissue_of: Option<String>,
-    pub citizen_id: CitizenId,
+    pub payout_id: String,
+    pub period: Period,
     pub program_id: String,
     pub province: String,
-    pub period: Period,
-    pub amount: Vnd,
-    pub account: Account,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissue_of: Option<String>,
 }
 
 /// A batch line refused with its reason; the raw input is kept as sent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutLineRejected {
-    pub batch_id: String,
-    pub line_no: u32,
-    pub citizen_id: String,
     pub amount: String,
+    pub batch_id: String,
+    pub citizen_id: String,
     pub code: String,
+    pub line_no: u32,
     pub message: String,
 }
 
@@ -251,14 +298,14 @@ pub struct PayoutLineRejected {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutTransition {
-    pub payout_id: String,
+    pub amount: Vnd,
     pub batch_id: String,
+    pub bin: String,
     pub citizen_id: CitizenId,
+    pub payout_id: String,
+    pub period: Period,
     pub program_id: String,
     pub province: String,
-    pub period: Period,
-    pub amount: Vnd,
-    pub bin: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<FailureReason>,
     /// Bank's reference for settlements; free text for write-offs.
@@ -270,16 +317,16 @@ pub struct PayoutTransition {
 #[serde(deny_unknown_fields)]
 pub struct SettlementItemRejected {
     pub bin: String,
-    pub item_no: u32,
-    pub payout_id: String,
     pub code: String,
+    pub item_no: u32,
     pub message: String,
+    pub payout_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandRejected {
-    pub command_type: String,
     pub code: String,
+    pub command_type: String,
     pub message: String,
 }

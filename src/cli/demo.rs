@@ -54,7 +54,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn envelope(&self, id: String, issued_at: &str, command: Command) -> CommandEnvelope {
-        CommandEnvelope { command_id: id, v: 1, issued_at: issued_at.to_string(), sender: Some("demo".into()), command }
+        CommandEnvelope { command_id: id, v: 1, issued_at: issued_at.to_string(), sender: Some(crate::engine::FILE_SENDER.into()), command }
     }
 
     /// Executes envelopes in groups of at most `group_max` commands (and at most ~10,000 lines: memory per group stays bounded).

@@ -89,12 +89,15 @@ pub(crate) fn read_input(args: &SubmitArgs, sender: Option<&str>) -> Result<Inpu
 }
 
 pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
-    let Input { envelopes, invalid, is_csv } = read_input(args, Some("csv"))?;
+    let Input { envelopes, invalid, is_csv } = read_input(args, Some(crate::engine::FILE_SENDER))?;
     let mut engine = open_engine(&config.engine_options())?;
     let head_before = engine.head().seq;
     let mut totals = [0usize; 4]; // accepted, rejected, duplicate, envelope-invalid
     for group in envelopes.chunks(config.engine.group_commands_max) {
-        let commands: Vec<CommandEnvelope> = group.iter().map(|(_, e)| e.clone()).collect();
+        // The embedded intake authenticates nobody: whatever sender a file line claims, the log
+        // records `file` (DESIGN.md "Who did what").
+        let commands: Vec<CommandEnvelope> =
+            group.iter().map(|(_, e)| CommandEnvelope { sender: Some(crate::engine::FILE_SENDER.into()), ..e.clone() }).collect();
         let outcomes = engine.execute(&commands).map_err(|e| e.to_string())?;
         for ((line_no, _), outcome) in group.iter().zip(&outcomes) {
             match (outcome.duplicate, outcome.status) {

@@ -5,13 +5,14 @@ use super::reference;
 use serde::{Deserialize, Serialize};
 
 /// A payment account, already checked: BIN in the bank table, account number 6-19 of [0-9A-Z]
-/// (no national format exists; facts §3.4), holder name present.
+/// (no national format exists; facts §3.4), holder name present. Fields are declared in sorted
+/// order: events are serialized straight into canonical form (see `event::Event`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
+    pub account_no: String,
     /// NAPAS BIN of the bank, 6 digits, e.g. 970436 (Vietcombank).
     pub bin: String,
-    pub account_no: String,
     pub holder_name: String,
 }
 
@@ -46,12 +47,13 @@ impl AccountInput {
 /// Evidence that the identity was verified against the National Population Database through
 /// VNeID. The engine does not call VNeID; an adapter does and passes the reference here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Fields in sorted order, as `Account`'s.
 #[serde(deny_unknown_fields)]
 pub struct Attestation {
-    /// "VNeID".
-    pub provider: String,
     /// VNeID identification level; level 2 (biometrics, in person) is required.
     pub level: u8,
+    /// "VNeID".
+    pub provider: String,
     /// The verification reference returned by the adapter.
     pub reference: String,
     /// When it was verified (RFC 3339).

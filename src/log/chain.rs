@@ -122,16 +122,91 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Seals an event at `seq` after `prev_hash`: returns the record's stored bytes (canonical
-/// JSON including `hash`) and its hash.
+/// JSON including `hash`) and its hash. The event is serialized once, straight into canonical
+/// form (see `Event`'s documentation: members and fields in sorted order, compact), and the hash
+/// is taken over those bytes: `{"event":E,"prev_hash":P,"seq":N}`; the stored record is the same
+/// bytes with `"hash":H` in its sorted place. Debug builds check the result against the generic
+/// canonicalizer (`canonical_bytes` of the record as a JSON value).
 pub fn seal(seq: u64, prev_hash: &str, event: &Event) -> (Vec<u8>, String) {
+    debug_assert!(prev_hash.len() == 64 && prev_hash.bytes().all(|b| b.is_ascii_hexdigit()), "prev_hash is 64 hex digits");
+    let mut out = Vec::with_capacity(768);
+    out.extend_from_slice(b"{\"event\":");
+    serde_json::to_writer(&mut out, event).expect("events serialize to JSON");
+    let tail = format!(",\"prev_hash\":\"{prev_hash}\",\"seq\":{seq}}}");
+    let mut hasher = Sha256::new();
+    hasher.update(&out);
+    hasher.update(tail.as_bytes());
+    let hash = hex::encode(hasher.finalize());
+    out.reserve(HASH_MEMBER_LEN + tail.len());
+    out.extend_from_slice(b",\"hash\":\"");
+    out.extend_from_slice(hash.as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(tail.as_bytes());
+    debug_assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&seal_generic(seq, prev_hash, event)),
+        "the direct serialization of an event is its canonical form (fields declared in sorted order)"
+    );
+    (out, hash)
+}
+
+/// `,"hash":"<64 hex>"`
+const HASH_MEMBER_LEN: usize = 9 + 64 + 1;
+
+/// The same record built the slow way: the event as a JSON value, canonicalized.
+pub fn seal_generic(seq: u64, prev_hash: &str, event: &Event) -> Vec<u8> {
     let mut record = serde_json::Map::new();
     record.insert("event".into(), serde_json::to_value(event).expect("events serialize to JSON"));
     record.insert("prev_hash".into(), Value::String(prev_hash.to_string()));
     record.insert("seq".into(), Value::from(seq));
     let mut value = Value::Object(record);
     let hash = sha256_hex(&canonical_bytes(&value));
-    value.as_object_mut().expect("built as an object").insert("hash".into(), Value::String(hash.clone()));
-    (canonical_bytes(&value), hash)
+    value.as_object_mut().expect("built as an object").insert("hash".into(), Value::String(hash));
+    canonical_bytes(&value)
+}
+
+/// A stored record split into its parts without parsing the event: the layout `seal` writes,
+/// `{"event":E,"hash":"H","prev_hash":"P","seq":N}` (canonical form, which the chain check then
+/// confirms by re-serializing the parsed event). `None` when the bytes are laid out otherwise
+/// (a record that was changed, or not written by `seal`): the caller falls back to parsing the
+/// record as JSON.
+pub struct SealedParts<'a> {
+    pub seq: u64,
+    pub event: &'a [u8],
+    pub hash: &'a str,
+    pub prev_hash: &'a str,
+}
+
+impl<'a> SealedParts<'a> {
+    pub fn split(bytes: &'a [u8]) -> Option<SealedParts<'a>> {
+        const HEAD: &[u8] = b"{\"event\":";
+        let body = bytes.strip_prefix(HEAD)?.strip_suffix(b"}")?;
+        // From the end: `,"seq":N` then `,"prev_hash":"P"` then `,"hash":"H"`.
+        let seq_at = body.iter().rposition(|b| *b == b':')?;
+        let digits = &body[seq_at + 1..];
+        if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) || (digits[0] == b'0' && digits.len() > 1) {
+            return None;
+        }
+        let seq: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        let body = body[..seq_at].strip_suffix(b",\"seq\"")?;
+        let body = body.strip_suffix(b"\"")?;
+        let (body, prev_hash) = body.split_at(body.len().checked_sub(64)?);
+        let body = body.strip_suffix(b",\"prev_hash\":\"")?;
+        let body = body.strip_suffix(b"\"")?;
+        let (event, hash) = body.split_at(body.len().checked_sub(64)?);
+        let event = event.strip_suffix(b",\"hash\":\"")?;
+        let hex = |b: &'a [u8]| std::str::from_utf8(b).ok().filter(|s| s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+        Some(SealedParts { seq, event, hash: hex(hash)?, prev_hash: hex(prev_hash)? })
+    }
+
+    /// SHA-256 of the record without its `hash` member, from these parts.
+    pub fn content_hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"{\"event\":");
+        hasher.update(self.event);
+        hasher.update(format!(",\"prev_hash\":\"{}\",\"seq\":{}}}", self.prev_hash, self.seq).as_bytes());
+        hex::encode(hasher.finalize())
+    }
 }
 
 /// Recomputes the hash of a record given as JSON, whatever its key order or spacing.
@@ -212,6 +287,46 @@ mod tests {
             (0xc2b3de4355555553, "-21845333333333.324"),
         ] {
             assert_eq!(es6_number(f64::from_bits(bits)), expected, "bits {bits:#018x}");
+        }
+    }
+
+    /// Every event type's example, sealed the direct way, equals the generic canonical form (also
+    /// asserted inside `seal` in debug builds), and splits back into its parts with its hash.
+    #[test]
+    fn direct_seal_is_canonical_for_every_event_type() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/examples/events");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let mut event: Event = serde_json::from_str(&text).unwrap();
+            for sender in [None, Some("ansinh-admin".to_string())] {
+                event.sender = sender;
+                let prev = "ab".repeat(32);
+                let (bytes, hash) = seal(41, &prev, &event);
+                assert_eq!(bytes, seal_generic(41, &prev, &event));
+                let parts = SealedParts::split(&bytes).expect("a sealed record splits");
+                assert_eq!((parts.seq, parts.hash, parts.prev_hash), (41, hash.as_str(), prev.as_str()));
+                assert_eq!(parts.content_hash(), hash);
+                let back: Event = serde_json::from_slice(parts.event).unwrap();
+                assert_eq!(back, event);
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, crate::event::EventData::TYPE_NAMES.len());
+    }
+
+    #[test]
+    fn records_not_laid_out_by_seal_do_not_split() {
+        let ok = br#"{"event":{},"hash":"0000000000000000000000000000000000000000000000000000000000000000","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":7}"#;
+        assert!(SealedParts::split(ok).is_some());
+        for bad in [
+            &br#"{"event":{},"hash":"0000000000000000000000000000000000000000000000000000000000000000","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":07}"#[..],
+            br#"{"event":{},"hash":"000000000000000000000000000000000000000000000000000000000000000A","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":7}"#,
+            br#"{"event":{}, "hash":"0000000000000000000000000000000000000000000000000000000000000000","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":7}"#,
+            br#"{"seq":7,"event":{},"hash":"0000000000000000000000000000000000000000000000000000000000000000","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000"}"#,
+            b"{}",
+        ] {
+            assert!(SealedParts::split(bad).is_none(), "{}", String::from_utf8_lossy(bad));
         }
     }
 
