@@ -49,6 +49,23 @@ macro_rules! event_types {
 
             pub const TYPE_NAMES: &'static [&'static str] = &[ $( $name, )* ];
 
+            /// The qualifier of the event's routing key on the events exchange
+            /// (`<type>.<qualifier>`): the bank BIN for payout events (a bank connector binds
+            /// `payout.instructed.<its bin>`), the province for beneficiary and budget events,
+            /// `national` for a national standard level, and `all` otherwise.
+            pub fn route_qualifier(&self) -> &str {
+                match self {
+                    EventData::PayoutInstructed(e) => &e.account.bin,
+                    EventData::PayoutSettled(t) | EventData::PayoutFailed(t) | EventData::PayoutReturned(t) | EventData::PayoutWrittenOff(t) => &t.bin,
+                    EventData::SettlementItemRejected(e) => &e.bin,
+                    EventData::BeneficiaryEnrolled(e) => &e.province,
+                    EventData::BudgetFunded(e) => &e.province,
+                    EventData::PayoutBatchSubmitted(e) => &e.province,
+                    EventData::StandardLevelSet(e) => e.province.as_deref().unwrap_or("national"),
+                    _ => "all",
+                }
+            }
+
             /// Serializes the content (the `data` member) alone.
             fn serialize_content<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 match self { $( EventData::$variant(d) => d.serialize(s), )* }

@@ -12,6 +12,7 @@ use ansinh::audit::{self, Source};
 use ansinh::command::{Command, CommandEnvelope};
 use ansinh::domain::FailureReason;
 use ansinh::log::chain::seal;
+use ansinh::log::segment::{self, SealedRecord};
 use ansinh::log::{parse_record, Head};
 use ansinh::outcome::OutcomeStatus;
 use ansinh::projection::KeyValues;
@@ -118,7 +119,51 @@ fn write_lines(path: &Path, lines: &[String]) {
 fn first_payout(data: &Data) -> u64 {
     let db = open(data.path());
     let journal = db.open_tree("journal").unwrap();
-    (1..=data.head().seq).find(|s| String::from_utf8_lossy(&journal.get(audit::source::key(*s)).unwrap().unwrap()).contains("\"payout.instructed\"")).unwrap()
+    (1..=data.head().seq).find(|s| String::from_utf8_lossy(&stored(&journal, *s)).contains("\"payout.instructed\"")).unwrap()
+}
+
+// Damage done to the journal the way someone with write access to sled could: a record
+// replaced or removed inside its segment (`log::segment`), its index entry left as it was.
+
+/// The stored bytes of the record at `seq`.
+fn stored(journal: &sled::Tree, seq: u64) -> Vec<u8> {
+    segment::find(journal, seq).unwrap().expect("a segment holds the seq").record(seq).to_vec()
+}
+
+/// The records of the segment holding `seq`, as they would be packed again.
+fn unpack(journal: &sled::Tree, seq: u64) -> (u64, Vec<SealedRecord>) {
+    let s = segment::find(journal, seq).unwrap().expect("a segment holds the seq");
+    let records = s.records_from(s.first_seq).map(|(seq, bytes, meta)| SealedRecord { seq, bytes: bytes.to_vec(), meta: meta.clone() }).collect();
+    (s.first_seq, records)
+}
+
+fn repack(journal: &sled::Tree, first_seq: u64, records: &[SealedRecord]) {
+    journal.remove(segment::key(first_seq)).unwrap();
+    if let Some(first) = records.first() {
+        assert_eq!(first.seq, first_seq);
+        let mut packed = segment::pack(records);
+        assert_eq!(packed.len(), 1, "a segment repacks as one");
+        let (key, value) = packed.remove(0);
+        journal.insert(key, value).unwrap();
+    }
+}
+
+/// Replaces the stored bytes of the record at `seq`.
+fn store(journal: &sled::Tree, seq: u64, bytes: Vec<u8>) {
+    let (first, mut records) = unpack(journal, seq);
+    records[(seq - first) as usize].bytes = bytes;
+    repack(journal, first, &records);
+}
+
+/// Removes the record at `seq` from its segment; the records after it in that segment then sit
+/// one seq earlier, as a deletion inside a run of records leaves them.
+fn remove(journal: &sled::Tree, seq: u64) {
+    let (first, mut records) = unpack(journal, seq);
+    records.remove((seq - first) as usize);
+    for (i, r) in records.iter_mut().enumerate() {
+        r.seq = first + i as u64;
+    }
+    repack(journal, first, &records);
 }
 
 fn change_amount(record: &str) -> String {
@@ -181,8 +226,8 @@ fn a_changed_amount_in_sled_is_found_at_its_seq() {
     {
         let db = open(data.path());
         let journal = db.open_tree("journal").unwrap();
-        let stored = String::from_utf8(journal.get(audit::source::key(seq)).unwrap().unwrap().to_vec()).unwrap();
-        journal.insert(audit::source::key(seq), change_amount(&stored).as_bytes()).unwrap();
+        let record = String::from_utf8(stored(&journal, seq)).unwrap();
+        store(&journal, seq, change_amount(&record).into_bytes());
         db.flush().unwrap();
     }
     assert_fails_at(&verify_dir(data.path()), seq, "hash mismatch");
@@ -206,13 +251,30 @@ fn a_changed_amount_in_an_export_is_found_at_its_seq_by_both_verifiers() {
 }
 
 #[test]
+fn a_changed_segment_index_is_found_at_its_seq() {
+    // The relay routes by the index beside each record (not covered by the hash): a bank's
+    // instruction re-routed to another bank must not pass verification.
+    let data = build();
+    let seq = first_payout(&data);
+    {
+        let db = open(data.path());
+        let journal = db.open_tree("journal").unwrap();
+        let (first, mut records) = unpack(&journal, seq);
+        records[(seq - first) as usize].meta.qualifier = "970415".into();
+        repack(&journal, first, &records);
+        db.flush().unwrap();
+    }
+    assert_fails_at(&verify_dir(data.path()), seq, "index was changed");
+}
+
+#[test]
 fn a_deleted_record_is_found_at_its_seq() {
     let data = build();
     let seq = 7;
     let file = export(&data);
     {
         let db = open(data.path());
-        db.open_tree("journal").unwrap().remove(audit::source::key(seq)).unwrap();
+        remove(&db.open_tree("journal").unwrap(), seq);
         db.flush().unwrap();
     }
     assert_fails_at(&verify_dir(data.path()), seq, "missing");
@@ -231,9 +293,9 @@ fn two_swapped_records_are_found_at_the_first_of_them() {
     {
         let db = open(data.path());
         let journal = db.open_tree("journal").unwrap();
-        let (a, b) = (journal.get(audit::source::key(seq)).unwrap().unwrap(), journal.get(audit::source::key(seq + 1)).unwrap().unwrap());
-        journal.insert(audit::source::key(seq), b).unwrap();
-        journal.insert(audit::source::key(seq + 1), a).unwrap();
+        let (a, b) = (stored(&journal, seq), stored(&journal, seq + 1));
+        store(&journal, seq, b);
+        store(&journal, seq + 1, a);
         db.flush().unwrap();
     }
     assert_fails_at(&verify_dir(data.path()), seq, "swapped");
@@ -253,8 +315,8 @@ fn a_cut_tail_is_found_by_the_stored_head_and_by_an_expected_head() {
         // Remove the last two records but leave `h`, as a careless or hostile cut would.
         let db = open(data.path());
         let journal = db.open_tree("journal").unwrap();
-        journal.remove(audit::source::key(head.seq)).unwrap();
-        journal.remove(audit::source::key(head.seq - 1)).unwrap();
+        remove(&journal, head.seq);
+        remove(&journal, head.seq - 1);
         db.flush().unwrap();
     }
     assert_fails_at(&verify_dir(data.path()), head.seq - 1, "cut from the tail");
@@ -281,14 +343,14 @@ fn a_chain_rewritten_consistently_is_caught_by_its_checkpoints() {
         // is consistent again, only what was recorded outside the journal can tell.
         let db = open(data.path());
         let journal = db.open_tree("journal").unwrap();
-        let mut prev = parse_record(seq - 1, &journal.get(audit::source::key(seq - 1)).unwrap().unwrap()).unwrap().hash;
+        let mut prev = parse_record(seq - 1, &stored(&journal, seq - 1)).unwrap().hash;
         for s in seq..=data.head().seq {
-            let mut record = String::from_utf8(journal.get(audit::source::key(s)).unwrap().unwrap().to_vec()).unwrap();
+            let mut record = String::from_utf8(stored(&journal, s)).unwrap();
             if s == seq {
                 record = change_amount(&record);
             }
             let (bytes, hash) = seal(s, &prev, &parse_record(s, record.as_bytes()).unwrap().event);
-            journal.insert(audit::source::key(s), bytes).unwrap();
+            store(&journal, s, bytes);
             prev = hash;
         }
         journal.insert(b"h", serde_json::to_vec(&Head { seq: data.head().seq, hash: prev }).unwrap()).unwrap();

@@ -296,7 +296,7 @@ fn crash_and_recover(damage: Damage) {
     drop(crashed);
 
     {
-        let db = retrying(|| sled::open(dir.path()));
+        let db = retrying(|| ansinh::engine::sled_config(dir.path(), 64 << 20).open());
         match damage {
             Damage::RolledBackOneGroup => {
                 let views = db.open_tree("views").unwrap();

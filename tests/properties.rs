@@ -787,10 +787,16 @@ fn events(engine: &Engine) -> Vec<Event> {
     records(engine).iter().map(|(s, b)| ansinh::log::parse_event(*s, b).expect("records parse")).collect()
 }
 
-/// The whole journal tree: records, command index, reuse index and head.
+/// The whole journal tree: segments of records, command index, reuse index and head.
 fn journal(engine: &Engine) -> Vec<(Vec<u8>, Vec<u8>)> {
     let tree = engine.db().open_tree("journal").expect("the journal tree opens");
     tree.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("journal reads")).collect()
+}
+
+/// The journal's index entries and head: every key but the segments, whose boundaries follow
+/// the groups (the records in them are compared one by one).
+fn index(engine: &Engine) -> Vec<(Vec<u8>, Vec<u8>)> {
+    journal(engine).into_iter().filter(|(k, _)| ansinh::log::segment::first_seq_of(k).is_none()).collect()
 }
 
 fn dump(engine: &Engine) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -915,7 +921,7 @@ proptest! {
         for ((seq, x), (_, y)) in a.iter().zip(&b) {
             prop_assert!(x == y, "record {} differs:\n one by one: {}\n grouped:    {}", seq, String::from_utf8_lossy(x), String::from_utf8_lossy(y));
         }
-        prop_assert!(journal(&one) == journal(&grouped), "the command index differs");
+        prop_assert!(index(&one) == index(&grouped), "the command index differs");
         prop_assert!(dump(&one) == dump(&grouped), "the views differ");
         prop_assert!(one.state() == grouped.state(), "the decision states differ");
     }
@@ -935,7 +941,7 @@ proptest! {
         // state and views from it alone.
         let fresh = tempfile::tempdir().unwrap();
         {
-            let db = retrying(|| sled::open(fresh.path()));
+            let db = retrying(|| ansinh::engine::sled_config(fresh.path(), 64 << 20).open());
             let tree = db.open_tree("journal").unwrap();
             for (k, v) in journal(&engine) {
                 tree.insert(k, v).unwrap();

@@ -6,7 +6,8 @@
 use super::source::{Place, RawRecord, Source};
 use super::AuditError;
 use crate::event::Event;
-use crate::log::chain::{canonical_bytes, sha256_hex, GENESIS_HASH};
+use crate::log::chain::{canonical_bytes, sha256_hex, SealedParts, GENESIS_HASH};
+use crate::log::segment::RecordMeta;
 use serde_json::Value;
 use std::ops::ControlFlow;
 
@@ -40,6 +41,105 @@ pub struct Checked {
     pub event: Event,
 }
 
+/// What one record says about itself, checked without its neighbours: parsed, its hash
+/// recomputed over its content, its segment index entry compared with its event. Pure, so
+/// records can be inspected on several threads and linked in order afterwards.
+pub type Inspection = Result<Inspected, Flaw>;
+
+pub struct Inspected {
+    pub seq: u64,
+    pub hash: String,
+    pub prev_hash: String,
+    pub event: Event,
+}
+
+/// What is wrong with a record on its own. `seq` is the seq it claims, when it could be read.
+#[derive(Debug)]
+pub struct Flaw {
+    pub seq: Option<u64>,
+    pub what: String,
+}
+
+fn flaw(seq: Option<u64>, what: String) -> Flaw {
+    Flaw { seq, what }
+}
+
+/// Inspects one record. The fast path takes a record laid out as `seal` writes it: the event's
+/// bytes are parsed once, serialized again (which must give the very same bytes: the record is
+/// canonical) and the hash taken over the stored bytes. Anything else (an export whose keys were
+/// reordered or spaced, a damaged record) is parsed as JSON and its canonical form rebuilt.
+pub fn inspect(raw: &RawRecord) -> Inspection {
+    let where_ = match raw.place {
+        Place::Key(_) => String::new(),
+        Place::Line(line) => format!(" (line {line})"),
+    };
+    if let Some(fault) = &raw.fault {
+        return Err(flaw(None, fault.clone()));
+    }
+    let inspected = match SealedParts::split(&raw.bytes) {
+        Some(parts) => match serde_json::from_slice::<Event>(parts.event) {
+            Ok(event) if serde_json::to_vec(&event).is_ok_and(|again| again == parts.event) => {
+                let computed = parts.content_hash();
+                if computed != parts.hash {
+                    return Err(hash_mismatch(parts.seq, parts.hash, &computed));
+                }
+                Inspected { seq: parts.seq, hash: parts.hash.to_string(), prev_hash: parts.prev_hash.to_string(), event }
+            }
+            _ => inspect_json(raw, &where_)?,
+        },
+        None => inspect_json(raw, &where_)?,
+    };
+    if let Some(meta) = &raw.meta {
+        let from_event = RecordMeta::of(&inspected.event);
+        if *meta != from_event {
+            return Err(flaw(
+                Some(inspected.seq),
+                format!(
+                    "the segment's index says {} {:?} routed {:?}, the record is {} {:?} routed {:?}: the index was changed (the relay publishes by it)",
+                    meta.type_name().unwrap_or("?"),
+                    meta.id,
+                    meta.qualifier,
+                    from_event.type_name().unwrap_or("?"),
+                    from_event.id,
+                    from_event.qualifier
+                ),
+            ));
+        }
+    }
+    Ok(inspected)
+}
+
+fn hash_mismatch(seq: u64, stored: &str, computed: &str) -> Flaw {
+    flaw(Some(seq), format!("hash mismatch: the record says {stored}, its content hashes to {computed}: the record was changed after it was sealed"))
+}
+
+/// The slow path: any JSON layout, hashed over its RFC 8785 canonical form.
+fn inspect_json(raw: &RawRecord, where_: &str) -> Inspection {
+    let value: Value =
+        serde_json::from_slice(&raw.bytes).map_err(|e| flaw(None, format!("the record{where_} is not valid JSON ({e}): it was damaged or cut")))?;
+    let Value::Object(mut record) = value else {
+        return Err(flaw(None, format!("the record{where_} is not a JSON object")));
+    };
+    let seq = record.get("seq").and_then(Value::as_u64).ok_or_else(|| flaw(None, format!("the record{where_} has no integer `seq`")))?;
+    if record.len() != 4 || !["seq", "prev_hash", "event", "hash"].iter().all(|k| record.contains_key(*k)) {
+        let keys: Vec<&str> = record.keys().map(String::as_str).collect();
+        return Err(flaw(Some(seq), format!("the record has members {keys:?}; an audit record has exactly seq, prev_hash, event, hash")));
+    }
+    let Some(Value::String(stored_hash)) = record.remove("hash") else {
+        return Err(flaw(Some(seq), "`hash` is not a string".into()));
+    };
+    let without_hash = Value::Object(record);
+    let computed = sha256_hex(&canonical_bytes(&without_hash));
+    let Value::Object(mut record) = without_hash else { unreachable!("built as an object just above") };
+    if computed != stored_hash {
+        return Err(hash_mismatch(seq, &stored_hash, &computed));
+    }
+    let prev_hash = record.get("prev_hash").and_then(Value::as_str).unwrap_or_default().to_string();
+    let event_value = record.remove("event").unwrap_or(Value::Null);
+    let event: Event = serde_json::from_value(event_value).map_err(|e| flaw(Some(seq), format!("the event does not decode as an ansinh event: {e}")))?;
+    Ok(Inspected { seq, hash: stored_hash, prev_hash, event })
+}
+
 pub struct ChainChecker {
     next_seq: u64,
     /// Hash of the record before `next_seq`; `None` before the first record of an export that
@@ -63,8 +163,14 @@ impl ChainChecker {
 
     /// Checks the next record; on success the chain moves on past it.
     pub fn check(&mut self, raw: RawRecord) -> Result<Checked, Failure> {
+        let inspection = inspect(&raw);
+        self.link(raw.place, inspection)
+    }
+
+    /// Links an inspected record to the chain: its place, its seq, its `prev_hash`.
+    pub fn link(&mut self, place: Place, inspection: Inspection) -> Result<Checked, Failure> {
         let expected = self.next_seq;
-        if let Place::Key(stored) = raw.place {
+        if let Place::Key(stored) = place {
             if stored > expected {
                 return Err(Failure::at(
                     expected,
@@ -72,18 +178,15 @@ impl ChainChecker {
                 ));
             }
         }
-        let where_ = match raw.place {
-            Place::Key(_) => String::new(),
-            Place::Line(line) => format!(" (line {line})"),
+        let claimed = match &inspection {
+            Ok(i) => Some(i.seq),
+            Err(f) => f.seq,
         };
-        let value: Value = serde_json::from_slice(&raw.bytes)
-            .map_err(|e| Failure::at(expected, format!("the record{where_} is not valid JSON ({e}): it was damaged or cut")))?;
-        let Value::Object(mut record) = value else {
-            return Err(Failure::at(expected, format!("the record{where_} is not a JSON object")));
-        };
-        let seq = record.get("seq").and_then(Value::as_u64).ok_or_else(|| Failure::at(expected, format!("the record{where_} has no integer `seq`")))?;
-        if seq != expected {
-            let what = match raw.place {
+        if let Some(seq) = claimed.filter(|s| *s != expected) {
+            let what = match place {
+                Place::Key(_) if seq > expected => format!(
+                    "the record stored in the place of seq {expected} says it is seq {seq}: seq {expected} is missing there, or records were moved or swapped"
+                ),
                 Place::Key(_) => format!("the record stored under seq {expected} says it is seq {seq} (records moved or swapped)"),
                 Place::Line(line) if seq > expected => {
                     format!("missing: line {line} holds seq {seq} where seq {expected} was expected (records deleted or out of order)")
@@ -92,23 +195,7 @@ impl ChainChecker {
             };
             return Err(Failure::at(expected, what));
         }
-        if record.len() != 4 || !["seq", "prev_hash", "event", "hash"].iter().all(|k| record.contains_key(*k)) {
-            let keys: Vec<&str> = record.keys().map(String::as_str).collect();
-            return Err(Failure::at(seq, format!("the record has members {keys:?}; an audit record has exactly seq, prev_hash, event, hash")));
-        }
-        let Some(Value::String(stored_hash)) = record.remove("hash") else {
-            return Err(Failure::at(seq, "`hash` is not a string"));
-        };
-        let without_hash = Value::Object(record);
-        let computed = sha256_hex(&canonical_bytes(&without_hash));
-        let Value::Object(mut record) = without_hash else { unreachable!("built as an object just above") };
-        if computed != stored_hash {
-            return Err(Failure::at(
-                seq,
-                format!("hash mismatch: the record says {stored_hash}, its content hashes to {computed}: the record was changed after it was sealed"),
-            ));
-        }
-        let prev_hash = record.get("prev_hash").and_then(Value::as_str).unwrap_or_default().to_string();
+        let Inspected { seq, hash, prev_hash, event } = inspection.map_err(|f| Failure::at(expected, f.what))?;
         match &self.prev_hash {
             Some(expected_prev) if *expected_prev != prev_hash => {
                 let what = if seq == 1 {
@@ -125,11 +212,9 @@ impl ChainChecker {
             Some(_) => {}
             None => self.anchor = Some(prev_hash),
         }
-        let event_value = record.remove("event").unwrap_or(Value::Null);
-        let event: Event = serde_json::from_value(event_value).map_err(|e| Failure::at(seq, format!("the event does not decode as an ansinh event: {e}")))?;
         self.next_seq = seq + 1;
-        self.prev_hash = Some(stored_hash.clone());
-        Ok(Checked { seq, hash: stored_hash, event })
+        self.prev_hash = Some(hash.clone());
+        Ok(Checked { seq, hash, event })
     }
 }
 
@@ -235,7 +320,7 @@ mod tests {
         let mut checker = ChainChecker::new(1);
         let mut last = 0;
         for (i, bytes) in records.into_iter().enumerate() {
-            last = checker.check(RawRecord { place: Place::Line(i as u64 + 1), bytes })?.seq;
+            last = checker.check(RawRecord { place: Place::Line(i as u64 + 1), bytes, meta: None, fault: None })?.seq;
         }
         Ok(last)
     }
@@ -277,7 +362,7 @@ mod tests {
         let records = chain(4);
         let mut checker = ChainChecker::new(3);
         for (i, bytes) in records.into_iter().enumerate().skip(2) {
-            checker.check(RawRecord { place: Place::Line(i as u64 - 1), bytes }).unwrap();
+            checker.check(RawRecord { place: Place::Line(i as u64 - 1), bytes, meta: None, fault: None }).unwrap();
         }
         assert!(checker.anchor.is_some());
     }

@@ -4,7 +4,7 @@
 //! own verifier to judge. Reads the journal tree directly, not through `Log::open`, so a
 //! damaged log can still be exported and examined.
 
-use super::source::key;
+use super::source::journal_records;
 use super::AuditError;
 use crate::log::Head;
 use std::io::Write;
@@ -39,9 +39,18 @@ pub fn export(db: &sled::Db, from: u64, to: Option<u64>, out: &mut dyn Write, pr
         return Err(AuditError::Invalid(format!("--from {from} is past --to {to} (the log head is at seq {})", head.as_ref().map_or(0, |h| h.seq))));
     }
     let mut summary = ExportSummary { head, ..ExportSummary::default() };
-    for item in journal.range(key(from)..=key(to)) {
-        let (k, bytes) = item?;
-        let seq = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+    for item in journal_records(&journal, from) {
+        let raw = item?;
+        let super::source::Place::Key(seq) = raw.place else { unreachable!("journal records are at seqs") };
+        if seq > to {
+            break;
+        }
+        if let Some(fault) = raw.fault {
+            // Not exportable: the verifier of the export reports the missing seqs.
+            tracing::warn!(seq, fault = %fault, "a damaged segment is left out of the export");
+            continue;
+        }
+        let bytes = raw.bytes;
         out.write_all(&bytes).and_then(|()| out.write_all(b"\n")).map_err(AuditError::Write)?;
         if summary.records == 0 {
             summary.first_seq = seq;

@@ -63,7 +63,7 @@ pub fn open_data_dir(path: &Path, cache_capacity_bytes: u64) -> Result<sled::Db,
     if !path.join("db").is_file() && !path.join("conf").is_file() {
         return Err(AuditError::NotADataDir { path: path.to_path_buf() });
     }
-    let config = sled::Config::new().path(path).mode(sled::Mode::LowSpace).cache_capacity(cache_capacity_bytes).flush_every_ms(Some(1_000));
+    let config = crate::engine::sled_config(path, cache_capacity_bytes);
     // sled releases its lock file when the last background task of a closed database ends, a
     // moment after the close: a reopen right after one (tests, a command after another in the
     // same process) waits for that, boundedly. A live engine holds it for good: then we fail.

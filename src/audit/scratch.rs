@@ -33,7 +33,7 @@ impl ScratchViews {
         // From here on, Drop removes the directory whatever fails next.
         let mut scratch = ScratchViews { inner: None, dir, pending: Vec::new() };
         // Nothing here needs to survive a crash: no background flush, no fsync.
-        let db = sled::Config::new().path(&scratch.dir).mode(sled::Mode::LowSpace).cache_capacity(cache_capacity_bytes).flush_every_ms(None).open()?;
+        let db = crate::engine::sled_config(&scratch.dir, cache_capacity_bytes).flush_every_ms(None).open()?;
         let log = Log::open(&db)?;
         let views = Views::open(&db, &log, &mut |_| {})?;
         scratch.inner = Some((db, views));

@@ -2,6 +2,7 @@
 //! sled (no `Log::open`, no engine), or an export file in JSON Lines.
 
 use super::AuditError;
+use crate::log::segment::{self, RecordMeta};
 use crate::log::Head;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -15,11 +16,22 @@ pub const LINE_BYTES_MAX: u64 = 16 * 1024 * 1024;
 pub struct RawRecord {
     pub place: Place,
     pub bytes: Vec<u8>,
+    /// The record's entry in its segment's index (data directory only): checked against the
+    /// parsed event, since the relay publishes by it.
+    pub meta: Option<RecordMeta>,
+    /// The segment holding this place could not be read (data directory only); `bytes` is empty.
+    pub fault: Option<String>,
+}
+
+impl RawRecord {
+    fn line(line: u64, bytes: Vec<u8>) -> RawRecord {
+        RawRecord { place: Place::Line(line), bytes, meta: None, fault: None }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Place {
-    /// Stored under key `e` + this seq in the journal tree.
+    /// At this seq of a segment of the journal tree (`log::segment`).
     Key(u64),
     /// At this line of an export file (from 1).
     Line(u64),
@@ -62,14 +74,7 @@ impl Source {
     /// Records in stored order, from seq `from` on for a data directory (a file is read whole).
     pub fn records(&self, from: u64) -> Result<Box<dyn Iterator<Item = Result<RawRecord, AuditError>> + '_>, AuditError> {
         match self {
-            Source::DataDir { journal, .. } => {
-                let start = key(from);
-                Ok(Box::new(journal.range(start..=key(u64::MAX)).map(|item| {
-                    let (k, v) = item?;
-                    let seq = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
-                    Ok(RawRecord { place: Place::Key(seq), bytes: v.to_vec() })
-                })))
-            }
+            Source::DataDir { journal, .. } => Ok(Box::new(journal_records(journal, from))),
             Source::File { path } => {
                 let file = std::fs::File::open(path).map_err(|source| AuditError::Read { path: path.clone(), source })?;
                 Ok(Box::new(Lines { reader: std::io::BufReader::with_capacity(1 << 20, file), line: 0, path: path.clone() }))
@@ -78,12 +83,22 @@ impl Source {
     }
 }
 
-/// The journal key of a record: `e` + seq big-endian (`log::event_key`).
-pub fn key(seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = b'e';
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
+/// The records of a journal's segments from seq `from` on, in key order, each with its index
+/// entry. A segment that cannot be decoded becomes one record with a `fault` at its first seq
+/// (the chain check reports it there); a storage error ends the iteration with an error.
+pub fn journal_records(journal: &sled::Tree, from: u64) -> impl Iterator<Item = Result<RawRecord, AuditError>> {
+    segment::from(journal, from).flat_map(move |item| -> Vec<Result<RawRecord, AuditError>> {
+        match item {
+            Ok(s) => s
+                .records_from(from)
+                .map(|(seq, bytes, meta)| Ok(RawRecord { place: Place::Key(seq), bytes: bytes.to_vec(), meta: Some(meta.clone()), fault: None }))
+                .collect(),
+            Err(segment::FindError::Segment(e)) => {
+                vec![Ok(RawRecord { place: Place::Key(e.first_seq), bytes: Vec::new(), meta: None, fault: Some(e.to_string()) })]
+            }
+            Err(segment::FindError::Sled(e)) => vec![Err(AuditError::from(e))],
+        }
+    })
 }
 
 struct Lines {
@@ -107,7 +122,7 @@ impl Iterator for Lines {
                     // Longer than any record: hand it on truncated; it will not parse.
                     let _ = self.reader.skip_until(b'\n');
                 }
-                Some(Ok(RawRecord { place: Place::Line(self.line), bytes }))
+                Some(Ok(RawRecord::line(self.line, bytes)))
             }
             Err(source) => Some(Err(AuditError::Read { path: self.path.clone(), source })),
         }

@@ -137,7 +137,8 @@ pub fn run(config: &Config, lines: usize, tmp: &Path) -> Result<Report, String> 
     }
     let last_seq = engine.head().seq;
     let engine_bytes = dir_bytes(&data_dir);
-    let records: Vec<sled::IVec> = engine.log().range(first_seq, last_seq).map(|r| r.map(|(_, b)| b)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let records: Vec<Vec<u8>> =
+        engine.log().range(first_seq, last_seq).map(|r| r.map(|(_, b)| b.to_vec())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     drop(engine);
     if records.len() != groups.iter().sum::<usize>() {
         return Err(format!("{} records read back, {} appended", records.len(), groups.iter().sum::<usize>()));
@@ -164,7 +165,7 @@ pub fn run(config: &Config, lines: usize, tmp: &Path) -> Result<Report, String> 
             let mut key = [0u8; 9];
             key[0] = b'e';
             key[1..].copy_from_slice(&seq.to_be_bytes());
-            batch.insert(&key, r.clone());
+            batch.insert(&key, r.as_slice());
             seq += 1;
         }
         tree.apply_batch(batch).map_err(|e| e.to_string())?;

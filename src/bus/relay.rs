@@ -11,10 +11,9 @@
 //! only for one read or write, never while it waits on the broker; a storage error is reported
 //! to the writer (which reopens the data dir) and waited out, not taken for a broker failure.
 
-use super::routing::routing_key;
 use super::storage::{Handles, Storage};
 use super::BusConfig;
-use crate::log::parse_event;
+use crate::log::segment::{RecordBytes, RecordMeta};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
@@ -67,8 +66,9 @@ pub enum RelayError {
     Nacked(u64),
 }
 
-/// A batch read from the log: (seq, stored bytes, event).
-type Batch = Vec<(u64, sled::IVec, crate::event::Event)>;
+/// A batch read from the log: (seq, stored bytes, index entry). The record is not parsed: its
+/// type, id and routing key come from its segment's index (`log::segment`).
+type Batch = Vec<(u64, RecordBytes, RecordMeta)>;
 
 impl Relay<'_> {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), RelayError> {
@@ -83,10 +83,8 @@ impl Relay<'_> {
                     }
                     let to = durable.min(cursor + batch_max);
                     let mut batch = Batch::with_capacity((to - cursor) as usize);
-                    for item in h.log.range(cursor + 1, to) {
-                        let (seq, bytes) = item.map_err(|e| e.to_string())?;
-                        let event = parse_event(seq, &bytes).map_err(|e| e.to_string())?;
-                        batch.push((seq, bytes, event));
+                    for item in h.log.range_with_meta(cursor + 1, to) {
+                        batch.push(item.map_err(|e| e.to_string())?);
                     }
                     if batch.len() as u64 != to - cursor {
                         return Err(format!("the log holds {} of the records {}..={to}", batch.len(), cursor + 1));
@@ -108,20 +106,20 @@ impl Relay<'_> {
             };
             debug_assert_eq!(batch[0].0, cursor + 1);
             let mut confirms = Vec::with_capacity(batch.len());
-            for (seq, bytes, event) in &batch {
+            for (seq, bytes, meta) in &batch {
                 let mut headers = FieldTable::default();
                 headers.insert("x-seq".into(), AMQPValue::LongLongInt(i64::try_from(*seq).unwrap_or(i64::MAX)));
                 let props = BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_content_type("application/json".into())
-                    .with_message_id(event.id.as_str().into())
-                    .with_type(event.data.type_name().into())
+                    .with_message_id(meta.id.as_str().into())
+                    .with_type(meta.type_name().unwrap_or("unknown").into())
                     .with_headers(headers);
                 let confirm = self
                     .channel
                     .basic_publish(
                         self.config.events_exchange().as_str().into(),
-                        routing_key(event).as_str().into(),
+                        meta.routing_key().as_str().into(),
                         BasicPublishOptions::default(),
                         bytes,
                         props,

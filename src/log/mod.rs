@@ -3,15 +3,18 @@
 //! same atomic batch as the events it produced.
 //!
 //! Keys of the `journal` tree:
-//! - `e` + seq (u64 big-endian) -> the audit record, canonical JSON (see `chain`)
+//! - `s` + first seq (u64 big-endian) -> a segment: the audit records (canonical JSON, see
+//!   `chain`) of a run of consecutive seqs of one group, with a small index (`segment`)
 //! - `c` + command_id -> `CommandEntry` (payload digest and the seq range of its events)
 //! - `r` + command_id + 0x00 + digest -> `CommandEntry` of a `command_id_reused` rejection
 //! - `h` -> `Head` (seq and hash of the last record)
 
 pub mod chain;
+pub mod segment;
 
 use crate::event::Event;
 use chain::{Record, GENESIS_HASH};
+use segment::{RecordBytes, RecordMeta, SealedRecord};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +23,17 @@ pub enum LogError {
     Sled(#[from] sled::Error),
     #[error("log record at seq {seq} is corrupt: {detail}")]
     Corrupt { seq: u64, detail: String },
+    #[error("this data directory was written by an earlier ansinh (one sled key per record, before segments): export it with that version (`ansinh audit export`) and start a new data directory")]
+    OldLayout,
+}
+
+impl From<segment::FindError> for LogError {
+    fn from(e: segment::FindError) -> LogError {
+        match e {
+            segment::FindError::Sled(e) => LogError::Sled(e),
+            segment::FindError::Segment(e) => LogError::Corrupt { seq: e.first_seq, detail: e.detail },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,18 +43,38 @@ pub struct Head {
 }
 
 /// What the index keeps per command id: enough to recognise a redelivery (the digest) and to
-/// rebuild its outcome from the events it wrote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// rebuild its outcome from the events it wrote. Stored as 48 bytes: the digest's 32 bytes,
+/// then the two seqs big-endian.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandEntry {
+    /// Lowercase hex SHA-256 (64 characters).
     pub digest: String,
     pub first_seq: u64,
     pub last_seq: u64,
 }
 
+impl CommandEntry {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = hex::decode(&self.digest).expect("a command digest is 64 hex digits");
+        assert_eq!(v.len(), 32, "a command digest is a SHA-256");
+        v.extend_from_slice(&self.first_seq.to_be_bytes());
+        v.extend_from_slice(&self.last_seq.to_be_bytes());
+        v
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<CommandEntry> {
+        if b.len() != 48 {
+            return None;
+        }
+        let seq = |r: std::ops::Range<usize>| u64::from_be_bytes(b[r].try_into().expect("8 bytes"));
+        Some(CommandEntry { digest: hex::encode(&b[..32]), first_seq: seq(32..40), last_seq: seq(40..48) })
+    }
+}
+
 /// A group ready to append: sealed records and the index entries they answer.
 #[derive(Default)]
 pub struct Group {
-    pub records: Vec<(u64, Vec<u8>)>,
+    pub records: Vec<SealedRecord>,
     pub commands: Vec<(String, CommandEntry)>,
     pub reuses: Vec<(String, CommandEntry)>,
     pub head: Option<Head>,
@@ -55,13 +89,6 @@ pub struct AppendTimings {
 pub struct Log {
     journal: sled::Tree,
     head: Head,
-}
-
-fn event_key(seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = b'e';
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
 }
 
 fn command_key(id: &str) -> Vec<u8> {
@@ -83,6 +110,9 @@ fn reuse_key(id: &str, digest: &str) -> Vec<u8> {
 impl Log {
     pub fn open(db: &sled::Db) -> Result<Log, LogError> {
         let journal = db.open_tree("journal")?;
+        if journal.scan_prefix(b"e").next().is_some() {
+            return Err(LogError::OldLayout);
+        }
         let head = match journal.get(b"h")? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt { seq: 0, detail: format!("head: {e}") })?,
             None => Head { seq: 0, hash: GENESIS_HASH.to_string() },
@@ -112,27 +142,29 @@ impl Log {
 
     fn entry(&self, key: &[u8]) -> Result<Option<CommandEntry>, LogError> {
         match self.journal.get(key)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| LogError::Corrupt { seq: 0, detail: format!("command index: {e}") }),
+            Some(bytes) => {
+                CommandEntry::from_bytes(&bytes).map(Some).ok_or_else(|| LogError::Corrupt { seq: 0, detail: "command index entry is not 48 bytes".into() })
+            }
             None => Ok(None),
         }
     }
 
     /// The record at `seq`, parsed.
     pub fn read(&self, seq: u64) -> Result<Option<Record>, LogError> {
-        match self.journal.get(event_key(seq))? {
+        match self.read_raw(seq)? {
             Some(bytes) => parse_record(seq, &bytes).map(Some),
             None => Ok(None),
         }
     }
 
     /// The stored bytes of the record at `seq` (canonical JSON), for export.
-    pub fn read_raw(&self, seq: u64) -> Result<Option<sled::IVec>, LogError> {
-        Ok(self.journal.get(event_key(seq))?)
+    pub fn read_raw(&self, seq: u64) -> Result<Option<RecordBytes>, LogError> {
+        Ok(segment::find(&self.journal, seq)?.map(|s| s.record(seq)))
     }
 
     /// Records from `from` to `to` inclusive, in seq order.
-    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> {
-        range(&self.journal, from, to)
+    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, RecordBytes), LogError>> {
+        range(&self.journal, from, to).map(|r| r.map(|(seq, bytes, _)| (seq, bytes)))
     }
 
     /// A read handle for other threads (the outbox relay): sees every appended group (see `LogReader`).
@@ -148,17 +180,19 @@ impl Log {
         assert!(head.seq > self.head.seq, "the head only moves forward");
         let mut batch = sled::Batch::default();
         let mut expected = self.head.seq + 1;
-        for (seq, bytes) in &group.records {
-            assert_eq!(*seq, expected, "seqs are contiguous from the current head");
+        for r in &group.records {
+            assert_eq!(r.seq, expected, "seqs are contiguous from the current head");
             expected += 1;
-            batch.insert(&event_key(*seq), bytes.as_slice());
         }
         assert_eq!(expected - 1, head.seq, "the new head is the group's last record");
+        for (key, value) in segment::pack(&group.records) {
+            batch.insert(&key, value);
+        }
         for (id, entry) in &group.commands {
-            batch.insert(command_key(id), serde_json::to_vec(entry).expect("entries serialize"));
+            batch.insert(command_key(id), entry.to_bytes());
         }
         for (key, entry) in &group.reuses {
-            batch.insert(key.as_bytes(), serde_json::to_vec(entry).expect("entries serialize"));
+            batch.insert(key.as_bytes(), entry.to_bytes());
         }
         batch.insert(b"h", serde_json::to_vec(&head).expect("head serializes"));
         let started = std::time::Instant::now();
@@ -176,12 +210,31 @@ impl Log {
     }
 }
 
-fn range(journal: &sled::Tree, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> {
-    journal.range(event_key(from)..=event_key(to)).map(|item| {
-        let (k, v) = item?;
-        let seq = u64::from_be_bytes(k[1..9].try_into().expect("event keys are 9 bytes"));
-        Ok((seq, v))
-    })
+/// Records from `from` to `to` inclusive with their index entries, in seq order.
+fn range(journal: &sled::Tree, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, RecordBytes, RecordMeta), LogError>> {
+    let segments = if from > to { None } else { Some(segment::from(journal, from)) };
+    let mut done = false;
+    segments
+        .into_iter()
+        .flatten()
+        .map_while(move |item| {
+            if done {
+                return None;
+            }
+            match item {
+                Ok(s) if s.first_seq > to => None,
+                Ok(s) => {
+                    done = s.last_seq() >= to;
+                    let records: Vec<_> = s.records_from(from).take_while(|(seq, _, _)| *seq <= to).map(|(seq, b, m)| Ok((seq, b, m.clone()))).collect();
+                    Some(records)
+                }
+                Err(e) => {
+                    done = true;
+                    Some(vec![Err(LogError::from(e))])
+                }
+            }
+        })
+        .flatten()
 }
 
 /// Read access to the journal from another thread. The head it reads is the last appended one,
@@ -201,7 +254,13 @@ impl LogReader {
         }
     }
 
-    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> {
+    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, RecordBytes), LogError>> {
+        range(&self.journal, from, to).map(|r| r.map(|(seq, bytes, _)| (seq, bytes)))
+    }
+
+    /// Records with their index entries (type, id, routing qualifier), for publishing without
+    /// parsing them.
+    pub fn range_with_meta(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, RecordBytes, RecordMeta), LogError>> {
         range(&self.journal, from, to)
     }
 }
