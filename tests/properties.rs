@@ -20,7 +20,7 @@ use ansinh::command::{
     ChangeCategory, ChangePaymentAccount, Command, CommandEnvelope, DefineProgram, EnrollBeneficiary, FundBudget, PayoutLine, PayoutRef, ReassignCitizenId,
     RecordSettlements, SetStandardLevel, SettlementItem, SettlementStatus, StatusChange, SubmitPayoutBatch,
 };
-use ansinh::core::state::Payout;
+use ansinh::core::state::PayoutRef as Payout;
 use ansinh::core::{decide, Limits, PayoutStatus, State};
 use ansinh::domain::account::AccountInput;
 use ansinh::domain::program::DECREE_20_CATEGORIES;
@@ -419,10 +419,10 @@ fn account_input(who: usize, kind: usize) -> AccountInput {
 
 /// Which payouts an item's transition suits: settled and failed need an instructed payout,
 /// returned a settled one.
-fn fits_item(item: &ItemSpec) -> fn(&Payout) -> bool {
+fn fits_item(item: &ItemSpec) -> fn(&Payout<'_>) -> bool {
     match item.status {
-        3 => |p| p.status == PayoutStatus::Settled,
-        _ => |p| p.status == PayoutStatus::Instructed,
+        3 => |p| p.status() == PayoutStatus::Settled,
+        _ => |p| p.status() == PayoutStatus::Instructed,
     }
 }
 
@@ -439,7 +439,7 @@ impl Builder {
     /// The person's number now (the new one once the model saw a re-determination).
     fn current_id(&self, who: usize) -> &'static str {
         let old = CitizenId::parse(PEOPLE[who].id).expect("universe IDs are valid");
-        if self.model.reassigned.contains_key(&old) {
+        if self.model.is_reassigned(&old) {
             PEOPLE[who].new_id
         } else {
             PEOPLE[who].id
@@ -476,10 +476,12 @@ impl Builder {
         let at = Period::parse(PERIODS[period]).expect("universe periods parse");
         CitizenId::parse(citizen_id)
             .ok()
-            .and_then(|id| self.model.people.get(&id))
-            .and_then(|person| person.enrollments.get(PROGRAM))
+            .and_then(|id| self.model.enrollment(&id, PROGRAM))
             .and_then(|e| e.category_at(at))
-            .and_then(|category| self.model.programs.get(PROGRAM)?.entitlement(category, PROVINCES[province], at))
+            .and_then(|category| {
+                let (_, program) = self.model.program(PROGRAM)?;
+                program.rules.entitlement(program.category_code(category), PROVINCES[province], at)
+            })
             .map(|v| v.as_decimal())
             .unwrap_or_else(|| entitlement(CATEGORIES[self.category[who]], period))
     }
@@ -490,10 +492,10 @@ impl Builder {
     }
 
     /// A payout id for the pick; `fits` says which payouts suit the transition asked for.
-    fn payout_id(&self, p: &PayoutPick, fits: fn(&Payout) -> bool) -> String {
+    fn payout_id(&self, p: &PayoutPick, fits: fn(&Payout<'_>) -> bool) -> String {
         match p {
             PayoutPick::Fitting(pick) => {
-                let fitting: Vec<&String> = self.payouts.iter().filter(|id| fits(&self.model.payouts[*id])).collect();
+                let fitting: Vec<&String> = self.payouts.iter().filter(|id| fits(&self.model.payout(id).expect("instructed payouts exist"))).collect();
                 if fitting.is_empty() {
                     return self.payout_id(&PayoutPick::Plausible { recent: true, pick: *pick }, fits);
                 }
@@ -630,7 +632,7 @@ impl Builder {
                 bin: match bin {
                     Some(b) => BINS[*b].into(),
                     // The bank the first item's payout was sent to (a bank reports its own).
-                    None => self.model.payouts.get(&self.payout_id(&items[0].payout, fits_item(&items[0]))).map_or(VCB.into(), |p| p.account.bin.clone()),
+                    None => self.model.payout(&self.payout_id(&items[0].payout, fits_item(&items[0]))).map_or(VCB.into(), |p| p.account().bin()),
                 },
                 items: items
                     .iter()
@@ -651,8 +653,8 @@ impl Builder {
                     })
                     .collect(),
             }),
-            Op::Reissue(p) => Command::ReissuePayout(PayoutRef { payout_id: self.payout_id(p, Payout::is_open_for_reissue), reason: String::new() }),
-            Op::WriteOff(p) => Command::WriteOffPayout(PayoutRef { payout_id: self.payout_id(p, Payout::is_open_for_reissue), reason: "uncollectable".into() }),
+            Op::Reissue(p) => Command::ReissuePayout(PayoutRef { payout_id: self.payout_id(p, |p| p.is_open_for_reissue()), reason: String::new() }),
+            Op::WriteOff(p) => Command::WriteOffPayout(PayoutRef { payout_id: self.payout_id(p, |p| p.is_open_for_reissue()), reason: "uncollectable".into() }),
             Op::Reassign { who } => {
                 let old = self.current_id(*who);
                 Command::ReassignCitizenId(ReassignCitizenId {
@@ -880,7 +882,7 @@ fn check_one_regular_payout(engine: &Engine) -> usize {
             }
         }
     }
-    assert_eq!(engine.state().regular.len(), regular.len(), "the decision state indexes every regular payout");
+    assert_eq!(engine.state().regular_count(), regular.len(), "the decision state indexes every regular payout");
     regular.len()
 }
 

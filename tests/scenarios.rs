@@ -343,7 +343,7 @@ fn a_batch_instructs_its_good_lines_and_rejects_its_bad_ones() {
             line_rejected("B1", 6, DUNG.id, "540000", "amount_mismatch"),
         ]);
     assert_eq!(available(&state, "2025-01"), Decimal::from(100_000_000 - 1_750_000));
-    assert_eq!(state.payouts["B1-000003"].status, PayoutStatus::Instructed);
+    assert_eq!(state.payout("B1-000003").unwrap().status(), PayoutStatus::Instructed);
 }
 
 #[test]
@@ -671,9 +671,9 @@ fn settlements_move_payouts_to_settled_failed_and_returned() {
     let state = state
         .when(&settlements_cmd(VCB, vec![settled_item("B1-000001", "FT25020001"), failed_item("B2-000001", FailureReason::AccountClosed, "FT25020002")]))
         .then_events(&[settled(&b1, "FT25020001"), failed(&b2, FailureReason::AccountClosed, "FT25020002")]);
-    assert_eq!(state.payouts["B1-000001"].status, PayoutStatus::Settled);
-    assert_eq!(state.payouts["B2-000001"].status, PayoutStatus::Failed);
-    assert_eq!(state.payouts["B2-000001"].last_reason, Some(FailureReason::AccountClosed));
+    assert_eq!(state.payout("B1-000001").unwrap().status(), PayoutStatus::Settled);
+    assert_eq!(state.payout("B2-000001").unwrap().status(), PayoutStatus::Failed);
+    assert_eq!(state.payout("B2-000001").unwrap().last_reason(), Some(FailureReason::AccountClosed));
     // A failure releases its amount back to the budget; a settlement does not.
     assert_eq!(available(&state, "2025-01"), funded_amount - Decimal::from(750_000));
 
@@ -682,7 +682,7 @@ fn settlements_move_payouts_to_settled_failed_and_returned() {
         FailureReason::BeneficiaryDeceased,
         "RT25030001",
     )]);
-    assert_eq!(state.payouts["B1-000001"].status, PayoutStatus::Returned);
+    assert_eq!(state.payout("B1-000001").unwrap().status(), PayoutStatus::Returned);
     assert_eq!(available(&state, "2025-01"), funded_amount);
 }
 
@@ -811,7 +811,7 @@ fn a_failed_payout_can_be_written_off_and_then_nothing_more() {
     let state = given(&and(events, &[failed(&b1, FailureReason::BeneficiaryDeceased, "MD07")]))
         .when(&write_off_cmd("B1-000001", "người hưởng đã mất"))
         .then_events(&[EventData::PayoutWrittenOff(transition(&b1, Some(FailureReason::BeneficiaryDeceased), "người hưởng đã mất"))]);
-    assert_eq!(state.payouts["B1-000001"].status, PayoutStatus::WrittenOff);
+    assert_eq!(state.payout("B1-000001").unwrap().status(), PayoutStatus::WrittenOff);
     // The failure released the money; the write-off keeps it released.
     assert_eq!(available(&state, "2025-01"), Decimal::from(100_000_000));
     state.when(&reissue_cmd("B1-000001")).then_rejected("payout_state");
@@ -831,7 +831,7 @@ fn engine_refuses_a_command_id_reused_with_another_payload() {
     let rejected = t.execute_one(other.clone());
     rejected.then_rejected("command_id_reused");
     assert!(!rejected.duplicate && rejected.seqs.is_some(), "the refusal is recorded: {rejected:#?}");
-    assert!(!t.engine.state().programs.contains_key("ho-tro-khac"));
+    assert!(t.engine.state().program("ho-tro-khac").is_none());
 
     // Redeliveries of either payload get their first outcome back and write nothing.
     let head = t.engine.head().seq;
@@ -865,7 +865,7 @@ fn engine_refuses_a_command_version_it_does_not_read() {
     let outcome = t.execute_one(command);
     outcome.then_rejected("version_unsupported");
     assert!(outcome.seqs.is_some(), "the refusal is recorded: {outcome:#?}");
-    assert!(t.engine.state().programs.is_empty());
+    assert!(t.engine.state().program_count() == 0);
 }
 
 #[test]

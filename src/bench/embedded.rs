@@ -7,7 +7,6 @@ use super::{dir_bytes, Report, Scratch};
 use crate::cli::demo_data;
 use crate::command::*;
 use crate::config::Config;
-use crate::core::state::EnrollmentStatus;
 use crate::domain::{CitizenId, Period};
 use crate::engine::Engine;
 use std::path::Path;
@@ -64,17 +63,12 @@ impl Month {
             execute(&mut engine, g)?;
         }
         let state = engine.state();
-        let rules = state.programs.get(PROGRAM).ok_or("program not defined")?;
         let mut lines = Vec::with_capacity(people);
         for b in &beneficiaries {
             let cid = CitizenId::parse(&b.enroll.citizen_id).map_err(|e| e.to_string())?;
-            let e = state.people.get(&cid).and_then(|p| p.enrollments.get(PROGRAM)).ok_or("beneficiary not enrolled")?;
-            if e.status_at(period) != Some(EnrollmentStatus::Active) {
-                continue;
+            if let Some((_, amount)) = state.entitlement(&cid, PROGRAM, period) {
+                lines.push(PayoutLine { citizen_id: cid.to_string(), amount: amount.to_string() });
             }
-            let category = e.category_at(period).ok_or("no category")?;
-            let amount = rules.entitlement(category, PROVINCE, period).ok_or("no entitlement")?;
-            lines.push(PayoutLine { citizen_id: cid.to_string(), amount: amount.to_string() });
         }
         let total: rust_decimal::Decimal = lines.iter().map(|l| l.amount.parse::<rust_decimal::Decimal>().unwrap_or_default()).sum();
         let fund = FundBudget {

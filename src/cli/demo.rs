@@ -186,17 +186,15 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     // 3. Budget: the month's entitlements plus 1 %, from the Treasury allocation.
     let t = Instant::now();
     let state = run.engine.state();
-    let rules = state.programs.get(PROGRAM_ID).ok_or("the program is not defined (its command was rejected)")?;
+    if state.program(PROGRAM_ID).is_none() {
+        return Err("the program is not defined (its command was rejected)".into());
+    }
     let mut lines = Vec::new();
     for b in &people {
         let Ok(cid) = crate::domain::CitizenId::parse(&b.enroll.citizen_id) else { continue };
-        let Some(e) = state.people.get(&cid).and_then(|p| p.enrollments.get(PROGRAM_ID)) else { continue };
-        if e.province != args.province || e.status_at(period) != Some(crate::core::state::EnrollmentStatus::Active) {
-            continue;
-        }
-        let category = e.category_at(period).expect("an active enrollment has a category");
-        if let Some(amount) = rules.entitlement(category, &args.province, period) {
-            lines.push(PayoutLine { citizen_id: cid.to_string(), amount: amount.to_string() });
+        match state.entitlement(&cid, PROGRAM_ID, period) {
+            Some((province, amount)) if province == args.province => lines.push(PayoutLine { citizen_id: cid.to_string(), amount: amount.to_string() }),
+            _ => {}
         }
     }
     let total: Decimal = lines.iter().map(|l| l.amount.parse::<Decimal>().expect("amounts are formatted by Vnd")).sum();
@@ -250,12 +248,12 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
         ));
     }
     let mut batch_outcomes = run.execute_all(envelopes, "payout batches", batch_lines_of)?;
-    let regular = &run.engine.state().regular;
+    let state = run.engine.state();
     let missing: Vec<PayoutLine> = lines
         .iter()
         .filter(|l| {
             let cid = crate::domain::CitizenId::parse(&l.citizen_id).expect("generated IDs are valid");
-            !regular.contains_key(&(cid, PROGRAM_ID.to_string(), period))
+            !state.has_regular_payout(&cid, PROGRAM_ID, period)
         })
         .cloned()
         .collect();
@@ -313,16 +311,16 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     let t = Instant::now();
     let mut envelopes = Vec::new();
     let mut acct_rng = Rng::new(args.seed ^ 0xACC7);
-    let to_reissue: Vec<String> = latest(&run.engine, &batch_payouts).into_iter().filter(|id| run.engine.state().payouts[id].is_open_for_reissue()).collect();
+    let to_reissue: Vec<String> = latest(&run.engine, &batch_payouts).into_iter().filter(|id| payout(&run.engine, id).is_open_for_reissue()).collect();
     for payout_id in &to_reissue {
-        let p = &run.engine.state().payouts[payout_id];
-        let holder = run.engine.state().people[&p.citizen_id].account.holder_name.clone();
+        let p = payout(&run.engine, payout_id);
+        let current = p.person().account().to_account();
         let account =
-            crate::domain::account::AccountInput { bin: p.account.bin.clone(), account_no: demo_data::account_number(&mut acct_rng), holder_name: holder };
+            crate::domain::account::AccountInput { bin: current.bin, account_no: demo_data::account_number(&mut acct_rng), holder_name: current.holder_name };
         envelopes.push(run.envelope(
             format!("{}-acct-{payout_id}", run.prefix),
             &format!("{period}-04T02:00:00Z"),
-            Command::ChangePaymentAccount(ChangePaymentAccount { citizen_id: p.citizen_id.to_string(), account }),
+            Command::ChangePaymentAccount(ChangePaymentAccount { citizen_id: p.citizen_id().to_string(), account }),
         ));
         envelopes.push(run.envelope(
             format!("{}-reissue-{payout_id}", run.prefix),
@@ -359,24 +357,28 @@ fn batch_lines_of(env: &CommandEnvelope) -> u64 {
     }
 }
 
+/// A payout the demo instructed itself.
+fn payout<'e>(engine: &'e Engine, payout_id: &str) -> crate::core::state::PayoutRef<'e> {
+    engine.state().payout(payout_id).expect("the demo's payouts exist")
+}
+
 /// For each payout, the latest payout of its reissue chain.
 fn latest(engine: &Engine, payout_ids: &[String]) -> Vec<String> {
-    let payouts = &engine.state().payouts;
     payout_ids
         .iter()
         .map(|id| {
-            let mut cur = id;
-            while let Some(next) = payouts[cur].reissued_as.as_ref() {
+            let mut cur = id.clone();
+            while let Some(next) = payout(engine, &cur).reissued_as() {
                 cur = next;
             }
-            cur.clone()
+            cur
         })
         .collect()
 }
 
 /// The latest payout of each chain, kept when it has `status`.
 fn latest_with_status(engine: &Engine, payout_ids: &[String], status: PayoutStatus) -> Vec<String> {
-    latest(engine, payout_ids).into_iter().filter(|id| engine.state().payouts[id].status == status).collect()
+    latest(engine, payout_ids).into_iter().filter(|id| payout(engine, id).status() == status).collect()
 }
 
 /// The simulated banks: each payout settles, or fails with a realistic reason for about
@@ -386,7 +388,7 @@ fn settle(run: &mut Run<'_>, payout_ids: &[String], at: &str, label: &str, failu
     let mut by_bank: BTreeMap<String, Vec<SettlementItem>> = BTreeMap::new();
     let mut failed = Vec::new();
     for id in payout_ids {
-        let bin = run.engine.state().payouts[id].account.bin.clone();
+        let bin = payout(&run.engine, id).account().bin();
         let h = hash_of(seed, id);
         let (status, reason) = demo_data::simulated_outcome(seed, failure_percent as f64 / 100.0, id);
         if status == SettlementStatus::Failed {

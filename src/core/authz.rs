@@ -47,20 +47,15 @@ pub fn authorize(roles: &Roles, state: &State, sender: Option<&str>, command: &C
     // Where does the command act? (province, program) for agency commands.
     let enrolled_in = |raw: &str, program: Option<&str>| -> Vec<(String, String)> {
         let Ok(id) = CitizenId::parse(raw) else { return Vec::new() };
-        let id = state.current_id(&id).cloned().unwrap_or(id);
-        state
-            .people
-            .get(&id)
-            .map(|p| {
-                p.enrollments
-                    .iter()
-                    .filter(|(prog, _)| program.is_none_or(|want| want == prog.as_str()))
-                    .map(|(prog, e)| (e.province.clone(), prog.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let id = state.current_id(&id).unwrap_or(id);
+        let Some((_, person)) = state.person(&id) else { return Vec::new() };
+        person
+            .enrollments()
+            .map(|e| (super::handles::province_str(e.province), state.program_by_handle(e.program).id.to_string()))
+            .filter(|(_, prog)| program.is_none_or(|want| want == prog.as_str()))
+            .collect()
     };
-    let payout_scope = |payout_id: &str| state.payouts.get(payout_id).map(|p| vec![(p.province.clone(), p.program_id.clone())]).unwrap_or_default();
+    let payout_scope = |payout_id: &str| state.payout(payout_id).map(|p| vec![(p.province(), p.program_id().to_string())]).unwrap_or_default();
     let scopes: Vec<(String, String)> = match (role, command) {
         (Role::Admin, Command::DefineProgram(_) | Command::SetStandardLevel(_) | Command::FundBudget(_)) => return Ok(()),
         (Role::Admin, _) => return Err(deny()),

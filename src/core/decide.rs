@@ -2,8 +2,9 @@
 //! no randomness. Checks run in a fixed precedence order (structure, then references, then
 //! state), so the same input always gets the same code.
 
+use super::handles::province_code;
 use super::rejection::Rejection;
-use super::state::{EnrollmentStatus, PayoutStatus, State};
+use super::state::{payout_id, Enrollment, EnrollmentStatus, PayoutRef, PayoutStatus, Program, State, CATEGORIES_MAX};
 use crate::command::*;
 use crate::domain::reference::province_name;
 use crate::domain::{valid_identifier, Attestation, BirthDate, CitizenId, Coefficient, Period, Vnd, IDENTIFIER_LEN_MAX};
@@ -57,8 +58,8 @@ fn text(raw: &str, what: &str) -> Result<String, Rejection> {
     Ok(raw.to_string())
 }
 
-fn program<'s>(state: &'s State, program_id: &str) -> Result<&'s crate::domain::ProgramRules, Rejection> {
-    state.programs.get(program_id).ok_or_else(|| Rejection::new("program_unknown", format!("program {program_id:?} is not defined")))
+fn program<'s>(state: &'s State, program_id: &str) -> Result<&'s Program, Rejection> {
+    state.program(program_id).map(|(_, p)| p).ok_or_else(|| Rejection::new("program_unknown", format!("program {program_id:?} is not defined")))
 }
 
 /// Parses a citizen ID and refuses a re-determined (old) number, naming the new one.
@@ -76,12 +77,8 @@ fn attestation(a: &Option<Attestation>) -> Result<Attestation, Rejection> {
     Ok(a.clone())
 }
 
-fn enrollment<'s>(state: &'s State, id: &CitizenId, program_id: &str) -> Result<&'s super::state::Enrollment, Rejection> {
-    state
-        .people
-        .get(id)
-        .and_then(|p| p.enrollments.get(program_id))
-        .ok_or_else(|| Rejection::new("not_enrolled", format!("{} is not enrolled in {program_id:?}", id.masked())))
+fn enrollment<'s>(state: &'s State, id: &CitizenId, program_id: &str) -> Result<&'s Enrollment, Rejection> {
+    state.enrollment(id, program_id).ok_or_else(|| Rejection::new("not_enrolled", format!("{} is not enrolled in {program_id:?}", id.masked())))
 }
 
 // ---- program rules and budgets -------------------------------------------------------------
@@ -93,11 +90,9 @@ fn define_program(state: &State, c: &DefineProgram) -> Decision {
     if c.name.trim().is_empty() || c.name.chars().count() > NAME_LEN_MAX {
         return Err(Rejection::new("program_name_invalid", format!("program name must be 1-{NAME_LEN_MAX} characters")));
     }
-    if c.categories.is_empty() || c.categories.len() > state.limits.categories_max || c.categories.keys().any(|k| !valid_identifier(k, 16)) {
-        return Err(Rejection::new(
-            "categories_invalid",
-            format!("1-{} categories with codes of 1-16 characters of [A-Za-z0-9._:-]", state.limits.categories_max),
-        ));
+    let categories_max = state.limits.categories_max.min(CATEGORIES_MAX);
+    if c.categories.is_empty() || c.categories.len() > categories_max || c.categories.keys().any(|k| !valid_identifier(k, 16)) {
+        return Err(Rejection::new("categories_invalid", format!("1-{categories_max} categories with codes of 1-16 characters of [A-Za-z0-9._:-]")));
     }
     let mut categories = BTreeMap::new();
     for (code, raw) in &c.categories {
@@ -106,7 +101,7 @@ fn define_program(state: &State, c: &DefineProgram) -> Decision {
         categories.insert(code.clone(), coefficient);
     }
     let legal_basis = text(&c.legal_basis, "legal basis")?;
-    if state.programs.contains_key(&c.program_id) {
+    if state.program(&c.program_id).is_some() {
         return Err(Rejection::new("program_exists", format!("program {:?} is already defined", c.program_id)));
     }
     Ok(vec![EventData::ProgramDefined(ProgramDefined { program_id: c.program_id.clone(), name: c.name.trim().to_string(), categories, legal_basis })])
@@ -147,12 +142,12 @@ fn enroll(state: &State, c: &EnrollBeneficiary) -> Decision {
     if effective_from < date_of_birth.period() {
         return Err(Rejection::new("period_invalid", "effective month is before the date of birth"));
     }
-    let rules = program(state, &c.program_id)?;
+    let rules = &program(state, &c.program_id)?.rules;
     if !rules.categories.contains_key(&c.category) {
         return Err(Rejection::new("category_unknown", format!("program {:?} has no category {:?}", c.program_id, c.category)));
     }
-    if let Some(person) = state.people.get(&citizen_id) {
-        if person.enrollments.contains_key(&c.program_id) {
+    if let Some((_, person)) = state.person(&citizen_id) {
+        if state.enrollment(&citizen_id, &c.program_id).is_some() {
             return Err(Rejection::new("already_enrolled", format!("{} is already enrolled in {:?}", citizen_id.masked(), c.program_id)));
         }
         if person.date_of_birth != date_of_birth || person.sex != c.sex {
@@ -176,8 +171,8 @@ fn enroll(state: &State, c: &EnrollBeneficiary) -> Decision {
 fn change_account(state: &State, c: &ChangePaymentAccount) -> Decision {
     let citizen_id = current_citizen(state, &c.citizen_id)?;
     let account = c.account.check()?;
-    let person = state.people.get(&citizen_id).ok_or_else(|| Rejection::new("not_enrolled", format!("{} is not enrolled", citizen_id.masked())))?;
-    if person.account == account {
+    let (_, person) = state.person(&citizen_id).ok_or_else(|| Rejection::new("not_enrolled", format!("{} is not enrolled", citizen_id.masked())))?;
+    if person.account().to_account() == account {
         return Err(Rejection::new("account_unchanged", "this account is already on record"));
     }
     Ok(vec![EventData::PaymentAccountChanged(PaymentAccountChanged { citizen_id, account })])
@@ -185,7 +180,7 @@ fn change_account(state: &State, c: &ChangePaymentAccount) -> Decision {
 
 /// A change to an enrollment from `effective_from` on: never after termination, never dated
 /// before a change already recorded (history stays in order).
-fn changeable(e: &super::state::Enrollment, effective_from: Period) -> Result<(), Rejection> {
+fn changeable(e: &Enrollment, effective_from: Period) -> Result<(), Rejection> {
     if e.is_terminated() {
         return Err(Rejection::new("beneficiary_terminated", "the enrollment is terminated"));
     }
@@ -201,7 +196,7 @@ fn changeable(e: &super::state::Enrollment, effective_from: Period) -> Result<()
 fn change_category(state: &State, c: &ChangeCategory) -> Decision {
     let citizen_id = current_citizen(state, &c.citizen_id)?;
     let effective_from = period(&c.effective_from)?;
-    let rules = program(state, &c.program_id)?;
+    let rules = &program(state, &c.program_id)?.rules;
     if !rules.categories.contains_key(&c.category) {
         return Err(Rejection::new("category_unknown", format!("program {:?} has no category {:?}", c.program_id, c.category)));
     }
@@ -237,10 +232,10 @@ fn reassign(state: &State, c: &ReassignCitizenId) -> Decision {
     let new = CitizenId::parse(&c.new_citizen_id).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
     let reason = text(&c.reason, "reason")?;
     let attestation = attestation(&c.attestation)?;
-    if !state.people.contains_key(&old) {
+    if state.person(&old).is_none() {
         return Err(Rejection::new("not_enrolled", format!("{} is not enrolled", old.masked())));
     }
-    if new == old || state.people.contains_key(&new) || state.reassigned.contains_key(&new) {
+    if new == old || state.person(&new).is_some() || state.is_reassigned(&new) {
         return Err(Rejection::new("citizen_id_in_use", format!("{} is already in use", new.masked())));
     }
     Ok(vec![EventData::CitizenIdReassigned(CitizenIdReassigned { old_citizen_id: old, new_citizen_id: new, reason, attestation })])
@@ -254,14 +249,15 @@ fn submit_batch(state: &State, c: &SubmitPayoutBatch) -> Decision {
     }
     let province = province(&c.province)?;
     let period = period(&c.period)?;
-    let rules = program(state, &c.program_id)?;
+    let program = program(state, &c.program_id)?;
+    let rules = &program.rules;
     if c.lines.is_empty() {
         return Err(Rejection::new("batch_empty", "the batch has no lines"));
     }
     if c.lines.len() > state.limits.batch_lines_max {
         return Err(Rejection::new("batch_too_large", format!("{} lines, at most {} per batch", c.lines.len(), state.limits.batch_lines_max)));
     }
-    if state.batches.contains(&c.batch_id) {
+    if state.batch(&c.batch_id).is_some() {
         return Err(Rejection::new("batch_exists", format!("batch {:?} was already submitted", c.batch_id)));
     }
     if rules.standard_level(&province, period).is_none() {
@@ -269,16 +265,19 @@ fn submit_batch(state: &State, c: &SubmitPayoutBatch) -> Decision {
     }
     let mut available = state.budget_available(&province, &c.program_id, period);
     let mut seen: HashSet<CitizenId> = HashSet::with_capacity(c.lines.len());
+    // The entitlement of each category for this province and period, computed once.
+    let entitlements: Vec<Option<Vnd>> = rules.categories.keys().map(|k| rules.entitlement(k, &province, period)).collect();
+    let batch = BatchContext { program, province: province_code(&province), entitlements };
     let mut lines = Vec::with_capacity(c.lines.len());
     let (mut instructed, mut rejected) = (0u32, 0u32);
     for (index, line) in c.lines.iter().enumerate() {
         let line_no = u32::try_from(index + 1).expect("batch lines are bounded far below u32::MAX");
-        match decide_line(state, c, &province, period, line, &mut seen, available) {
+        match decide_line(state, c, &batch, period, line, &mut seen, available) {
             Ok((citizen_id, amount, account)) => {
                 available -= amount.as_decimal();
                 instructed += 1;
                 lines.push(EventData::PayoutInstructed(PayoutInstructed {
-                    payout_id: format!("{}-{line_no:06}", c.batch_id),
+                    payout_id: payout_id(&c.batch_id, line_no, 0),
                     kind: PayoutKind::Regular,
                     batch_id: c.batch_id.clone(),
                     line_no,
@@ -324,10 +323,17 @@ fn truncate(raw: &str, max_chars: usize) -> String {
     raw.chars().take(max_chars).collect()
 }
 
+/// What every line of a batch is checked against.
+struct BatchContext<'s> {
+    program: &'s Program,
+    province: super::handles::ProvinceCode,
+    entitlements: Vec<Option<Vnd>>,
+}
+
 fn decide_line(
     state: &State,
     c: &SubmitPayoutBatch,
-    province: &str,
+    batch: &BatchContext<'_>,
     period: Period,
     line: &PayoutLine,
     seen: &mut HashSet<CitizenId>,
@@ -339,7 +345,7 @@ fn decide_line(
     }
     let amount = amount(&line.amount)?;
     let e = enrollment(state, &citizen_id, &c.program_id)?;
-    if e.province != province {
+    if e.province != batch.province {
         return Err(Rejection::new("province_mismatch", format!("{} is enrolled in province {}", citizen_id.masked(), e.province)));
     }
     match e.status_at(period) {
@@ -348,20 +354,20 @@ fn decide_line(
         Some(EnrollmentStatus::Terminated) => return Err(Rejection::new("beneficiary_terminated", format!("terminated for {period}"))),
         Some(EnrollmentStatus::Active) => {}
     }
-    if let Some(existing) = state.regular.get(&(citizen_id.clone(), c.program_id.clone(), period)) {
-        return Err(Rejection::new("duplicate_payout", format!("regular payout {existing} already exists for {period}")));
+    let (person_handle, person) = state.person(&citizen_id).expect("an enrolled citizen is a person");
+    if let Some(existing) = state.regular(person_handle, e.program, period) {
+        return Err(Rejection::new("duplicate_payout", format!("regular payout {} already exists for {period}", existing.id())));
     }
-    let category = e.category_at(period).expect("an active enrollment has a category");
-    let rules = &state.programs[&c.program_id];
-    let entitlement = rules.entitlement(category, province, period).expect("a category in the enrollment exists in its program and a level is in force");
+    let index = e.category_at(period).expect("an active enrollment has a category");
+    let category = batch.program.category_code(index);
+    let entitlement = batch.entitlements[usize::from(index)].expect("a category in the enrollment exists in its program and a level is in force");
     if amount != entitlement {
         return Err(Rejection::new("amount_mismatch", format!("amount {amount} differs from the entitlement {entitlement} (category {category}, {period})")));
     }
     if available < amount.as_decimal() {
         return Err(Rejection::new("budget_insufficient", format!("budget available {available} cannot cover {amount}")));
     }
-    let person = &state.people[&citizen_id];
-    Ok((citizen_id, amount, person.account.clone()))
+    Ok((citizen_id, amount, person.account().to_account()))
 }
 
 fn record_settlements(state: &State, c: &RecordSettlements) -> Decision {
@@ -396,30 +402,30 @@ fn record_settlements(state: &State, c: &RecordSettlements) -> Decision {
     Ok(events)
 }
 
-fn transition_of(p: &super::state::Payout, payout_id: &str, reason: Option<crate::domain::FailureReason>, reference: String) -> PayoutTransition {
+fn transition_of(p: &PayoutRef<'_>, payout_id: &str, reason: Option<crate::domain::FailureReason>, reference: String) -> PayoutTransition {
     PayoutTransition {
         payout_id: payout_id.to_string(),
-        batch_id: p.batch_id.clone(),
-        citizen_id: p.citizen_id.clone(),
-        program_id: p.program_id.clone(),
-        province: p.province.clone(),
-        period: p.period,
-        amount: p.amount,
-        bin: p.account.bin.clone(),
+        batch_id: p.batch.id.to_string(),
+        citizen_id: p.citizen_id(),
+        program_id: p.program_id().to_string(),
+        province: p.province(),
+        period: p.batch.period,
+        amount: p.slot.amount(),
+        bin: p.account().bin(),
         reason,
         reference,
     }
 }
 
 fn decide_item(state: &State, bin: &str, item: &SettlementItem, changed: &HashMap<&str, PayoutStatus>) -> Result<(EventData, PayoutStatus), Rejection> {
-    let p = state.payouts.get(&item.payout_id).ok_or_else(|| Rejection::new("payout_unknown", format!("no payout {:?}", truncate(&item.payout_id, 80))))?;
-    if p.account.bin != bin {
+    let p = state.payout(&item.payout_id).ok_or_else(|| Rejection::new("payout_unknown", format!("no payout {:?}", truncate(&item.payout_id, 80))))?;
+    if p.account().bin() != bin {
         return Err(Rejection::new("bank_mismatch", format!("payout {} is routed to another bank", item.payout_id)));
     }
     let reference = text(&item.bank_reference, "bank reference")?;
-    let current = changed.get(item.payout_id.as_str()).copied().unwrap_or(p.status);
+    let current = changed.get(item.payout_id.as_str()).copied().unwrap_or(p.status());
     let not_allowed = |to: &str| Rejection::new("payout_state", format!("payout {} is {}; it cannot become {to}", item.payout_id, current.as_str()));
-    let t = |reason| transition_of(p, &item.payout_id, reason, reference.clone());
+    let t = |reason| transition_of(&p, &item.payout_id, reason, reference.clone());
     match item.status {
         SettlementStatus::Settled if current == PayoutStatus::Instructed => Ok((EventData::PayoutSettled(t(None)), PayoutStatus::Settled)),
         SettlementStatus::Settled => Err(not_allowed("settled")),
@@ -433,52 +439,53 @@ fn decide_item(state: &State, bin: &str, item: &SettlementItem, changed: &HashMa
     }
 }
 
-fn open_payout<'s>(state: &'s State, payout_id: &str) -> Result<&'s super::state::Payout, Rejection> {
-    let p = state.payouts.get(payout_id).ok_or_else(|| Rejection::new("payout_unknown", format!("no payout {:?}", truncate(payout_id, 80))))?;
+fn open_payout<'s>(state: &'s State, payout_id: &str) -> Result<PayoutRef<'s>, Rejection> {
+    let p = state.payout(payout_id).ok_or_else(|| Rejection::new("payout_unknown", format!("no payout {:?}", truncate(payout_id, 80))))?;
     if !p.is_open_for_reissue() {
-        let why = match &p.reissued_as {
+        let why = match p.reissued_as() {
             Some(next) => format!("it was already reissued as {next}"),
-            None => format!("it is {}", p.status.as_str()),
+            None => format!("it is {}", p.status().as_str()),
         };
         return Err(Rejection::new("payout_state", format!("payout {payout_id} is not failed or returned and open: {why}")));
     }
     Ok(p)
 }
 
-fn reissue(state: &State, c: &PayoutRef) -> Decision {
+fn reissue(state: &State, c: &crate::command::PayoutRef) -> Decision {
     let p = open_payout(state, &c.payout_id)?;
-    let person = &state.people[&p.citizen_id];
-    let e = &person.enrollments[&p.program_id];
-    match e.status_at(p.period) {
-        Some(EnrollmentStatus::Suspended) => return Err(Rejection::new("beneficiary_suspended", format!("suspended for {}", p.period))),
-        Some(EnrollmentStatus::Terminated) => return Err(Rejection::new("beneficiary_terminated", format!("terminated for {}", p.period))),
+    let person = p.person();
+    let e = person.enrollment(p.batch.program).expect("a payout's citizen is enrolled in its program");
+    let period = p.batch.period;
+    match e.status_at(period) {
+        Some(EnrollmentStatus::Suspended) => return Err(Rejection::new("beneficiary_suspended", format!("suspended for {period}"))),
+        Some(EnrollmentStatus::Terminated) => return Err(Rejection::new("beneficiary_terminated", format!("terminated for {period}"))),
         _ => {}
     }
-    if p.last_reason.is_some_and(|r| r.is_account_problem()) && person.account == p.account {
+    if p.last_reason().is_some_and(|r| r.is_account_problem()) && person.account() == p.account() {
         return Err(Rejection::new("account_unchanged", "the payout failed on this account; record the corrected account first"));
     }
-    let available = state.budget_available(&p.province, &p.program_id, p.period);
-    if available < p.amount.as_decimal() {
-        return Err(Rejection::new("budget_insufficient", format!("budget available {available} cannot cover {}", p.amount)));
+    let amount = p.slot.amount();
+    let available = state.budget_available(&p.province(), p.program_id(), period);
+    if available < amount.as_decimal() {
+        return Err(Rejection::new("budget_insufficient", format!("budget available {available} cannot cover {amount}")));
     }
-    let root = &state.payouts[&p.root];
     Ok(vec![EventData::PayoutInstructed(PayoutInstructed {
-        payout_id: format!("{}-R{}", p.root, root.reissue_count + 1),
+        payout_id: payout_id(&p.batch.id, p.key.line, p.reissue_count + 1),
         kind: PayoutKind::Reissue,
-        batch_id: p.batch_id.clone(),
-        line_no: p.line_no,
+        batch_id: p.batch.id.to_string(),
+        line_no: p.key.line,
         reissue_of: Some(c.payout_id.clone()),
-        citizen_id: p.citizen_id.clone(),
-        program_id: p.program_id.clone(),
-        province: p.province.clone(),
-        period: p.period,
-        amount: p.amount,
-        account: person.account.clone(),
+        citizen_id: p.citizen_id(),
+        program_id: p.program_id().to_string(),
+        province: p.province(),
+        period,
+        amount,
+        account: person.account().to_account(),
     })])
 }
 
-fn write_off(state: &State, c: &PayoutRef) -> Decision {
+fn write_off(state: &State, c: &crate::command::PayoutRef) -> Decision {
     let reason = text(&c.reason, "reason")?;
     let p = open_payout(state, &c.payout_id)?;
-    Ok(vec![EventData::PayoutWrittenOff(transition_of(p, &c.payout_id, p.last_reason, reason))])
+    Ok(vec![EventData::PayoutWrittenOff(transition_of(&p, &c.payout_id, p.last_reason(), reason))])
 }

@@ -2,9 +2,11 @@
 
 pub mod authz;
 pub mod decide;
+pub mod handles;
+pub mod payouts;
+pub mod people;
 pub mod rejection;
 pub mod state;
-pub mod vecmap;
 
 pub use decide::decide;
 pub use rejection::{Rejection, CODES};

@@ -1,11 +1,23 @@
 //! The decision state: what `decide` needs to know, built only by `evolve` from events.
 //! In memory; rebuilt from the log at start-up. Nothing here reads a clock or does I/O.
+//!
+//! Compact by design (a national month is millions of people): people, programs, batches are
+//! dense integer handles assigned in log order, so replaying the log gives the same ones;
+//! provinces and citizen IDs are numbers; a batch's payouts are a vector indexed by line; the
+//! account is kept once per person with its history. Strings stay at the edges (commands,
+//! events). `evolve` asserts, in release builds too, what may never happen to money: a budget
+//! below zero, a second regular payout, a payout, batch or program written over, a transition
+//! the lifecycle does not allow. Every replay and every `audit verify` re-checks them.
 
-use super::vecmap::VecMap;
-use crate::domain::{Account, BirthDate, CitizenId, Coefficient, FailureReason, Period, ProgramRules, Sex, Vnd};
-use crate::event::{EventData, PayoutKind};
+use super::handles::{cid_number, province_code, ProgramHandle, ProvinceCode};
+pub use super::payouts::{parse_payout_id, payout_id, Batch, BatchHandle, PayoutKey, PayoutStatus, Slot};
+pub use super::people::{Change, CompactAccount, Enrollment, EnrollmentStatus, People, Person, PersonHandle};
+use crate::domain::{CitizenId, FailureReason, Period, ProgramRules};
+use crate::event::{EventData, PayoutKind, PayoutTransition};
+use hashbrown::HashTable;
 use rust_decimal::Decimal;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 /// Bounds on what one command may carry (TigerBeetle style: a limit on everything).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -22,114 +34,183 @@ impl Default for Limits {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EnrollmentStatus {
-    Active,
-    Suspended,
-    Terminated,
-}
+/// The most categories a program may have: a category is a `u8` in the state.
+pub const CATEGORIES_MAX: usize = 255;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Enrollment {
-    pub province: String,
-    pub effective_from: Period,
-    /// Category by the month it took effect.
-    pub categories: VecMap<Period, String>,
-    /// Status by the month it took effect.
-    pub statuses: VecMap<Period, EnrollmentStatus>,
+pub struct Program {
+    pub id: Box<str>,
+    pub rules: ProgramRules,
 }
 
-impl Enrollment {
-    pub fn category_at(&self, period: Period) -> Option<&str> {
-        self.categories.at_or_before(&period).map(|(_, c)| c.as_str())
+impl Program {
+    /// The category code of an index (categories are kept sorted by code).
+    pub fn category_code(&self, index: u8) -> &str {
+        self.rules.categories.keys().nth(usize::from(index)).expect("category indexes come from this program").as_str()
     }
-    /// Status in force for a period; `None` before the enrollment starts.
-    pub fn status_at(&self, period: Period) -> Option<EnrollmentStatus> {
-        self.statuses.at_or_before(&period).map(|(_, s)| *s)
-    }
-    pub fn is_terminated(&self) -> bool {
-        self.statuses.values().any(|s| *s == EnrollmentStatus::Terminated)
-    }
-    /// The month of the latest recorded change; later changes may not be dated before it.
-    pub fn last_change(&self) -> Period {
-        let s = self.statuses.keys().next_back().copied().unwrap_or(self.effective_from);
-        let c = self.categories.keys().next_back().copied().unwrap_or(self.effective_from);
-        s.max(c)
+
+    pub fn category_index(&self, code: &str) -> Option<u8> {
+        self.rules.categories.keys().position(|k| k == code).map(|i| u8::try_from(i).expect("at most 255 categories"))
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Person {
-    pub full_name: String,
-    pub date_of_birth: BirthDate,
-    pub sex: Sex,
-    pub account: Account,
-    pub enrollments: VecMap<String, Enrollment>,
-    pub payouts: Vec<String>,
+/// Reissues of one line, in order (R1 first).
+pub type Reissues = Vec<Slot>;
+
+/// The key of the one regular payout per (person, program, period), packed in a word.
+fn regular_key(person: PersonHandle, program: ProgramHandle, period: Period) -> u64 {
+    (u64::from(person) << 32) | (u64::from(program) << 16) | u64::from(period.months_since_1900())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PayoutStatus {
-    Instructed,
-    Settled,
-    Failed,
-    Returned,
-    WrittenOff,
+/// The two large indexes hold handles only, hashed by what the handle points to (a person's
+/// citizen ID; a payout's person, program and period): 4 and 8 bytes an entry instead of a map's
+/// key and value. Keyed with a random seed per process, so that no list of citizen IDs can be
+/// chosen to collide.
+#[derive(Clone, Default)]
+struct Indexes {
+    hasher: RandomState,
+    person_by_cid: HashTable<PersonHandle>,
+    /// The one regular payout per (person, program, period): its (batch, line).
+    regular: HashTable<(BatchHandle, u32)>,
 }
 
-impl PayoutStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PayoutStatus::Instructed => "instructed",
-            PayoutStatus::Settled => "settled",
-            PayoutStatus::Failed => "failed",
-            PayoutStatus::Returned => "returned",
-            PayoutStatus::WrittenOff => "written_off",
-        }
+impl std::fmt::Debug for Indexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Indexes {{ people: {}, regular: {} }}", self.person_by_cid.len(), self.regular.len())
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Payout {
-    pub batch_id: String,
-    pub line_no: u32,
-    pub citizen_id: CitizenId,
-    pub program_id: String,
-    pub province: String,
-    pub period: Period,
-    pub amount: Vnd,
-    pub account: Account,
-    pub status: PayoutStatus,
-    pub last_reason: Option<FailureReason>,
-    /// The regular payout this one descends from (itself for a regular payout).
-    pub root: String,
-    /// On a root: how many reissues it has had (names the next one).
-    pub reissue_count: u32,
-    pub reissued_as: Option<String>,
-}
-
-impl Payout {
-    /// Failed or returned, and neither reissued nor written off: money still owed.
-    pub fn is_open_for_reissue(&self) -> bool {
-        matches!(self.status, PayoutStatus::Failed | PayoutStatus::Returned) && self.reissued_as.is_none()
-    }
-}
-
-pub type BudgetKey = (String, String, Period);
-
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct State {
     pub limits: Limits,
-    pub programs: HashMap<String, ProgramRules>,
+    programs: Vec<Program>,
+    program_by_id: HashMap<Box<str>, ProgramHandle>,
     /// Available amount per (province, program, period): funded - committed + released.
-    pub budgets: HashMap<BudgetKey, Decimal>,
-    pub people: HashMap<CitizenId, Person>,
+    budgets: HashMap<(ProvinceCode, ProgramHandle, Period), Decimal>,
+    people: People,
     /// Re-determined numbers: old -> new.
-    pub reassigned: HashMap<CitizenId, CitizenId>,
-    /// The one regular payout per (citizen, program, period).
-    pub regular: HashMap<(CitizenId, String, Period), String>,
-    pub payouts: HashMap<String, Payout>,
-    pub batches: HashSet<String>,
+    reassigned: HashMap<u64, u64>,
+    indexes: Indexes,
+    batches: Vec<Batch>,
+    batch_by_id: HashMap<Box<str>, BatchHandle>,
+    /// Reissues by the (batch, line) they descend from.
+    reissues: HashMap<(BatchHandle, u32), Reissues>,
+}
+
+/// Two states are equal when they hold the same facts: the indexes are compared by content (their
+/// layout depends on each process's hash seed).
+impl PartialEq for State {
+    fn eq(&self, other: &State) -> bool {
+        let people = |s: &State| {
+            let mut v: Vec<(u64, PersonHandle)> = s.indexes.person_by_cid.iter().map(|h| (s.people.get(*h).cid, *h)).collect();
+            v.sort_unstable();
+            v
+        };
+        let regular = |s: &State| {
+            let mut v: Vec<(BatchHandle, u32)> = s.indexes.regular.iter().copied().collect();
+            v.sort_unstable();
+            v
+        };
+        self.limits == other.limits
+            && self.programs == other.programs
+            && self.program_by_id == other.program_by_id
+            && self.budgets == other.budgets
+            && self.people == other.people
+            && self.reassigned == other.reassigned
+            && self.batches == other.batches
+            && self.batch_by_id == other.batch_by_id
+            && self.reissues == other.reissues
+            && people(self) == people(other)
+            && regular(self) == regular(other)
+    }
+}
+
+impl State {
+    fn hash_cid(&self, cid: u64) -> u64 {
+        self.indexes.hasher.hash_one(cid)
+    }
+
+    fn hash_regular(&self, person: PersonHandle, program: ProgramHandle, period: Period) -> u64 {
+        self.indexes.hasher.hash_one(regular_key(person, program, period))
+    }
+
+    fn person_handle_of(&self, cid: u64) -> Option<PersonHandle> {
+        self.indexes.person_by_cid.find(self.hash_cid(cid), |h| self.people.get(*h).cid == cid).copied()
+    }
+
+    fn index_person(&mut self, h: PersonHandle) {
+        let (people, hasher) = (&self.people, &self.indexes.hasher);
+        let hash = hasher.hash_one(people.get(h).cid);
+        self.indexes.person_by_cid.insert_unique(hash, h, |x| hasher.hash_one(people.get(*x).cid));
+    }
+
+    /// The (batch, line) of the regular payout of (person, program, period).
+    fn regular_of(&self, person: PersonHandle, program: ProgramHandle, period: Period) -> Option<(BatchHandle, u32)> {
+        let found = self.indexes.regular.find(self.hash_regular(person, program, period), |(b, l)| {
+            let batch = &self.batches[*b as usize];
+            batch.program == program && batch.period == period && batch.lines[*l as usize - 1].person == person
+        });
+        found.copied()
+    }
+
+    fn index_regular(&mut self, batch: BatchHandle, line: u32) {
+        let (batches, hasher) = (&self.batches, &self.indexes.hasher);
+        let key = |(b, l): (BatchHandle, u32)| {
+            let batch = &batches[b as usize];
+            regular_key(batch.lines[l as usize - 1].person, batch.program, batch.period)
+        };
+        let hash = hasher.hash_one(key((batch, line)));
+        self.indexes.regular.insert_unique(hash, (batch, line), |x| hasher.hash_one(key(*x)));
+    }
+}
+
+/// What `decide` and the shell read of one payout.
+#[derive(Clone, Copy, Debug)]
+pub struct PayoutRef<'s> {
+    pub key: PayoutKey,
+    pub batch: &'s Batch,
+    pub slot: Slot,
+    /// How many reissues the line has had (names the next one).
+    pub reissue_count: u32,
+    state: &'s State,
+}
+
+impl<'s> PayoutRef<'s> {
+    pub fn id(&self) -> String {
+        payout_id(&self.batch.id, self.key.line, self.key.reissue)
+    }
+    pub fn root_id(&self) -> String {
+        payout_id(&self.batch.id, self.key.line, 0)
+    }
+    pub fn person(&self) -> &'s Person {
+        self.state.people.get(self.slot.person)
+    }
+    pub fn citizen_id(&self) -> CitizenId {
+        super::handles::cid_of(self.person().cid)
+    }
+    pub fn program_id(&self) -> &'s str {
+        &self.state.programs[usize::from(self.batch.program)].id
+    }
+    pub fn province(&self) -> String {
+        super::handles::province_str(self.batch.province)
+    }
+    pub fn status(&self) -> PayoutStatus {
+        self.slot.status()
+    }
+    pub fn last_reason(&self) -> Option<FailureReason> {
+        self.slot.reason()
+    }
+    /// The account this payout was instructed to.
+    pub fn account(&self) -> &'s CompactAccount {
+        self.person().account_at(self.slot.account_version)
+    }
+    pub fn is_open_for_reissue(&self) -> bool {
+        self.slot.is_open_for_reissue()
+    }
+    /// The payout that replaced this one, if any.
+    pub fn reissued_as(&self) -> Option<String> {
+        self.slot.reissued().then(|| payout_id(&self.batch.id, self.key.line, self.key.reissue + 1))
+    }
 }
 
 impl State {
@@ -137,158 +218,296 @@ impl State {
         State { limits, ..State::default() }
     }
 
+    // ---- reads ---------------------------------------------------------------------------
+
+    pub fn program(&self, program_id: &str) -> Option<(ProgramHandle, &Program)> {
+        self.program_by_id.get(program_id).map(|h| (*h, &self.programs[usize::from(*h)]))
+    }
+
+    pub fn program_by_handle(&self, h: ProgramHandle) -> &Program {
+        &self.programs[usize::from(h)]
+    }
+
+    /// The rules of a program, by id.
+    pub fn program_rules(&self, program_id: &str) -> Option<&ProgramRules> {
+        self.program(program_id).map(|(_, p)| &p.rules)
+    }
+
     pub fn budget_available(&self, province: &str, program_id: &str, period: Period) -> Decimal {
-        self.budgets.get(&(province.to_string(), program_id.to_string(), period)).copied().unwrap_or(Decimal::ZERO)
+        let Some((program, _)) = self.program(program_id) else { return Decimal::ZERO };
+        self.budgets.get(&(province_code(province), program, period)).copied().unwrap_or(Decimal::ZERO)
+    }
+
+    pub fn person(&self, id: &CitizenId) -> Option<(PersonHandle, &Person)> {
+        self.person_handle_of(cid_number(id)).map(|h| (h, self.people.get(h)))
+    }
+
+    pub fn person_by_handle(&self, h: PersonHandle) -> &Person {
+        self.people.get(h)
+    }
+
+    /// The enrollment of a citizen in a program.
+    pub fn enrollment(&self, id: &CitizenId, program_id: &str) -> Option<&Enrollment> {
+        let (program, _) = self.program(program_id)?;
+        self.person(id)?.1.enrollment(program)
+    }
+
+    pub fn people(&self) -> &People {
+        &self.people
+    }
+
+    /// Whether a number was re-determined (it may not be used again).
+    pub fn is_reassigned(&self, id: &CitizenId) -> bool {
+        self.reassigned.contains_key(&cid_number(id))
     }
 
     /// Follows a chain of re-determinations to the number in use now.
-    pub fn current_id(&self, id: &CitizenId) -> Option<&CitizenId> {
-        let mut cur = self.reassigned.get(id)?;
+    pub fn current_id(&self, id: &CitizenId) -> Option<CitizenId> {
+        let mut cur = *self.reassigned.get(&cid_number(id))?;
         let mut hops = 0;
-        while let Some(next) = self.reassigned.get(cur) {
-            cur = next;
+        while let Some(next) = self.reassigned.get(&cur) {
+            cur = *next;
             hops += 1;
             assert!(hops < 1_000, "citizen ID reassignments never form a cycle");
         }
-        Some(cur)
+        Some(super::handles::cid_of(cur))
     }
 
-    fn budget_mut(&mut self, province: &str, program_id: &str, period: Period) -> &mut Decimal {
-        self.budgets.entry((province.to_string(), program_id.to_string(), period)).or_default()
+    /// What a citizen is owed for a period under a program, when the enrollment is active then:
+    /// (administering province, entitlement). For the shell (demo, benchmarks), not `decide`.
+    pub fn entitlement(&self, id: &CitizenId, program_id: &str, period: Period) -> Option<(String, crate::domain::Vnd)> {
+        let (_, program) = self.program(program_id)?;
+        let e = self.enrollment(id, program_id)?;
+        if e.status_at(period)? != EnrollmentStatus::Active {
+            return None;
+        }
+        let province = super::handles::province_str(e.province);
+        let amount = program.rules.entitlement(program.category_code(e.category_at(period)?), &province, period)?;
+        Some((province, amount))
     }
+
+    /// Whether the citizen has their regular payout of a program and period.
+    pub fn has_regular_payout(&self, id: &CitizenId, program_id: &str, period: Period) -> bool {
+        match (self.person(id), self.program(program_id)) {
+            (Some((person, _)), Some((program, _))) => self.regular(person, program, period).is_some(),
+            _ => false,
+        }
+    }
+
+    /// The regular payout of a person, program and period, if one was instructed.
+    pub fn regular(&self, person: PersonHandle, program: ProgramHandle, period: Period) -> Option<PayoutRef<'_>> {
+        let (batch, line) = self.regular_of(person, program, period)?;
+        self.payout_at(PayoutKey { batch, line, reissue: 0 })
+    }
+
+    pub fn batch(&self, batch_id: &str) -> Option<(BatchHandle, &Batch)> {
+        self.batch_by_id.get(batch_id).map(|h| (*h, &self.batches[*h as usize]))
+    }
+
+    pub fn program_count(&self) -> usize {
+        self.programs.len()
+    }
+
+    /// How many regular payouts were instructed (one per person, program and period).
+    pub fn regular_count(&self) -> usize {
+        self.indexes.regular.len()
+    }
+
+    pub fn batch_count(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// The payout of an id, if it names one.
+    pub fn payout(&self, payout_id: &str) -> Option<PayoutRef<'_>> {
+        let (batch_id, line, reissue) = parse_payout_id(payout_id)?;
+        let (batch, _) = self.batch(batch_id)?;
+        self.payout_at(PayoutKey { batch, line, reissue })
+    }
+
+    pub fn payout_at(&self, key: PayoutKey) -> Option<PayoutRef<'_>> {
+        let batch = self.batches.get(key.batch as usize)?;
+        let root = *batch.lines.get(usize::try_from(key.line).ok()?.checked_sub(1)?)?;
+        if root.is_empty() {
+            return None;
+        }
+        let reissues = self.reissues.get(&(key.batch, key.line));
+        let reissue_count = reissues.map_or(0, |r| r.len() as u32);
+        let slot = match key.reissue {
+            0 => root,
+            n => *reissues?.get(n as usize - 1)?,
+        };
+        Some(PayoutRef { key, batch, slot, reissue_count, state: self })
+    }
+
+    // ---- evolve --------------------------------------------------------------------------
 
     /// Applies one event. Events were decided against this state, so a missing entity here
     /// means the log and the code disagree: that is a bug worth stopping for.
     pub fn evolve(&mut self, event: &EventData) {
         match event {
             EventData::ProgramDefined(e) => {
-                let rules = ProgramRules {
-                    name: e.name.clone(),
-                    categories: e.categories.iter().map(|(k, v): (&String, &Coefficient)| (k.clone(), *v)).collect(),
-                    ..ProgramRules::default()
-                };
-                self.programs.insert(e.program_id.clone(), rules);
+                assert!(e.categories.len() <= CATEGORIES_MAX, "a program has at most {CATEGORIES_MAX} categories");
+                let rules = ProgramRules { name: e.name.clone(), categories: e.categories.clone(), ..ProgramRules::default() };
+                let h = ProgramHandle::try_from(self.programs.len()).expect("fewer than 65,536 programs");
+                let previous = self.program_by_id.insert(e.program_id.as_str().into(), h);
+                assert!(previous.is_none(), "a program is never defined twice");
+                self.programs.push(Program { id: e.program_id.as_str().into(), rules });
             }
             EventData::StandardLevelSet(e) => {
-                let rules = self.programs.get_mut(&e.program_id).expect("standard_level.set follows program.defined");
+                let h = self.program_handle(&e.program_id);
+                let rules = &mut self.programs[usize::from(h)].rules;
                 match &e.province {
                     None => rules.national_levels.insert(e.effective_from, e.amount),
                     Some(p) => rules.province_levels.entry(p.clone()).or_default().insert(e.effective_from, e.amount),
                 };
             }
             EventData::BudgetFunded(e) => {
-                let b = self.budget_mut(&e.province, &e.program_id, e.period);
-                *b += e.amount.as_decimal();
+                let key = (province_code(&e.province), self.program_handle(&e.program_id), e.period);
+                let b = self.budgets.entry(key).or_default();
+                *b = b.checked_add(e.amount.as_decimal()).expect("budgets stay far below Decimal's range");
             }
             EventData::BeneficiaryEnrolled(e) => {
-                let person = self.people.entry(e.citizen_id.clone()).or_insert_with(|| Person {
-                    full_name: e.full_name.clone(),
-                    date_of_birth: e.date_of_birth,
-                    sex: e.sex,
-                    account: e.account.clone(),
-                    enrollments: VecMap::default(),
-                    payouts: Vec::new(),
-                });
-                person.full_name = e.full_name.clone();
-                person.account = e.account.clone();
-                person.enrollments.insert(
-                    e.program_id.clone(),
-                    Enrollment {
-                        province: e.province.clone(),
-                        effective_from: e.effective_from,
-                        categories: VecMap::one(e.effective_from, e.category.clone()),
-                        statuses: VecMap::one(e.effective_from, EnrollmentStatus::Active),
-                    },
-                );
+                let program = self.program_handle(&e.program_id);
+                let category = self.programs[usize::from(program)].category_index(&e.category).expect("an enrollment's category exists in its program");
+                let enrollment = Enrollment::new(program, province_code(&e.province), e.effective_from, category);
+                let cid = cid_number(&e.citizen_id);
+                match self.person_handle_of(cid) {
+                    Some(h) => {
+                        let person = self.people.get_mut(h);
+                        person.add_enrollment(enrollment);
+                        if person.account().to_account() != e.account {
+                            person.set_account(&e.account);
+                        }
+                    }
+                    None => {
+                        assert!(!self.reassigned.contains_key(&cid), "a re-determined number is never enrolled again");
+                        let h = self.people.push(Person::new(cid, e.date_of_birth, e.sex, &e.account, enrollment));
+                        self.index_person(h);
+                    }
+                }
             }
             EventData::PaymentAccountChanged(e) => {
-                self.people.get_mut(&e.citizen_id).expect("account change for an enrolled citizen").account = e.account.clone();
+                let h = self.person_handle(&e.citizen_id);
+                self.people.get_mut(h).set_account(&e.account);
             }
             EventData::CategoryChanged(e) => {
-                self.enrollment_mut(&e.citizen_id, &e.program_id).categories.insert(e.effective_from, e.category.clone());
+                let program = self.program_handle(&e.program_id);
+                let category = self.programs[usize::from(program)].category_index(&e.category).expect("a category change names a category of its program");
+                self.enrollment_mut(&e.citizen_id, program).change(e.effective_from, Change::Category(category));
             }
             EventData::BeneficiarySuspended(e) => self.set_status(&e.citizen_id, &e.program_id, e.effective_from, EnrollmentStatus::Suspended),
             EventData::BeneficiaryResumed(e) => self.set_status(&e.citizen_id, &e.program_id, e.effective_from, EnrollmentStatus::Active),
             EventData::BeneficiaryTerminated(e) => self.set_status(&e.citizen_id, &e.program_id, e.effective_from, EnrollmentStatus::Terminated),
             EventData::CitizenIdReassigned(e) => {
-                let person = self.people.remove(&e.old_citizen_id).expect("reassignment of an enrolled citizen");
-                for payout_id in &person.payouts {
-                    let p = self.payouts.get_mut(payout_id).expect("a person's payouts exist");
-                    p.citizen_id = e.new_citizen_id.clone();
-                    if p.root == *payout_id {
-                        let key = (e.old_citizen_id.clone(), p.program_id.clone(), p.period);
-                        let id = self.regular.remove(&key).expect("a regular payout is indexed");
-                        self.regular.insert((e.new_citizen_id.clone(), key.1, key.2), id);
-                    }
-                }
-                self.people.insert(e.new_citizen_id.clone(), person);
-                self.reassigned.insert(e.old_citizen_id.clone(), e.new_citizen_id.clone());
+                let (old, new) = (cid_number(&e.old_citizen_id), cid_number(&e.new_citizen_id));
+                assert!(self.person_handle_of(new).is_none() && !self.reassigned.contains_key(&new), "a re-determined number is new");
+                let hash = self.hash_cid(old);
+                let people = &self.people;
+                let Ok(entry) = self.indexes.person_by_cid.find_entry(hash, |h| people.get(*h).cid == old) else {
+                    panic!("reassignment of an enrolled citizen")
+                };
+                let (h, _) = entry.remove();
+                self.people.get_mut(h).cid = new;
+                self.index_person(h);
+                self.reassigned.insert(old, new);
             }
             EventData::PayoutBatchSubmitted(e) => {
-                self.batches.insert(e.batch_id.clone());
+                let h = BatchHandle::try_from(self.batches.len()).expect("fewer than 4 billion batches");
+                let previous = self.batch_by_id.insert(e.batch_id.as_str().into(), h);
+                assert!(previous.is_none(), "a batch id is submitted once");
+                self.batches.push(Batch {
+                    id: e.batch_id.as_str().into(),
+                    program: self.program_handle(&e.program_id),
+                    province: province_code(&e.province),
+                    period: e.period,
+                    lines: vec![Slot::EMPTY; e.lines_total as usize].into_boxed_slice(),
+                });
             }
-            EventData::PayoutInstructed(e) => {
-                *self.budget_mut(&e.province, &e.program_id, e.period) -= e.amount.as_decimal();
-                let root = match (&e.kind, &e.reissue_of) {
-                    (PayoutKind::Reissue, Some(orig)) => {
-                        let original = self.payouts.get_mut(orig).expect("a reissue names an existing payout");
-                        original.reissued_as = Some(e.payout_id.clone());
-                        let root = original.root.clone();
-                        self.payouts.get_mut(&root).expect("a payout's root exists").reissue_count += 1;
-                        root
-                    }
-                    _ => {
-                        self.regular.insert((e.citizen_id.clone(), e.program_id.clone(), e.period), e.payout_id.clone());
-                        e.payout_id.clone()
-                    }
-                };
-                self.payouts.insert(
-                    e.payout_id.clone(),
-                    Payout {
-                        batch_id: e.batch_id.clone(),
-                        line_no: e.line_no,
-                        citizen_id: e.citizen_id.clone(),
-                        program_id: e.program_id.clone(),
-                        province: e.province.clone(),
-                        period: e.period,
-                        amount: e.amount,
-                        account: e.account.clone(),
-                        status: PayoutStatus::Instructed,
-                        last_reason: None,
-                        root,
-                        reissue_count: 0,
-                        reissued_as: None,
-                    },
-                );
-                self.people.get_mut(&e.citizen_id).expect("payouts go to enrolled citizens").payouts.push(e.payout_id.clone());
-            }
-            EventData::PayoutSettled(e) => self.transition(&e.payout_id, PayoutStatus::Settled, None),
-            EventData::PayoutFailed(e) => {
-                self.transition(&e.payout_id, PayoutStatus::Failed, e.reason);
-                *self.budget_mut(&e.province, &e.program_id, e.period) += e.amount.as_decimal();
-            }
-            EventData::PayoutReturned(e) => {
-                self.transition(&e.payout_id, PayoutStatus::Returned, e.reason);
-                *self.budget_mut(&e.province, &e.program_id, e.period) += e.amount.as_decimal();
-            }
-            EventData::PayoutWrittenOff(e) => self.transition(&e.payout_id, PayoutStatus::WrittenOff, e.reason),
+            EventData::PayoutInstructed(e) => self.instruct(e),
+            EventData::PayoutSettled(t) => self.transition(t, PayoutStatus::Settled, &[PayoutStatus::Instructed], false),
+            EventData::PayoutFailed(t) => self.transition(t, PayoutStatus::Failed, &[PayoutStatus::Instructed], true),
+            EventData::PayoutReturned(t) => self.transition(t, PayoutStatus::Returned, &[PayoutStatus::Settled], true),
+            EventData::PayoutWrittenOff(t) => self.transition(t, PayoutStatus::WrittenOff, &[PayoutStatus::Failed, PayoutStatus::Returned], false),
             EventData::PayoutLineRejected(_) | EventData::SettlementItemRejected(_) | EventData::CommandRejected(_) => {}
         }
     }
 
-    fn enrollment_mut(&mut self, citizen_id: &CitizenId, program_id: &str) -> &mut Enrollment {
-        self.people.get_mut(citizen_id).and_then(|p| p.enrollments.get_mut(program_id)).expect("enrollment changes follow beneficiary.enrolled")
+    fn program_handle(&self, program_id: &str) -> ProgramHandle {
+        *self.program_by_id.get(program_id).expect("events name defined programs")
     }
 
-    fn set_status(&mut self, citizen_id: &CitizenId, program_id: &str, from: Period, status: EnrollmentStatus) {
-        self.enrollment_mut(citizen_id, program_id).statuses.insert(from, status);
+    fn person_handle(&self, id: &CitizenId) -> PersonHandle {
+        self.person_handle_of(cid_number(id)).expect("events name enrolled citizens by their number in use")
     }
 
-    fn transition(&mut self, payout_id: &str, status: PayoutStatus, reason: Option<FailureReason>) {
-        let p = self.payouts.get_mut(payout_id).expect("payout transitions follow payout.instructed");
-        p.status = status;
-        if reason.is_some() {
-            p.last_reason = reason;
+    fn enrollment_mut(&mut self, id: &CitizenId, program: ProgramHandle) -> &mut Enrollment {
+        let h = self.person_handle(id);
+        self.people.get_mut(h).enrollment_mut(program).expect("enrollment changes follow beneficiary.enrolled")
+    }
+
+    fn set_status(&mut self, id: &CitizenId, program_id: &str, from: Period, status: EnrollmentStatus) {
+        let program = self.program_handle(program_id);
+        self.enrollment_mut(id, program).change(from, Change::Status(status));
+    }
+
+    fn budget_mut(&mut self, province: &str, program_id: &str, period: Period) -> &mut Decimal {
+        let key = (province_code(province), self.program_handle(program_id), period);
+        self.budgets.get_mut(&key).expect("payouts draw on a funded budget")
+    }
+
+    fn instruct(&mut self, e: &crate::event::PayoutInstructed) {
+        let amount = e.amount.as_decimal();
+        let budget = self.budget_mut(&e.province, &e.program_id, e.period);
+        *budget -= amount;
+        assert!(*budget >= Decimal::ZERO, "a budget is never overdrawn");
+        let person = self.person_handle(&e.citizen_id);
+        let account_version = self.people.get(person).account_version();
+        assert_eq!(self.people.get(person).account().to_account(), e.account, "a payout goes to the person's current account");
+        let (batch_id, line, reissue) = parse_payout_id(&e.payout_id).expect("payout ids have their format");
+        let (batch, _) = self.batch(batch_id).expect("a payout's batch was submitted");
+        assert_eq!((batch_id, line), (e.batch_id.as_str(), e.line_no), "a payout id names its batch and line");
+        let slot = Slot::instructed(person, e.amount, account_version);
+        match (e.kind, &e.reissue_of) {
+            (PayoutKind::Regular, None) => {
+                assert_eq!(reissue, 0, "a regular payout id has no reissue suffix");
+                let program = self.batches[batch as usize].program;
+                assert_eq!(self.batches[batch as usize].period, e.period, "a regular payout is for its batch's period");
+                assert!(self.regular_of(person, program, e.period).is_none(), "one regular payout per citizen, program and period");
+                let target = &mut self.batches[batch as usize].lines[line as usize - 1];
+                assert!(target.is_empty(), "a payout is never written over");
+                *target = slot;
+                self.index_regular(batch, line);
+            }
+            (PayoutKind::Reissue, Some(original)) => {
+                let of = self.payout(original).expect("a reissue names an existing payout").key;
+                assert_eq!((of.batch, of.line), (batch, line), "a reissue descends from its line");
+                let reissues = self.reissues.entry((batch, line)).or_default();
+                assert_eq!(reissue as usize, reissues.len() + 1, "reissues are numbered in order");
+                assert_eq!(of.reissue as usize, reissues.len(), "only the latest payout of a line is reissued");
+                reissues.push(slot);
+                self.slot_mut(of).mark_reissued();
+            }
+            _ => panic!("a regular payout has no original; a reissue has one"),
+        }
+    }
+
+    fn slot_mut(&mut self, key: PayoutKey) -> &mut Slot {
+        match key.reissue {
+            0 => &mut self.batches[key.batch as usize].lines[key.line as usize - 1],
+            n => &mut self.reissues.get_mut(&(key.batch, key.line)).expect("a reissue's line has reissues")[n as usize - 1],
+        }
+    }
+
+    /// A status change; `release` moves the amount back to the budget (failures, returns).
+    fn transition(&mut self, t: &PayoutTransition, to: PayoutStatus, from: &[PayoutStatus], release: bool) {
+        let key = self.payout(&t.payout_id).expect("payout transitions follow payout.instructed").key;
+        let slot = self.slot_mut(key);
+        assert!(from.contains(&slot.status()), "{} -> {} is not a transition of the payout lifecycle", slot.status().as_str(), to.as_str());
+        assert_eq!(slot.amount(), t.amount, "a transition carries its payout's amount");
+        slot.set_status(to, t.reason);
+        if release {
+            let budget = self.budget_mut(&t.province, &t.program_id, t.period);
+            *budget += t.amount.as_decimal();
         }
     }
 }

@@ -103,6 +103,11 @@ impl Vnd {
     pub fn as_decimal(&self) -> Decimal {
         self.0
     }
+
+    /// The amount as a number of đồng (amounts are whole, positive and at most 10^15).
+    pub fn to_u64(&self) -> u64 {
+        u64::try_from(self.0.mantissa()).expect("a Vnd is a positive whole number below 10^15")
+    }
 }
 
 impl fmt::Display for Vnd {

@@ -44,6 +44,12 @@ impl Period {
     pub fn month(&self) -> u8 {
         self.month
     }
+
+    /// Months since 1900-01 (0 for 1900-01; under 6,000 for the years allowed): a period as a
+    /// small number, for compact keys.
+    pub fn months_since_1900(&self) -> u16 {
+        (self.year - 1900) * 12 + u16::from(self.month) - 1
+    }
 }
 
 impl fmt::Display for Period {
