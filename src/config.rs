@@ -141,7 +141,7 @@ impl Config {
         if config.engine.group_commands_max == 0 || config.engine.group_commands_max > 100_000 {
             return Err(invalid("engine.group_commands_max must be 1-100000"));
         }
-        // Line numbers are 6 digits in view keys (`line/<batch>/<line_no:06>`).
+        // Line numbers are 6 digits in payout ids (`<batch_id>-<line_no:06>`).
         if config.limits.batch_lines_max == 0 || config.limits.batch_lines_max > 999_999 {
             return Err(invalid("limits.batch_lines_max must be 1-999999"));
         }

@@ -370,7 +370,7 @@ fn a_changed_live_view_is_found() {
         let views = db.open_tree("views").unwrap();
         let key = format!("cit/{}", AN.id);
         let doc = String::from_utf8(views.get(&key).unwrap().unwrap().to_vec()).unwrap();
-        let changed = doc.replacen("\"status\":\"", "\"status\":\"x", 1);
+        let changed = doc.replacen("active", "xctive", 1);
         assert_ne!(changed, doc, "the citizen view has an enrollment status to change");
         views.insert(&key, changed.as_bytes()).unwrap();
         db.flush().unwrap();

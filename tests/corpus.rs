@@ -381,9 +381,9 @@ fn allowed_to_change(key: &[u8]) -> bool {
     ALLOWED_PREFIXES.iter().any(|p| k.starts_with(p))
 }
 
-/// View keys a recorded rejection may touch: the applied seq, and the batch view and its line
-/// views (a batch whose lines are all refused is still a submitted batch).
-const ALLOWED_PREFIXES: &[&str] = &["_applied", "bat/", "line/"];
+/// View keys a recorded rejection may touch: the applied seq, and the batch view and its entry
+/// in its month (a batch whose lines are all refused is still a submitted batch).
+const ALLOWED_PREFIXES: &[&str] = &["_applied", "bat/", "mon/"];
 
 fn check_case(engine: &mut Engine, case: &Case) {
     let head = engine.head().clone();

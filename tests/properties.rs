@@ -839,7 +839,7 @@ fn check_books(engine: &Engine, when: &str) {
         if !key.starts_with(b"bud/") {
             continue;
         }
-        let b: BudgetView = serde_json::from_slice(&value).expect("budget views decode");
+        let b: BudgetView = ansinh::projection::decode(&key, &value).expect("budget views decode");
         let name = String::from_utf8_lossy(&key).into_owned();
         assert!(b.available.0 >= Decimal::ZERO, "{when}: budget {name} is overdrawn: {b:?}");
         let account = views.balance(&format!("budget:{}:{}:{}", b.province, b.program_id, b.period)).expect("ledger reads");

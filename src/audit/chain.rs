@@ -39,6 +39,8 @@ pub struct Checked {
     pub seq: u64,
     pub hash: String,
     pub event: Event,
+    /// The record as stored.
+    pub bytes: Vec<u8>,
 }
 
 /// What one record says about itself, checked without its neighbours: parsed, its hash
@@ -164,7 +166,9 @@ impl ChainChecker {
     /// Checks the next record; on success the chain moves on past it.
     pub fn check(&mut self, raw: RawRecord) -> Result<Checked, Failure> {
         let inspection = inspect(&raw);
-        self.link(raw.place, inspection)
+        let mut checked = self.link(raw.place, inspection)?;
+        checked.bytes = raw.bytes;
+        Ok(checked)
     }
 
     /// Links an inspected record to the chain: its place, its seq, its `prev_hash`.
@@ -214,7 +218,7 @@ impl ChainChecker {
         }
         self.next_seq = seq + 1;
         self.prev_hash = Some(hash.clone());
-        Ok(Checked { seq, hash, event })
+        Ok(Checked { seq, hash, event, bytes: Vec::new() })
     }
 }
 

@@ -48,7 +48,7 @@ pub struct Replayed {
 }
 
 pub fn replay(source: &Source, as_of: &AsOf, cache_capacity_bytes: u64, progress: &mut dyn FnMut(u64)) -> Result<Replayed, AuditError> {
-    let mut views = ScratchViews::create(cache_capacity_bytes)?;
+    let mut views = ScratchViews::create(cache_capacity_bytes, true)?;
     let (mut seq, mut hash, mut next) = (0, crate::log::chain::GENESIS_HASH.to_string(), None);
     let broken = |f: super::Failure| {
         AuditError::Invalid(format!("the log does not verify ({f}); nothing after it can be replayed: run `ansinh audit verify` for the whole picture"))
@@ -73,8 +73,8 @@ pub fn replay(source: &Source, as_of: &AsOf, cache_capacity_bytes: u64, progress
                 Some(_) => {}
             }
         }
-        (seq, hash) = (checked.seq, checked.hash);
-        if let Err(f) = views.push(seq, checked.event) {
+        (seq, hash) = (checked.seq, checked.hash.clone());
+        if let Err(f) = views.push(checked) {
             return ControlFlow::Break(Some(broken(f)));
         }
         if seq % 10_000 == 0 {

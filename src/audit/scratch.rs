@@ -2,10 +2,11 @@
 //! replay compute "from the log alone". The directory is removed when this is dropped, and
 //! the next run removes those of runs that were killed.
 
-use super::chain::Failure;
+use super::chain::{Checked, Failure};
 use super::AuditError;
 use crate::event::Event;
-use crate::log::Log;
+use crate::log::segment::{RecordMeta, SealedRecord};
+use crate::log::{Group, Head, Log};
 use crate::projection::{KeyValues, ViewReader, Views};
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
@@ -16,14 +17,19 @@ const CHUNK_EVENTS_MAX: usize = 10_000;
 
 pub struct ScratchViews {
     /// `None` only while dropping (closed before the directory is removed).
-    inner: Option<(sled::Db, Views)>,
+    inner: Option<(sled::Db, Log, Views)>,
     dir: PathBuf,
     pending: Vec<(u64, Event)>,
+    /// The records too, when readers will compose views from them (`audit replay`): views read
+    /// a batch's lines and a payout's history from the log.
+    records: Option<Vec<SealedRecord>>,
+    last_hash: String,
 }
 
 impl ScratchViews {
-    /// An empty store under the system temporary directory (`TMPDIR`), named uniquely.
-    pub fn create(cache_capacity_bytes: u64) -> Result<ScratchViews, AuditError> {
+    /// An empty store under the system temporary directory (`TMPDIR`), named uniquely. With
+    /// `keep_records`, the records pushed are stored in its journal as well (for readers).
+    pub fn create(cache_capacity_bytes: u64, keep_records: bool) -> Result<ScratchViews, AuditError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let name = format!("ansinh-audit-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -31,21 +37,27 @@ impl ScratchViews {
         let dir = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&dir).map_err(|source| AuditError::Scratch { path: dir.clone(), source })?;
         // From here on, Drop removes the directory whatever fails next.
-        let mut scratch = ScratchViews { inner: None, dir, pending: Vec::new() };
+        let records = keep_records.then(Vec::new);
+        let mut scratch = ScratchViews { inner: None, dir, pending: Vec::new(), records, last_hash: String::new() };
         // Nothing here needs to survive a crash: no background flush, no fsync.
         let db = crate::engine::sled_config(&scratch.dir, cache_capacity_bytes).flush_every_ms(None).open()?;
         let log = Log::open(&db)?;
         let views = Views::open(&db, &log, &mut |_| {})?;
-        scratch.inner = Some((db, views));
+        scratch.inner = Some((db, log, views));
         Ok(scratch)
     }
 
     fn views(&self) -> &Views {
-        &self.inner.as_ref().expect("the store is open until dropped").1
+        &self.inner.as_ref().expect("the store is open until dropped").2
     }
 
-    /// Queues an event (seqs contiguous from 1); applies a full chunk.
-    pub fn push(&mut self, seq: u64, event: Event) -> Result<(), Failure> {
+    /// Queues a checked record (seqs contiguous from 1); applies a full chunk.
+    pub fn push(&mut self, checked: Checked) -> Result<(), Failure> {
+        let Checked { seq, hash, event, bytes } = checked;
+        if let Some(records) = self.records.as_mut() {
+            records.push(SealedRecord { seq, bytes, meta: RecordMeta::of(&event) });
+            self.last_hash = hash;
+        }
         self.pending.push((seq, event));
         if self.pending.len() >= CHUNK_EVENTS_MAX {
             self.apply_pending()?;
@@ -59,7 +71,11 @@ impl ScratchViews {
     pub fn apply_pending(&mut self) -> Result<(), Failure> {
         let Some((first, last)) = self.pending.first().zip(self.pending.last()).map(|(a, b)| (a.0, b.0)) else { return Ok(()) };
         let events = std::mem::take(&mut self.pending);
-        let views = &mut self.inner.as_mut().expect("the store is open until dropped").1;
+        let (_, log, views) = self.inner.as_mut().expect("the store is open until dropped");
+        if let Some(records) = self.records.as_mut().filter(|r| !r.is_empty()) {
+            let group = Group { records: std::mem::take(records), head: Some(Head { seq: last, hash: self.last_hash.clone() }), ..Group::default() };
+            log.append(group).map_err(|e| Failure::at(first, format!("storing seq {first}-{last} in the temporary store failed: {e}")))?;
+        }
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| views.apply(&events)));
         match applied {
             Ok(Ok(())) => Ok(()),

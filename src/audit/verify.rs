@@ -107,7 +107,7 @@ fn run(source: &Source, options: &VerifyOptions, report: &mut Report, progress: 
         Some(tree) => applied_seq(tree)?,
         None => 0,
     };
-    let mut scratch = if options.views && from == 1 { Some(ScratchViews::create(options.cache_capacity_bytes)?) } else { None };
+    let mut scratch = if options.views && from == 1 { Some(ScratchViews::create(options.cache_capacity_bytes, false)?) } else { None };
     let mut compared: Option<String> = None;
     if let (Some(tree), Some(s), 0) = (&live, &scratch, live_applied) {
         compared = Some(compare_views(tree, &s.tree()?, 0)?);
@@ -129,15 +129,16 @@ fn run(source: &Source, options: &VerifyOptions, report: &mut Report, progress: 
             )
             .into());
         }
+        let hash = checked.hash.clone();
         if let Some(s) = scratch.as_mut() {
-            s.push(seq, checked.event)?;
+            s.push(checked)?;
             if let (Some(tree), true) = (&live, seq == live_applied) {
                 s.apply_pending()?;
                 compared = Some(compare_views(tree, &s.tree()?, seq)?);
             }
         }
         report.records += 1;
-        report.head = Some(Head { seq, hash: checked.hash });
+        report.head = Some(Head { seq, hash });
         if report.records % 10_000 == 0 {
             progress(report.records);
         }
@@ -323,7 +324,7 @@ fn live_ledger_total(tree: &sled::Tree) -> Result<Decimal, Stop> {
     let mut total = Decimal::ZERO;
     for item in tree.scan_prefix(b"acct/") {
         let (k, v) = item?;
-        let balance: Balance = serde_json::from_slice(&v)
+        let balance: Balance = crate::projection::decode(&k, &v)
             .map_err(|e| Failure { seq: None, what: format!("live view {} is not a balance ({e}): run `ansinh rebuild`", show_key(&k)) })?;
         total += balance.0;
     }

@@ -258,6 +258,14 @@ impl LogReader {
         range(&self.journal, from, to).map(|r| r.map(|(seq, bytes, _)| (seq, bytes)))
     }
 
+    /// The event at `seq`, parsed.
+    pub fn read_event(&self, seq: u64) -> Result<Option<Event>, LogError> {
+        match segment::find(&self.journal, seq)? {
+            Some(s) => parse_event(seq, &s.record(seq)).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Records with their index entries (type, id, routing qualifier), for publishing without
     /// parsing them.
     pub fn range_with_meta(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, RecordBytes, RecordMeta), LogError>> {

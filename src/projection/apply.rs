@@ -2,7 +2,7 @@
 
 use super::views::*;
 use super::{Txn, ViewError};
-use crate::domain::Vnd;
+use crate::core::state::parse_payout_id;
 use crate::event::{Event, EventData, PayoutKind, PayoutTransition};
 
 fn treasury(province: &str, program: &str) -> String {
@@ -14,8 +14,26 @@ fn budget(province: &str, program: &str, period: &str) -> String {
 fn clearing(bin: &str) -> String {
     format!("clearing:{bin}")
 }
-fn beneficiary(citizen_id: &str, program: &str) -> String {
-    format!("beneficiary:{citizen_id}:{program}")
+/// The control account of what was paid to the beneficiaries of a province and program; each
+/// citizen's share is derived from their payouts (see the module documentation).
+fn beneficiaries(province: &str, program: &str) -> String {
+    format!("beneficiaries:{province}:{program}")
+}
+
+fn bin_number(bin: &str) -> u32 {
+    bin.parse().expect("BINs in events are 6 digits")
+}
+
+/// The state of the payout an id names (regular, or the n-th reissue of its line).
+fn payout_state<'t>(txn: &'t mut Txn<'_>, payout_id: &str) -> Result<&'t mut PayoutState, ViewError> {
+    let corrupt = |detail: &str| ViewError::Corrupt { key: format!("pst/ of payout {payout_id}"), detail: detail.to_string() };
+    let (batch_id, line, reissue) = parse_payout_id(payout_id).ok_or_else(|| corrupt("not a payout id"))?;
+    let state = txn.line(batch_id, line)?;
+    let found = match reissue {
+        0 => state.regular.as_mut(),
+        n => state.reissues.get_mut(n as usize - 1),
+    };
+    found.ok_or_else(|| corrupt("a transition of a payout that was never instructed"))
 }
 
 pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), ViewError> {
@@ -108,60 +126,34 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
             v.lines_total = e.lines_total;
             v.lines_instructed = e.lines_instructed;
             v.lines_rejected = e.lines_rejected;
+            txn.mark(format!("mon/{}/{}/{}/{}", e.province, e.program_id, e.period, e.batch_id));
         }
         EventData::PayoutLineRejected(e) => {
             *txn.batch(format!("bat/{}", e.batch_id))?.rejected_by_reason.entry(e.code.clone()).or_default() += 1;
-            *txn.line(format!("line/{}/{:06}", e.batch_id, e.line_no))? = LineView {
-                line_no: e.line_no,
-                citizen_id: e.citizen_id.clone(),
-                amount: e.amount.clone(),
-                payout_id: None,
-                code: Some(e.code.clone()),
-                message: Some(e.message.clone()),
-            };
         }
         EventData::PayoutInstructed(e) => {
-            let (cid, period) = (e.citizen_id.to_string(), e.period.to_string());
-            if e.kind == PayoutKind::Regular {
-                *txn.line(format!("line/{}/{:06}", e.batch_id, e.line_no))? = LineView {
-                    line_no: e.line_no,
-                    citizen_id: cid.clone(),
-                    amount: e.amount.to_string(),
-                    payout_id: Some(e.payout_id.clone()),
-                    code: None,
-                    message: None,
-                };
-            }
-            *txn.payout(format!("pay/{}", e.payout_id))? = PayoutView {
-                payout_id: e.payout_id.clone(),
-                kind: if e.kind == PayoutKind::Regular { "regular".into() } else { "reissue".into() },
-                batch_id: e.batch_id.clone(),
-                line_no: e.line_no,
-                reissue_of: e.reissue_of.clone(),
-                reissued_as: None,
-                citizen_id: cid.clone(),
-                program_id: e.program_id.clone(),
-                province: e.province.clone(),
-                period: period.clone(),
-                amount: Some(e.amount),
-                account: Some(e.account.clone()),
-                status: "instructed".into(),
-                reason: None,
-                history: vec![PayoutHistory { seq, at: at.into(), status: "instructed".into(), reason: None, reference: String::new() }],
-            };
             let bin = e.account.bin.as_str();
-            let batch = txn.batch(format!("bat/{}", e.batch_id))?;
-            batch.enter(bin, "instructed", e.amount);
-            if let Some(orig) = &e.reissue_of {
-                let o = txn.payout(format!("pay/{orig}"))?;
-                o.reissued_as = Some(e.payout_id.clone());
-                let (ostatus, obin, oamount) =
-                    (o.status.clone(), o.account.as_ref().map(|a| a.bin.clone()).unwrap_or_default(), o.amount.expect("instructed payouts have an amount"));
-                let batch = txn.batch(format!("bat/{}", e.batch_id))?;
-                batch.leave(&obin, &ostatus, oamount);
-                batch.enter(&obin, "reissued", oamount);
+            let state = PayoutState { instructed_seq: seq, status: PayoutStatusCode::Instructed, reason: None, bin: bin_number(bin), transitions: Vec::new() };
+            let line = txn.line(&e.batch_id, e.line_no)?;
+            match e.kind {
+                PayoutKind::Regular => {
+                    assert!(line.regular.is_none(), "a line has one regular payout");
+                    line.regular = Some(state);
+                    txn.index_line(&e.batch_id, crate::core::handles::cid_number(&e.citizen_id), e.line_no);
+                    txn.batch(format!("bat/{}", e.batch_id))?.enter(bin, "instructed", e.amount);
+                }
+                PayoutKind::Reissue => {
+                    // The payout it replaces: the line's latest so far.
+                    let original = line.reissues.last().or(line.regular.as_ref()).expect("a reissue follows a payout of its line");
+                    let (ostatus, obin) = (original.status.as_str(), format!("{:06}", original.bin));
+                    line.reissues.push(state);
+                    let batch = txn.batch(format!("bat/{}", e.batch_id))?;
+                    batch.enter(bin, "instructed", e.amount);
+                    batch.leave(&obin, ostatus, e.amount);
+                    batch.enter(&obin, "reissued", e.amount);
+                }
             }
-            txn.index_payout(&cid, seq, &e.payout_id);
+            let period = e.period.to_string();
             let bud = txn.budget(format!("bud/{}/{}/{}", e.province, e.program_id, period))?;
             bud.instructed = bud.instructed.plus(e.amount);
             bud.derive();
@@ -180,17 +172,19 @@ fn history(seq: u64, at: &str, event: &str, effective_from: Option<String>, deta
     HistoryEntry { seq, at: at.to_string(), event: event.to_string(), effective_from, detail }
 }
 
-fn transition(txn: &mut Txn<'_>, seq: u64, at: &str, t: &PayoutTransition, to: &str) -> Result<(), ViewError> {
-    let (cid, period) = (t.citizen_id.to_string(), t.period.to_string());
-    let reason = t.reason.map(|r| r.as_str().to_string());
-    let p = txn.payout(format!("pay/{}", t.payout_id))?;
-    let from = std::mem::replace(&mut p.status, to.to_string());
-    p.reason = reason.clone();
-    p.history.push(PayoutHistory { seq, at: at.into(), status: to.into(), reason, reference: t.reference.clone() });
-    txn.batch(format!("bat/{}", t.batch_id))?.leave(&t.bin, &from, t.amount);
-    txn.batch(format!("bat/{}", t.batch_id))?.enter(&t.bin, to, t.amount);
+fn transition(txn: &mut Txn<'_>, seq: u64, _at: &str, t: &PayoutTransition, to: &str) -> Result<(), ViewError> {
+    let period = t.period.to_string();
+    let state = payout_state(txn, &t.payout_id)?;
+    let from = std::mem::replace(&mut state.status, PayoutStatusCode::parse(to).expect("transitions name a payout status"));
+    if let Some(r) = t.reason {
+        state.reason = Some(r.as_str().to_string());
+    }
+    state.transitions.push(seq);
+    let batch = txn.batch(format!("bat/{}", t.batch_id))?;
+    batch.leave(&t.bin, from.as_str(), t.amount);
+    batch.enter(&t.bin, to, t.amount);
 
-    let add = |x: &mut crate::domain::Balance, a: Vnd| *x = x.plus(a);
+    let add = |x: &mut crate::domain::Balance, a: crate::domain::Vnd| *x = x.plus(a);
     let bud = txn.budget(format!("bud/{}/{}/{}", t.province, t.program_id, period))?;
     match to {
         "settled" => add(&mut bud.settled, t.amount),
@@ -201,13 +195,15 @@ fn transition(txn: &mut Txn<'_>, seq: u64, at: &str, t: &PayoutTransition, to: &
     bud.derive();
     let amount = t.amount.as_decimal();
     match to {
-        "settled" => txn.post(&clearing(&t.bin), &beneficiary(&cid, &t.program_id), amount),
+        "settled" => txn.post(&clearing(&t.bin), &beneficiaries(&t.province, &t.program_id), amount),
         "failed" => txn.post(&clearing(&t.bin), &budget(&t.province, &t.program_id, &period), amount),
-        "returned" => txn.post(&beneficiary(&cid, &t.program_id), &budget(&t.province, &t.program_id, &period), amount),
+        "returned" => txn.post(&beneficiaries(&t.province, &t.program_id), &budget(&t.province, &t.program_id, &period), amount),
         _ => Ok(()),
     }
 }
 
+/// The new number takes the person's record; the old one keeps a stub that points to it. The
+/// payouts are found through the record's `previous_citizen_ids` (`ViewReader::citizen`).
 fn reassign(txn: &mut Txn<'_>, seq: u64, at: &str, old: &str, new: &str, reason: &str) -> Result<(), ViewError> {
     let mut view = std::mem::take(txn.citizen(format!("cit/{old}"))?);
     let old_view = txn.citizen(format!("cit/{old}"))?;
@@ -219,18 +215,6 @@ fn reassign(txn: &mut Txn<'_>, seq: u64, at: &str, old: &str, new: &str, reason:
     for en in view.enrollments.values_mut() {
         en.history.push(history(seq, at, "citizen_id.reassigned", None, format!("from {}; {reason}", crate::domain::citizen_id::mask(old))));
     }
-    // A citizen's balances are kept per enrolled program (payouts need an enrollment).
-    let programs: Vec<String> = view.enrollments.keys().cloned().collect();
     *txn.citizen(format!("cit/{new}"))? = view;
-    let payouts = txn.move_payout_index(old, new)?;
-    for payout_id in payouts {
-        txn.payout(format!("pay/{payout_id}"))?.citizen_id = new.to_string();
-    }
-    for program in programs {
-        let balance = txn.balance_of(&beneficiary(old, &program))?;
-        if balance.0 != rust_decimal::Decimal::ZERO {
-            txn.post(&beneficiary(old, &program), &beneficiary(new, &program), balance.0)?;
-        }
-    }
     Ok(())
 }

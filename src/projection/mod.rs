@@ -3,28 +3,39 @@
 //! the log, so a crash between append and apply loses nothing. Deleting them and replaying
 //! gives byte-identical views.
 //!
-//! Keys of the `views` tree:
-//! `cit/<citizen_id>` `cpay/<citizen_id>/<seq:020>` (-> payout id) `pay/<payout_id>`
-//! `bat/<batch_id>` `line/<batch_id>/<line_no:06>` `bud/<province>/<program>/<period>`
-//! `prog/<program>` `acct/<ledger account>` `_applied`.
+//! Keys of the `views` tree (values in postcard, see `views`):
+//! - `prog/<program>`, `bud/<province>/<program>/<period>`, `acct/<ledger account>`: program
+//!   rules, budgets, the double-entry ledger;
+//! - `cit/<citizen_id>`: a person and their enrollments;
+//! - `bat/<batch_id>`: a batch's totals by status and bank, rejected lines by reason;
+//! - `pst/<batch_id>/<block:06>`: the states of the payouts of 1,024 lines (`LineBlock`);
+//! - `bix/<batch_id>/<citizen_id>`: the batch's citizen index, in sorted chunks;
+//! - `mon/<province>/<program>/<period>/<batch_id>`: the batches of a month (empty values);
+//! - `_applied`: the last seq applied.
 //!
-//! A citizen's payouts and balances are derived on read (`ViewReader::citizen`) from the
-//! `cpay/` index and the payout views, so a payout line writes a small index entry instead of
-//! rewriting the citizen document (see `views::CitizenRecord`).
+//! A group's events are folded in memory (each touched key read once) and every touched key is
+//! written once, in one atomic batch: a 10,000-line batch writes about 40 keys, not one or more
+//! per line. A batch's lines, a payout's details and its history are read from the log
+//! (`ViewReader`).
 //!
 //! The ledger (`acct/`) is double-entry: every posting debits one account and credits another,
-//! so the sum of all balances is zero; this is asserted after every group.
+//! so the sum of all balances is zero; this is asserted after every group. Money paid to
+//! beneficiaries sits in one control account per province and program
+//! (`beneficiaries:<province>:<program>`); each citizen's share of it is derived from their
+//! payouts (`CitizenView::balances`), and `audit verify` checks that the shares add up to it.
 
 mod apply;
+mod read;
 pub mod views;
 
 use crate::domain::Balance;
 use crate::event::Event;
 use crate::log::{parse_event, Log, LogError};
+pub use read::ViewReader;
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use views::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,16 +65,17 @@ impl std::ops::Deref for Views {
     }
 }
 
+/// Events folded into one write of the views, at most, during catch-up and rebuild: bounds
+/// memory while keeping rewrites of the same key rare.
+const CATCH_UP_EVENTS_MAX: u64 = 50_000;
+
 impl Views {
     /// Opens the views and catches them up with the log. `progress` is called with the number of
     /// events applied so far while catching up.
     pub fn open(db: &sled::Db, log: &Log, progress: &mut dyn FnMut(u64)) -> Result<Views, ViewError> {
         let tree = db.open_tree("views")?;
-        let applied = match tree.get(b"_applied")? {
-            Some(b) => u64::from_be_bytes(b.as_ref().try_into().map_err(|_| ViewError::Corrupt { key: "_applied".into(), detail: "not 8 bytes".into() })?),
-            None => 0,
-        };
-        let mut views = Views { reader: ViewReader { tree: tree.clone() }, tree, applied };
+        let applied = read::applied_seq(&tree)?;
+        let mut views = Views { reader: ViewReader::new(tree.clone(), log.reader()), tree, applied };
         let total = views.ledger_total()?;
         assert_eq!(total, Decimal::ZERO, "the double-entry ledger sums to zero at open");
         views.catch_up(log, progress)?;
@@ -74,11 +86,9 @@ impl Views {
         self.applied
     }
 
-    /// Applies every logged event past `applied`, in groups of bounded size. Reading and parsing
-    /// the next group runs on a second thread while this one applies the current group (on a
-    /// rebuild, parsing is about a sixth of the work; the rest is applying).
+    /// Applies every logged event past `applied`, in chunks of bounded size. Reading and parsing
+    /// the next chunk runs on a second thread while this one applies the current one.
     pub fn catch_up(&mut self, log: &Log, progress: &mut dyn FnMut(u64)) -> Result<(), ViewError> {
-        const CHUNK: u64 = 10_000;
         let head = log.head().seq;
         if self.applied >= head {
             return Ok(());
@@ -91,7 +101,7 @@ impl Views {
             scope.spawn(move || {
                 let mut next = from;
                 while next <= head {
-                    let to = (next + CHUNK - 1).min(head);
+                    let to = (next + CATCH_UP_EVENTS_MAX - 1).min(head);
                     let chunk = reader
                         .range(next, to)
                         .map(|item| item.and_then(|(seq, bytes)| parse_event(seq, &bytes).map(|e| (seq, e))))
@@ -123,10 +133,11 @@ impl Views {
     pub fn apply(&mut self, events: &[(u64, Event)]) -> Result<(), ViewError> {
         let Some(last) = events.last().map(|(s, _)| *s) else { return Ok(()) };
         assert_eq!(events[0].0, self.applied + 1, "views apply the seq right after the last applied");
-        let mut txn = Txn { tree: &self.tree, docs: HashMap::new() };
+        let mut txn = Txn { tree: &self.tree, docs: HashMap::new(), index: BTreeMap::new() };
         for (seq, event) in events {
             apply::apply(&mut txn, *seq, event)?;
         }
+        txn.write_citizen_indexes()?;
         let mut batch = sled::Batch::default();
         let mut delta = Decimal::ZERO;
         for (key, doc) in txn.docs {
@@ -176,20 +187,24 @@ impl Views {
     }
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, ViewError> {
-    serde_json::from_slice(bytes).map_err(|e| ViewError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() })
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("views serialize")
+}
+
+pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, ViewError> {
+    postcard::from_bytes(bytes).map_err(|e| ViewError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() })
 }
 
 /// A loaded view document, changed in memory during a group and written once at its end.
 enum Doc {
     Citizen(Box<CitizenRecord>),
-    /// A `cpay/` index entry: the payout id.
-    Index(String),
     /// A key this group deletes.
     Removed,
-    Payout(Box<PayoutView>),
+    /// A key whose presence is the fact (`mon/`).
+    Marker,
     Batch(Box<BatchView>),
-    Line(LineView),
+    Block(Box<LineBlock>),
+    Index(CitizenIndexChunk),
     Budget(BudgetView),
     Program(ProgramView),
     /// Balance now, and as it was before this group (for the zero-sum check).
@@ -198,19 +213,15 @@ enum Doc {
 
 impl Doc {
     fn to_bytes(&self) -> Vec<u8> {
-        fn ser<T: Serialize>(v: &T) -> Vec<u8> {
-            serde_json::to_vec(v).expect("views serialize to JSON")
-        }
         match self {
-            Doc::Citizen(v) => ser(v),
-            Doc::Index(payout_id) => payout_id.as_bytes().to_vec(),
-            Doc::Removed => Vec::new(),
-            Doc::Payout(v) => ser(v),
-            Doc::Batch(v) => ser(v),
-            Doc::Line(v) => ser(v),
-            Doc::Budget(v) => ser(v),
-            Doc::Program(v) => ser(v),
-            Doc::Account(v, _) => ser(v),
+            Doc::Citizen(v) => encode(v),
+            Doc::Removed | Doc::Marker => Vec::new(),
+            Doc::Batch(v) => encode(v),
+            Doc::Block(v) => encode(v),
+            Doc::Index(v) => encode(v),
+            Doc::Budget(v) => encode(v),
+            Doc::Program(v) => encode(v),
+            Doc::Account(v, _) => encode(v),
         }
     }
 }
@@ -219,6 +230,9 @@ impl Doc {
 pub(crate) struct Txn<'t> {
     tree: &'t sled::Tree,
     docs: HashMap<String, Doc>,
+    /// New citizen index entries of this group, by batch: written at its end, merged with what
+    /// the batch already has (a catch-up chunk may end in the middle of a batch).
+    index: BTreeMap<String, Vec<(u64, u32)>>,
 }
 
 macro_rules! accessor {
@@ -241,40 +255,55 @@ macro_rules! accessor {
 
 impl Txn<'_> {
     accessor!(citizen, Citizen, CitizenRecord, |v| Doc::Citizen(Box::new(v)));
-    accessor!(payout, Payout, PayoutView, |v| Doc::Payout(Box::new(v)));
     accessor!(batch, Batch, BatchView, |v| Doc::Batch(Box::new(v)));
-    accessor!(line, Line, LineView, Doc::Line);
     accessor!(budget, Budget, BudgetView, Doc::Budget);
     accessor!(program, Program, ProgramView, Doc::Program);
 
-    /// Adds a payout to its citizen's index, in the order payouts were instructed.
-    pub(crate) fn index_payout(&mut self, citizen_id: &str, seq: u64, payout_id: &str) {
-        self.docs.insert(format!("cpay/{citizen_id}/{seq:020}"), Doc::Index(payout_id.to_string()));
+    /// The states of the block holding `line` of a batch, and the line's index in it.
+    pub(crate) fn line(&mut self, batch_id: &str, line: u32) -> Result<&mut LineState, ViewError> {
+        assert!(line >= 1, "lines count from 1");
+        let (block, index) = ((line - 1) / LINE_BLOCK_LINES, ((line - 1) % LINE_BLOCK_LINES) as usize);
+        let key = read::block_key(batch_id, block);
+        if !self.docs.contains_key(&key) {
+            let mut v: LineBlock = match self.tree.get(key.as_bytes())? {
+                Some(b) => decode(key.as_bytes(), &b)?,
+                None => LineBlock::default(),
+            };
+            v.lines.resize(LINE_BLOCK_LINES as usize, LineState::default());
+            self.docs.insert(key.clone(), Doc::Block(Box::new(v)));
+        }
+        match self.docs.get_mut(&key) {
+            Some(Doc::Block(v)) => Ok(&mut v.lines[index]),
+            _ => Err(ViewError::Corrupt { key, detail: "expected a block of payout states".into() }),
+        }
     }
 
-    /// Moves a citizen's payout index to another citizen id (a re-determination); returns the
-    /// payout ids in index order.
-    pub(crate) fn move_payout_index(&mut self, from: &str, to: &str) -> Result<Vec<String>, ViewError> {
-        let prefix = format!("cpay/{from}/");
-        let mut entries: std::collections::BTreeMap<String, Option<String>> = std::collections::BTreeMap::new();
-        for item in self.tree.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item?;
-            entries.insert(String::from_utf8_lossy(&k).into_owned(), Some(String::from_utf8_lossy(&v).into_owned()));
-        }
-        for (k, doc) in &self.docs {
-            if k.starts_with(&prefix) {
-                entries.insert(k.clone(), if let Doc::Index(id) = doc { Some(id.clone()) } else { None });
+    pub(crate) fn mark(&mut self, key: String) {
+        self.docs.insert(key, Doc::Marker);
+    }
+
+    /// Adds a batch line to the batch's citizen index.
+    pub(crate) fn index_line(&mut self, batch_id: &str, citizen: u64, line: u32) {
+        self.index.entry(batch_id.to_string()).or_default().push((citizen, line));
+    }
+
+    /// Writes the citizen index of every batch that got lines in this group: its entries, old
+    /// and new, sorted and cut into chunks the same way whatever groups they came in.
+    fn write_citizen_indexes(&mut self) -> Result<(), ViewError> {
+        for (batch_id, mut entries) in std::mem::take(&mut self.index) {
+            let prefix = format!("bix/{batch_id}/");
+            for item in self.tree.scan_prefix(prefix.as_bytes()) {
+                let (k, v) = item?;
+                let chunk: CitizenIndexChunk = decode(&k, &v)?;
+                entries.extend(chunk.entries);
+                self.docs.insert(String::from_utf8_lossy(&k).into_owned(), Doc::Removed);
+            }
+            entries.sort_unstable();
+            for chunk in entries.chunks(CITIZEN_INDEX_CHUNK) {
+                self.docs.insert(format!("{prefix}{:012}", chunk[0].0), Doc::Index(CitizenIndexChunk { entries: chunk.to_vec() }));
             }
         }
-        let mut ids = Vec::new();
-        for (key, id) in entries {
-            let Some(id) = id else { continue };
-            let moved = format!("cpay/{to}/{}", &key[prefix.len()..]);
-            self.docs.insert(key, Doc::Removed);
-            self.docs.insert(moved, Doc::Index(id.clone()));
-            ids.push(id);
-        }
-        Ok(ids)
+        Ok(())
     }
 
     /// Moves `amount` from one ledger account to another (debit `from`, credit `to`).
@@ -297,89 +326,5 @@ impl Txn<'_> {
             Some(Doc::Account(now, before)) => Ok((now, *before)),
             _ => Err(ViewError::Corrupt { key, detail: "expected a ledger account".into() }),
         }
-    }
-
-    pub(crate) fn balance_of(&mut self, name: &str) -> Result<Balance, ViewError> {
-        Ok(*self.account(name)?.0)
-    }
-}
-
-/// Read access to the views, cheap to clone, safe to share across threads. Reads see every
-/// group that `Views::apply` finished.
-#[derive(Clone)]
-pub struct ViewReader {
-    tree: sled::Tree,
-}
-
-impl ViewReader {
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ViewError> {
-        match self.tree.get(key.as_bytes())? {
-            Some(v) => decode(key.as_bytes(), &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// The citizen with their payouts and balances, composed from several keys: read again if a
-    /// group was applied in between, so the parts always belong to the same seq.
-    pub fn citizen(&self, citizen_id: &str) -> Result<Option<CitizenView>, ViewError> {
-        loop {
-            let before = self.applied_seq()?;
-            let Some(record) = self.get::<CitizenRecord>(&format!("cit/{citizen_id}"))? else { return Ok(None) };
-            let mut payouts = Vec::new();
-            for item in self.tree.scan_prefix(format!("cpay/{citizen_id}/").as_bytes()) {
-                let (k, id) = item?;
-                let id = std::str::from_utf8(&id).map_err(|e| ViewError::Corrupt { key: String::from_utf8_lossy(&k).into_owned(), detail: e.to_string() })?;
-                let payout =
-                    self.payout(id)?.ok_or_else(|| ViewError::Corrupt { key: format!("pay/{id}"), detail: "indexed for a citizen but missing".into() })?;
-                payouts.push(payout);
-            }
-            if self.applied_seq()? == before {
-                return Ok(Some(CitizenView::compose(record, &payouts)));
-            }
-        }
-    }
-    pub fn payout(&self, payout_id: &str) -> Result<Option<PayoutView>, ViewError> {
-        self.get(&format!("pay/{payout_id}"))
-    }
-    pub fn batch(&self, batch_id: &str) -> Result<Option<BatchView>, ViewError> {
-        self.get(&format!("bat/{batch_id}"))
-    }
-    pub fn budget(&self, province: &str, program_id: &str, period: &str) -> Result<Option<BudgetView>, ViewError> {
-        self.get(&format!("bud/{province}/{program_id}/{period}"))
-    }
-    pub fn program(&self, program_id: &str) -> Result<Option<ProgramView>, ViewError> {
-        self.get(&format!("prog/{program_id}"))
-    }
-    pub fn balance(&self, account: &str) -> Result<Balance, ViewError> {
-        Ok(self.get(&format!("acct/{account}"))?.unwrap_or_default())
-    }
-
-    /// Lines of a batch in line order, starting after `after_line`, at most `limit`.
-    pub fn batch_lines(&self, batch_id: &str, after_line: u32, limit: usize) -> Result<Vec<LineView>, ViewError> {
-        let start = format!("line/{batch_id}/{:06}", after_line + 1);
-        let prefix = format!("line/{batch_id}/");
-        let mut out = Vec::new();
-        for item in self.tree.range(start.as_bytes()..) {
-            let (k, v) = item?;
-            if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
-                break;
-            }
-            out.push(decode(&k, &v)?);
-        }
-        Ok(out)
-    }
-
-    /// Ids of the batches whose id starts with `prefix`, in id order.
-    pub fn batch_ids(&self, prefix: &str) -> Result<Vec<String>, ViewError> {
-        let key = format!("bat/{prefix}");
-        self.tree.scan_prefix(key.as_bytes()).map(|r| r.map(|(k, _)| String::from_utf8_lossy(&k[4..]).into_owned()).map_err(ViewError::from)).collect()
-    }
-
-    /// The last seq applied to the views, as stored.
-    pub fn applied_seq(&self) -> Result<u64, ViewError> {
-        Ok(match self.tree.get(b"_applied")? {
-            Some(b) => u64::from_be_bytes(b.as_ref().try_into().map_err(|_| ViewError::Corrupt { key: "_applied".into(), detail: "not 8 bytes".into() })?),
-            None => 0,
-        })
     }
 }

@@ -1,5 +1,12 @@
-//! View documents: what readers get. Each is stored as JSON under its key in the `views` tree.
-//! Field order and `BTreeMap`s make the bytes deterministic, so a rebuild is byte-identical.
+//! View documents: what readers get, and the compact forms stored under the keys of the `views`
+//! tree (postcard, a binary serde format; JSON only at the CLI and API edges). Field order and
+//! `BTreeMap`s make the bytes deterministic, so a rebuild is byte-identical.
+//!
+//! What the log already holds is not stored again: a batch's lines are the records at
+//! `submitted_seq + line_no`, a payout's details are its `payout.instructed` record and its
+//! history the records of its transitions. The views keep only what folds many events into one
+//! answer (batch, budget and ledger totals), each payout's current status with the seqs of its
+//! events (`LineBlock`), and the indexes that find them (`ViewReader`).
 
 use crate::domain::{Account, Balance, Vnd};
 use schemars::JsonSchema;
@@ -24,10 +31,10 @@ pub struct CitizenView {
 }
 
 /// What is stored under `cit/<citizen_id>`: the person and their enrollments. The payouts and
-/// balances of a `CitizenView` are not stored here but derived on read from the citizen's payout
-/// index (`cpay/<citizen_id>/<seq>`) and the payout views, so that a payout line or a
-/// settlement does not rewrite the (growing) citizen document: in sled 0.34 every insert copies
-/// the whole leaf it lands in, so large, often-rewritten values are what views cost.
+/// balances of a `CitizenView` are not stored here but derived on read (`ViewReader::citizen`)
+/// from the batches of the citizen's province and program (`mon/`), each batch's citizen index
+/// (`bix/`) and its payouts' states (`pst/`), so that a payout line or a settlement writes
+/// nothing per citizen: in sled 0.34 every inserted key costs a copy of the leaf it lands in.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CitizenRecord {
     pub citizen_id: String,
@@ -261,3 +268,77 @@ pub struct ProgramView {
     /// "national" or a province code -> effective month -> level.
     pub standard_levels: BTreeMap<String, BTreeMap<String, Vnd>>,
 }
+
+/// How many lines one `pst/` block holds.
+pub const LINE_BLOCK_LINES: u32 = 1024;
+
+/// The states of the payouts of lines `block * 1024 + 1 ..= (block + 1) * 1024` of a batch,
+/// stored under `pst/<batch_id>/<block>`; index = line - 1 - block * 1024. A settlement report
+/// rewrites the few blocks it touches, once per group.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LineBlock {
+    pub lines: Vec<LineState>,
+}
+
+/// A line's payouts: the regular one (absent for a refused line) and its reissues, in order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LineState {
+    pub regular: Option<PayoutState>,
+    pub reissues: Vec<PayoutState>,
+}
+
+/// A payout as the views follow it: where its `payout.instructed` record is, its status now,
+/// the seqs of its transitions (settled, failed, returned, written off) in order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PayoutState {
+    pub instructed_seq: u64,
+    /// `instructed` | `settled` | `failed` | `returned` | `written_off`.
+    pub status: PayoutStatusCode,
+    pub reason: Option<String>,
+    /// The bank it was routed to (NAPAS BIN as a number).
+    pub bin: u32,
+    pub transitions: Vec<u64>,
+}
+
+/// A payout status, stored as one byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayoutStatusCode {
+    #[default]
+    Instructed,
+    Settled,
+    Failed,
+    Returned,
+    WrittenOff,
+}
+
+impl PayoutStatusCode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PayoutStatusCode::Instructed => "instructed",
+            PayoutStatusCode::Settled => "settled",
+            PayoutStatusCode::Failed => "failed",
+            PayoutStatusCode::Returned => "returned",
+            PayoutStatusCode::WrittenOff => "written_off",
+        }
+    }
+
+    pub fn parse(status: &str) -> Option<PayoutStatusCode> {
+        Some(match status {
+            "instructed" => PayoutStatusCode::Instructed,
+            "settled" => PayoutStatusCode::Settled,
+            "failed" => PayoutStatusCode::Failed,
+            "returned" => PayoutStatusCode::Returned,
+            "written_off" => PayoutStatusCode::WrittenOff,
+            _ => return None,
+        })
+    }
+}
+
+/// Entries of a batch's citizen index: (citizen ID as a number, line), sorted, stored in chunks
+/// of `CITIZEN_INDEX_CHUNK` under `bix/<batch_id>/<first citizen ID of the chunk, u64 BE>`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CitizenIndexChunk {
+    pub entries: Vec<(u64, u32)>,
+}
+
+pub const CITIZEN_INDEX_CHUNK: usize = 512;
