@@ -1,8 +1,11 @@
 //! Turning bytes into commands: JSON Lines envelopes and CSV payout lists. Anything that is
 //! not a command gets a specific `DecodeError` and is never recorded as one.
 
+mod strict_json;
+
 use crate::command::{Command, CommandEnvelope, PayoutLine, SubmitPayoutBatch};
 use serde_json::Value;
+use strict_json::StrictJsonError;
 
 /// Largest command accepted (a 50,000-line batch is about 4 MB).
 pub const COMMAND_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -15,6 +18,10 @@ pub enum DecodeError {
     NotUtf8,
     #[error("not JSON: {0}")]
     NotJson(String),
+    /// An object repeats a key, at any depth: JSON leaves the meaning undefined (serde_json
+    /// would keep the last value), so the message is refused rather than guessed at.
+    #[error("duplicate key {key:?} in the object at {path}: each key may appear once")]
+    DuplicateKey { key: String, path: String },
     #[error("not a JSON object")]
     NotObject,
     #[error("missing or non-string field {0:?}")]
@@ -32,6 +39,7 @@ impl DecodeError {
             DecodeError::Oversize(_) => "oversize",
             DecodeError::NotUtf8 => "not_utf8",
             DecodeError::NotJson(_) => "not_json",
+            DecodeError::DuplicateKey { .. } => "duplicate_key",
             DecodeError::NotObject => "not_object",
             DecodeError::MissingField(_) => "missing_field",
             DecodeError::UnknownType(_) => "unknown_type",
@@ -45,7 +53,10 @@ pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
         return Err(DecodeError::Oversize(bytes.len()));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
-    let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let value: Value = strict_json::parse(text).map_err(|e| match e {
+        StrictJsonError::DuplicateKey { key, path } => DecodeError::DuplicateKey { key, path },
+        StrictJsonError::Json(e) => DecodeError::NotJson(e.to_string()),
+    })?;
     let object = value.as_object().ok_or(DecodeError::NotObject)?;
     for field in ["command_id", "type", "issued_at"] {
         if !object.get(field).is_some_and(Value::is_string) {
@@ -110,6 +121,30 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_key_anywhere_is_refused_with_its_path() {
+        let batch = |lines: &str| {
+            format!(
+                r#"{{"command_id":"c1","type":"submit_payout_batch","issued_at":"2025-01-20T08:00:00Z","payload":{{"batch_id":"B1","program_id":"p","province":"056","period":"2025-01","lines":[{lines}]}}}}"#
+            )
+        };
+        assert!(decode_command(batch(r#"{"citizen_id":"056185000123","amount":"750000"}"#).as_bytes()).is_ok());
+        for (text, key, path) in [
+            (batch(r#"{"citizen_id":"056185000123","amount":"1","amount":"750000"}"#), "amount", "$.payload.lines[0]"),
+            (batch(r#"{"citizen_id":"056185000123","amount":"1"},{"citizen_id":"1","citizen_id":"056185000123","amount":"1"}"#), "citizen_id", "$.payload.lines[1]"),
+            (batch(r#"{"citizen_id":"056185000123","amount":"1"}"#).replace(r#""batch_id":"B1""#, r#""batch_id":"B1","batch_id":"B2""#), "batch_id", "$.payload"),
+            (batch("").replacen(r#""command_id":"c1""#, r#""command_id":"c1","command_id":"c2""#, 1), "command_id", "$"),
+            (batch("").replacen(r#""type":"submit_payout_batch""#, r#""type":"fund_budget","type":"submit_payout_batch""#, 1), "type", "$"),
+            (batch("").replacen(r#""issued_at""#, r#""v":2,"v":1,"issued_at""#, 1), "v", "$"),
+            (batch("").replacen(r#""payload":{"#, r#""payload":{},"payload":{"#, 1), "payload", "$"),
+        ] {
+            let err = decode_command(text.as_bytes()).unwrap_err();
+            assert_eq!(err, DecodeError::DuplicateKey { key: key.into(), path: path.into() }, "{text}");
+            assert_eq!(err.reason(), "duplicate_key");
+            assert!(err.to_string().contains(key) && err.to_string().contains(path), "{err}");
+        }
+    }
+
+    #[test]
     fn csv_lists_become_batches() {
         let csv = "\u{feff}Citizen_ID,Full name,Amount\n056185000123,Nguyễn Thị A,750000\n\"058190000001\", \"Trần Văn B\" ,1000000\n";
         let b = payout_batch_from_csv(csv.as_bytes(), "B1", "sa", "056", "2025-01").unwrap();
@@ -117,5 +152,27 @@ mod tests {
         assert_eq!(b.lines[1].citizen_id, "058190000001");
         assert_eq!(b.lines[1].amount, "1000000");
         assert!(payout_batch_from_csv("id,amt\n".as_bytes(), "B1", "sa", "056", "2025-01").is_err());
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    /// `cargo test --lib decode_cost -- --ignored --nocapture`: what decoding a large batch costs.
+    #[test]
+    #[ignore]
+    fn decode_cost_of_a_50k_line_batch() {
+        let lines: Vec<String> = (0..50_000).map(|i| format!(r#"{{"citizen_id":"056185{i:06}","amount":"750000"}}"#)).collect();
+        let text = format!(
+            r#"{{"command_id":"cost","type":"submit_payout_batch","v":1,"issued_at":"2025-01-20T08:00:00Z","payload":{{"batch_id":"B","program_id":"p","province":"056","period":"2025-01","lines":[{}]}}}}"#,
+            lines.join(",")
+        );
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let e = super::decode_command(text.as_bytes()).expect("decodes");
+            best = best.min(started.elapsed());
+            assert!(matches!(e.command, crate::command::Command::SubmitPayoutBatch(b) if b.lines.len() == 50_000));
+        }
+        eprintln!("decode of {} bytes, 50,000 lines: best of 5 {:.1} ms", text.len(), best.as_secs_f64() * 1e3);
     }
 }

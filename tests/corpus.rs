@@ -112,6 +112,22 @@ fn corpus() -> Vec<Case> {
     huge_json.extend_from_slice(b"\"}");
     add("valid JSON over the message bound", huge_json, Expect::Decode("oversize"));
 
+    // ---- a key repeated in any object, at any depth (issue 16) ----------------------------------
+    // The repetition comes first with another value, the real value last: serde_json alone
+    // would keep the last one and decide a command nobody can be sure was meant.
+    let repeated_in = [
+        ("enroll", good_enroll.clone()),
+        ("batch", value(&envelope("c-batch", batch_cmd("BK", "2025-01", &[(AN.id, "750000"), (BINH.id, "750000")])))),
+        ("settle", value(&envelope("c-settle", settlements_cmd(VCB, vec![failed_item(PAYOUT, ansinh::domain::FailureReason::AccountClosed, "FT1")])))),
+        ("program", value(&envelope("c-program", define_program_cmd("p-dup", PROGRAM_NAME, &[("6c", "1.5"), ("1a", "2.5")])))),
+        ("reassign", value(&envelope("c-reassign", reassign_cmd(AN.id, AN_NEW_ID, "x")))),
+    ];
+    for (what, v) in &repeated_in {
+        for (place, text) in repeated_keys(v) {
+            add(&format!("repeated key: {what} {place}"), text, Expect::Decode("duplicate_key"));
+        }
+    }
+
     // ---- envelope fields ---------------------------------------------------------------------
     for field in ["command_id", "type", "issued_at"] {
         let mut v = good_enroll.clone();
@@ -370,6 +386,76 @@ fn corpus() -> Vec<Case> {
     cases
 }
 
+/// For every key of every object in `v`: the JSON text with that key written twice, first with
+/// another value of the same kind, then with its own. Named by path (`$.payload.lines[1].amount`).
+fn repeated_keys(v: &Value) -> Vec<(String, Vec<u8>)> {
+    fn places(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    let here = format!("{path}.{k}");
+                    out.push(here.clone());
+                    places(child, &here, out);
+                }
+            }
+            Value::Array(items) => items.iter().enumerate().for_each(|(i, child)| places(child, &format!("{path}[{i}]"), out)),
+            _ => {}
+        }
+    }
+    fn decoy(v: &Value) -> Value {
+        match v {
+            Value::String(_) => json!("1"),
+            Value::Number(_) => json!(2),
+            Value::Bool(b) => json!(!b),
+            Value::Object(_) => json!({}),
+            Value::Array(_) => json!([]),
+            Value::Null => json!("x"),
+        }
+    }
+    fn render(v: &Value, path: &str, target: &str, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                out.push('{');
+                for (n, (k, child)) in map.iter().enumerate() {
+                    let here = format!("{path}.{k}");
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    let key = serde_json::to_string(k).expect("a key serializes");
+                    if here == target {
+                        out.push_str(&format!("{key}:{},", decoy(child)));
+                    }
+                    out.push_str(&key);
+                    out.push(':');
+                    render(child, &here, target, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, child) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    render(child, &format!("{path}[{i}]"), target, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut targets = Vec::new();
+    places(v, "$", &mut targets);
+    targets
+        .into_iter()
+        .map(|target| {
+            let mut text = String::new();
+            render(v, "$", &target, &mut text);
+            (target, text.into_bytes())
+        })
+        .collect()
+}
+
 /// The views that carry state (money, people, payouts): everything but the batch and rejection
 /// bookkeeping a refused command is allowed to add.
 fn money_views(engine: &Engine) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -536,7 +622,7 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
-    const REASONS: &[&str] = &["oversize", "not_utf8", "not_json", "not_object", "missing_field", "unknown_type", "schema_violation"];
+    const REASONS: &[&str] = &["oversize", "not_utf8", "not_json", "duplicate_key", "not_object", "missing_field", "unknown_type", "schema_violation"];
 
     fn valid_commands() -> Vec<Vec<u8>> {
         let mut v: Vec<Vec<u8>> = setup().iter().map(to_bytes).collect();
