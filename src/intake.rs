@@ -76,10 +76,28 @@ pub enum CsvError {
     Csv(#[from] csv::Error),
     #[error("CSV header must have columns citizen_id and amount (found: {0})")]
     Header(String),
+    /// Two columns that `citizen_id`/`amount` matching cannot tell apart.
+    #[error("CSV header names column {name:?} twice (columns {first} and {again}); which one counts would be a guess")]
+    HeaderRepeated { name: String, first: usize, again: usize },
+    /// A row wider or narrower than the header: most often an unquoted `750,000`, which CSV
+    /// splits into `750` and `000`. The whole file is refused, never a truncated reading of it.
+    #[error(
+        "CSV row {row} (file line {line}) has {fields} fields where the header has {header_fields}: the file is refused; an unquoted comma \
+         inside a value (750,000) splits it in two: write amounts as whole đồng without separators (750000)"
+    )]
+    RowWidth { row: u64, line: u64, fields: usize, header_fields: usize },
+}
+
+/// A header name as `citizen_id` and `amount` are looked up: byte-order mark and surrounding
+/// spaces ignored (the reader trims), ASCII case ignored.
+fn column_key(name: &str) -> String {
+    name.trim_start_matches('\u{feff}').trim().to_ascii_lowercase()
 }
 
 /// Reads a payout list (`citizen_id,amount[,...]`, header required, other columns ignored)
-/// into a batch command. Line N of the batch is data row N (file line N+1).
+/// into a batch command. Line N of the batch is data row N (file line N+1 when no field spans
+/// lines). Every row must have as many fields as the header, and no two columns may have the
+/// same name: a file that does not say one thing is refused as a whole.
 pub fn payout_batch_from_csv(
     reader: impl std::io::Read,
     batch_id: &str,
@@ -87,16 +105,27 @@ pub fn payout_batch_from_csv(
     province: &str,
     period: &str,
 ) -> Result<SubmitPayoutBatch, CsvError> {
+    // flexible: the width is checked here, so the error names the row and says why.
     let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(reader);
     let headers = csv.headers()?.clone();
-    let find = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name));
+    let keys: Vec<String> = headers.iter().map(column_key).collect();
+    for (again, key) in keys.iter().enumerate() {
+        if let Some(first) = keys[..again].iter().position(|k| !k.is_empty() && k == key) {
+            return Err(CsvError::HeaderRepeated { name: headers[again].to_string(), first: first + 1, again: again + 1 });
+        }
+    }
+    let find = |name: &str| keys.iter().position(|k| k == name);
     let (Some(cid), Some(amount)) = (find("citizen_id"), find("amount")) else {
         return Err(CsvError::Header(headers.iter().collect::<Vec<_>>().join(",")));
     };
     let mut lines = Vec::new();
-    for row in csv.records() {
+    for (index, row) in csv.records().enumerate() {
         let row = row?;
-        lines.push(PayoutLine { citizen_id: row.get(cid).unwrap_or("").to_string(), amount: row.get(amount).unwrap_or("").to_string() });
+        if row.len() != headers.len() {
+            let line = row.position().map_or(0, csv::Position::line);
+            return Err(CsvError::RowWidth { row: index as u64 + 1, line, fields: row.len(), header_fields: headers.len() });
+        }
+        lines.push(PayoutLine { citizen_id: row[cid].to_string(), amount: row[amount].to_string() });
     }
     Ok(SubmitPayoutBatch { batch_id: batch_id.into(), program_id: program_id.into(), province: province.into(), period: period.into(), lines })
 }
@@ -152,6 +181,52 @@ mod tests {
         assert_eq!(b.lines[1].citizen_id, "058190000001");
         assert_eq!(b.lines[1].amount, "1000000");
         assert!(payout_batch_from_csv("id,amt\n".as_bytes(), "B1", "sa", "056", "2025-01").is_err());
+    }
+
+    fn csv_error(text: &str) -> CsvError {
+        payout_batch_from_csv(text.as_bytes(), "B1", "sa", "056", "2025-01").expect_err(text)
+    }
+
+    /// An unquoted `750,000` is two fields: read as 750 before issue 16. Any row wider or
+    /// narrower than the header refuses the file, naming the row.
+    #[test]
+    fn a_row_of_another_width_than_the_header_refuses_the_file() {
+        for (text, row, line, fields) in [
+            ("citizen_id,amount\n056185000123,750,000\n", 1, 2, 3),
+            ("citizen_id,amount\n056185000123,750000\n058190000001,1.000,000\n", 2, 3, 3),
+            ("citizen_id,amount,name\n056185000123,750000\n", 1, 2, 2),
+            ("citizen_id,amount\n056185000123\n", 1, 2, 1),
+            ("citizen_id,amount\n056185000123,750000,\n", 1, 2, 3),
+            ("citizen_id,amount\n\"056185000123\",\"a\nb\"\n058190000001,1,000\n", 2, 4, 3),
+        ] {
+            match csv_error(text) {
+                CsvError::RowWidth { row: r, line: l, fields: f, .. } => assert_eq!((r, l, f), (row, line, fields), "{text}"),
+                other => panic!("{text}: {other}"),
+            }
+        }
+        let message = csv_error("citizen_id,amount\n056185000123,750,000\n").to_string();
+        assert!(message.contains("row 1") && message.contains("without separators"), "{message}");
+        // Quoted, the comma stays in the value, which the engine refuses (`amount_separator`).
+        let b = payout_batch_from_csv("citizen_id,amount\n056185000123,\"750,000\"\n".as_bytes(), "B1", "sa", "056", "2025-01").expect("parses");
+        assert_eq!(b.lines[0].amount, "750,000");
+    }
+
+    #[test]
+    fn a_repeated_column_refuses_the_file() {
+        for (text, first, again) in [
+            ("citizen_id,amount,citizen_id\n", 1, 3),
+            ("citizen_id,amount,AMOUNT\n", 2, 3),
+            ("\u{feff}Citizen_ID,amount, citizen_id \n", 1, 3),
+            ("citizen_id,amount,note,Note\n", 3, 4),
+        ] {
+            match csv_error(text) {
+                CsvError::HeaderRepeated { first: f, again: a, .. } => assert_eq!((f, a), (first, again), "{text}"),
+                other => panic!("{text}: {other}"),
+            }
+        }
+        // Unnamed columns (trailing commas) match nothing, so they can repeat.
+        let b = payout_batch_from_csv("citizen_id,amount,,\n056185000123,750000,,\n".as_bytes(), "B1", "sa", "056", "2025-01").expect("parses");
+        assert_eq!(b.lines.len(), 1);
     }
 }
 

@@ -245,28 +245,55 @@ fn corpus() -> Vec<Case> {
 
     // ---- amounts: funding (whole command) and batch lines --------------------------------------
     let amounts: &[(&str, &str)] = &[
-        ("750000.5", "amount_fractional"),
-        ("0.5", "amount_fractional"),
-        ("750000.01", "amount_fractional"),
         ("-750000", "amount_not_positive"),
-        ("-1.5", "amount_not_positive"),
         ("0", "amount_not_positive"),
         ("000", "amount_not_positive"),
+        ("-0", "amount_not_positive"),
         ("99999999999999999999", "amount_too_large"),
         ("1000000000000001", "amount_too_large"),
-        ("7.5e5", "amount_invalid"),
-        ("7.5E5", "amount_invalid"),
-        ("1e3", "amount_invalid"),
+        ("7e5", "amount_invalid"),
+        ("1E3", "amount_invalid"),
         ("", "amount_invalid"),
-        (" 750000", "amount_invalid"),
-        ("750 000", "amount_invalid"),
-        ("750,000", "amount_invalid"),
         ("+750000", "amount_invalid"),
         ("0x10", "amount_invalid"),
         ("NaN", "amount_invalid"),
         ("Infinity", "amount_invalid"),
         ("７５００００", "amount_invalid"),
         ("750000đ", "amount_invalid"),
+        ("750000VND", "amount_invalid"),
+        ("750\u{200b}000", "amount_invalid"),
+        // Issue 16: any separator or space, whatever it would have meant. `750.000` is
+        // 750,000 in Vietnam (and was instructed as 750); `750000.00` is ambiguous here too.
+        ("750.000", "amount_separator"),
+        ("7.500.000", "amount_separator"),
+        ("750000.00", "amount_separator"),
+        ("750000.5", "amount_separator"),
+        ("0.5", "amount_separator"),
+        ("750000.01", "amount_separator"),
+        ("-1.5", "amount_separator"),
+        ("7.5e5", "amount_separator"),
+        (".750000", "amount_separator"),
+        ("750000.", "amount_separator"),
+        ("750,000", "amount_separator"),
+        ("750000,00", "amount_separator"),
+        ("1,000,000", "amount_separator"),
+        ("750 000", "amount_separator"),
+        (" 750000", "amount_separator"),
+        ("750000 ", "amount_separator"),
+        ("\t750000", "amount_separator"),
+        ("750000\r\n", "amount_separator"),
+        ("750\u{a0}000", "amount_separator"),
+        ("750\u{2009}000", "amount_separator"),
+        ("750\u{202f}000", "amount_separator"),
+        ("750\u{2007}000", "amount_separator"),
+        ("750\u{3000}000", "amount_separator"),
+        ("750'000", "amount_separator"),
+        ("750\u{2019}000", "amount_separator"),
+        ("750_000", "amount_separator"),
+        ("750\u{b7}000", "amount_separator"),
+        ("750\u{66c}000", "amount_separator"),
+        ("750\u{ff0c}000", "amount_separator"),
+        ("750\u{ff0e}000", "amount_separator"),
         ("750001", "amount_mismatch"),
         ("360000", "amount_mismatch"),
     ];
@@ -279,6 +306,15 @@ fn corpus() -> Vec<Case> {
         if *code != "amount_mismatch" {
             add(&format!("fund amount {raw:?}"), to_bytes(&envelope(&format!("a-fund-{i}"), fund_cmd("2025-02", raw))), Expect::Rejected(code));
         }
+    }
+
+    // ---- CSV lists (issue 16): a quoted or spaced separator reaches the engine and is refused
+    // on its line; an unquoted comma makes the row too wide and the file is refused as a whole
+    // (`csv_lists_that_do_not_say_one_thing_are_refused_whole`).
+    for (i, amount) in ["\"750.000\"", "\"750,000\"", "750.000", "750\u{a0}000", "750 000", "750000.00", "\"750000,00\"", "750'000", "750_000"].iter().enumerate() {
+        let text = format!("citizen_id,amount\n{},{amount}\n", BINH.id);
+        let batch = ansinh::intake::payout_batch_from_csv(text.as_bytes(), &format!("CSV{i}"), PROGRAM, PROVINCE, "2025-01").expect("a well-formed CSV list");
+        add(&format!("csv amount {amount}"), to_bytes(&envelope(&format!("csv-{i}"), Command::SubmitPayoutBatch(batch))), Expect::Line(1, "amount_separator"));
     }
 
     // ---- batches ---------------------------------------------------------------------------------
@@ -575,6 +611,30 @@ fn every_hostile_command_gets_its_specific_reason_and_changes_nothing_else() {
         kinds(|e| matches!(e, Expect::Line(..) | Expect::Item(..))),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A CSV list whose rows do not all have the header's width, or whose header names a column
+/// twice, is refused as a whole with an error naming the row or the columns: never read as a
+/// truncated or guessed list.
+#[test]
+fn csv_lists_that_do_not_say_one_thing_are_refused_whole() {
+    use ansinh::intake::{payout_batch_from_csv, CsvError};
+    let ok = format!("{},750000", AN.id);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("unquoted thousands comma", format!("citizen_id,amount\n{},750,000\n", BINH.id), "row 1"),
+        ("unquoted comma on a later row", format!("citizen_id,amount\n{ok}\n{},1,000,000\n", BINH.id), "row 2"),
+        ("unquoted decimal comma", format!("citizen_id,amount\n{},750000,00\n", BINH.id), "row 1"),
+        ("row narrower than the header", format!("citizen_id,amount,name\n{ok},An\n{}\n", BINH.id), "row 2"),
+        ("trailing comma", format!("citizen_id,amount\n{ok},\n"), "row 1"),
+        ("citizen_id twice", format!("citizen_id,amount,citizen_id\n{ok},{}\n", BINH.id), "columns 1 and 3"),
+        ("amount twice in other case", format!("citizen_id,Amount,AMOUNT\n{ok},1\n"), "columns 2 and 3"),
+        ("citizen_id twice behind a BOM and spaces", format!("\u{feff}citizen_id,amount, Citizen_Id \n{ok},{}\n", BINH.id), "columns 1 and 3"),
+    ];
+    for (name, text, says) in cases {
+        let err = payout_batch_from_csv(text.as_bytes(), "CSV-W", PROGRAM, PROVINCE, "2025-01").expect_err(name);
+        assert!(matches!(err, CsvError::RowWidth { .. } | CsvError::HeaderRepeated { .. }), "{name}: {err}");
+        assert!(err.to_string().contains(says), "{name}: {err}");
+    }
 }
 
 /// The corpus's poison over the real broker: each decode failure (and each invalid envelope)

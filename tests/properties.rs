@@ -131,8 +131,10 @@ enum AmountKind {
     OtherCategory(usize),
     OffBy1000,
     Fractional,
-    /// "750000.00": bank-statement style, the same whole amount.
+    /// "750000.00": bank-statement style; refused as ambiguous (`amount_separator`).
     TrailingZeros,
+    /// "750.000": Vietnamese thousands grouping; refused, never read as 750.
+    Grouped,
     Zero,
     Negative,
     Garbage,
@@ -284,6 +286,7 @@ fn amount_kind() -> impl Strategy<Value = AmountKind> {
         1 => Just(AmountKind::OffBy1000),
         1 => Just(AmountKind::Fractional),
         1 => Just(AmountKind::TrailingZeros),
+        1 => Just(AmountKind::Grouped),
         1 => Just(AmountKind::Zero),
         1 => Just(AmountKind::Negative),
         1 => Just(AmountKind::Garbage),
@@ -612,9 +615,10 @@ impl Builder {
                         AmountKind::OffBy1000 => (entitled + Decimal::from(1000)).to_string(),
                         AmountKind::Fractional => format!("{entitled}.5"),
                         AmountKind::TrailingZeros => format!("{entitled}.00"),
+                        AmountKind::Grouped => ansinh::domain::money::group_thousands(entitled).replace(',', "."),
                         AmountKind::Zero => "0".into(),
                         AmountKind::Negative => format!("-{entitled}"),
-                        AmountKind::Garbage => "750,000".into(),
+                        AmountKind::Garbage => "750000đ".into(),
                     };
                     out.push(PayoutLine { citizen_id, amount });
                 }
@@ -1058,7 +1062,8 @@ fn the_generator_reaches_the_interesting_states() {
         "line:budget_insufficient",
         "line:citizen_id_format",
         "line:not_enrolled",
-        "line:amount_fractional",
+        "line:amount_separator",
+        "line:amount_invalid",
         "item:payout_unknown",
         "item:bank_mismatch",
         "item:payout_state",

@@ -294,15 +294,20 @@ fn reference_texts_are_bounded() {
 // ---- money -----------------------------------------------------------------------------------
 
 #[test]
-fn amount_must_be_a_plain_decimal_string() {
-    for raw in ["", "abc", "7,500,000", "1e6", "+750000", " 750000"] {
+fn amount_must_be_a_plain_string_of_digits() {
+    for raw in ["", "abc", "1e6", "+750000", "750000đ", "VND750000"] {
         given(&rules()).when(&fund_cmd("2025-01", raw)).then_rejected("amount_invalid");
     }
 }
 
+/// `500.000` is five hundred thousand in Vietnam: a budget of 500 đồng was funded from it.
 #[test]
-fn amount_has_no_fraction_of_a_dong() {
-    given(&rules()).when(&fund_cmd("2025-01", "750000.5")).then_rejected("amount_fractional");
+fn an_amount_with_a_separator_or_space_is_refused_whatever_it_meant() {
+    for raw in ["500.000", "500,000", "500 000", "500\u{a0}000", "500\u{2009}000", "500'000", "500_000", "500000.00", "750000.5", " 500000"] {
+        let state = given(&rules());
+        let r = state.when(&fund_cmd("2025-01", raw)).then_rejected("amount_separator");
+        assert!(r.message.contains("without separators"), "{raw}: {}", r.message);
+    }
 }
 
 #[test]
@@ -319,7 +324,8 @@ fn amount_is_bounded() {
 
 #[test]
 fn a_batch_line_amount_is_checked_like_any_amount() {
-    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000.50")])).then_line_rejected("amount_fractional", 1);
+    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750.000")])).then_line_rejected("amount_separator", 1);
+    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000.00")])).then_line_rejected("amount_separator", 1);
 }
 
 // ---- batches: line by line -------------------------------------------------------------------

@@ -1,5 +1,8 @@
 //! Rejections: domain values with a stable code, never log lines. The codes are a public
-//! contract (agencies and bank connectors branch on them); add new ones, never rename.
+//! contract (agencies and bank connectors branch on them); add new ones, never rename. A code
+//! that can no longer be produced is retired: removed here, listed as retired in README.md
+//! (events recorded before still carry it). Retired: `amount_fractional` (issue 16: every
+//! amount with a `.` or `,` is `amount_separator`, since `500.000` means 500,000 in Vietnam).
 
 use std::fmt;
 
@@ -65,8 +68,8 @@ pub const CODES: &[(&str, &str)] = &[
     ("standard_level_missing", "no standard level is in force for this province and period"),
     ("reference_invalid", "a reference or reason text is longer than 256 characters"),
     // Money
-    ("amount_invalid", "amount is not a plain decimal string of digits"),
-    ("amount_fractional", "amount has a fractional part; VND has no minor unit"),
+    ("amount_invalid", "amount is not a plain string of digits (a sign, an exponent, a letter or a currency sign)"),
+    ("amount_separator", "amount contains a separator or a space (500.000, 500,000, 500 000, 500000.00): write whole đồng as digits only"),
     ("amount_not_positive", "amount is zero or negative"),
     ("amount_too_large", "amount exceeds the bound (10^15 đồng)"),
     ("amount_mismatch", "amount differs from the entitlement in force for the period"),
