@@ -159,8 +159,16 @@ mod tests {
         assert!(decode_command(batch(r#"{"citizen_id":"056185000123","amount":"750000"}"#).as_bytes()).is_ok());
         for (text, key, path) in [
             (batch(r#"{"citizen_id":"056185000123","amount":"1","amount":"750000"}"#), "amount", "$.payload.lines[0]"),
-            (batch(r#"{"citizen_id":"056185000123","amount":"1"},{"citizen_id":"1","citizen_id":"056185000123","amount":"1"}"#), "citizen_id", "$.payload.lines[1]"),
-            (batch(r#"{"citizen_id":"056185000123","amount":"1"}"#).replace(r#""batch_id":"B1""#, r#""batch_id":"B1","batch_id":"B2""#), "batch_id", "$.payload"),
+            (
+                batch(r#"{"citizen_id":"056185000123","amount":"1"},{"citizen_id":"1","citizen_id":"056185000123","amount":"1"}"#),
+                "citizen_id",
+                "$.payload.lines[1]",
+            ),
+            (
+                batch(r#"{"citizen_id":"056185000123","amount":"1"}"#).replace(r#""batch_id":"B1""#, r#""batch_id":"B1","batch_id":"B2""#),
+                "batch_id",
+                "$.payload",
+            ),
             (batch("").replacen(r#""command_id":"c1""#, r#""command_id":"c1","command_id":"c2""#, 1), "command_id", "$"),
             (batch("").replacen(r#""type":"submit_payout_batch""#, r#""type":"fund_budget","type":"submit_payout_batch""#, 1), "type", "$"),
             (batch("").replacen(r#""issued_at""#, r#""v":2,"v":1,"issued_at""#, 1), "v", "$"),
