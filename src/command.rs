@@ -5,6 +5,7 @@
 use crate::domain::account::AccountInput;
 use crate::domain::Attestation;
 use crate::domain::{FailureReason, Sex};
+use crate::timefmt::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -28,6 +29,15 @@ pub struct CommandEnvelope {
 
 fn one() -> u32 {
     1
+}
+
+/// The envelope's `issued_at`, parsed (`timefmt`: a real date and time, offset within ±14:00),
+/// or why not. Events take their `at` from it, so an impossible time is never recorded.
+pub fn issued_at(envelope: &CommandEnvelope) -> Result<Timestamp, String> {
+    Timestamp::parse(&envelope.issued_at).map_err(|e| {
+        let shown: String = envelope.issued_at.chars().take(48).collect();
+        format!("issued_at {shown:?} is not an RFC 3339 time ({e}); e.g. 2025-01-20T08:00:00+07:00")
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -157,6 +157,83 @@ fn corpus() -> Vec<Case> {
         v["issued_at"] = t.into();
         add(&format!("issued_at {why}"), serde_json::to_vec(&v).expect("JSON"), Expect::Invalid);
     }
+    // Issue 16: times of the right shape that name no instant, in issued_at of any command
+    // type (refused before deciding, so an impossible time is never an event's `at`) and in an
+    // attestation's verified_at (a recorded attestation_invalid).
+    let impossible_times = [
+        ("30 February", "2025-02-30T08:00:00Z"),
+        ("31 April", "2025-04-31T08:00:00+07:00"),
+        ("29 February of a common year", "2023-02-29T08:00:00Z"),
+        ("29 February 2100", "2100-02-29T08:00:00Z"),
+        ("day 00", "2025-01-00T08:00:00Z"),
+        ("month 00", "2025-00-20T08:00:00Z"),
+        ("hour 24", "2025-01-20T24:00:00Z"),
+        ("minute 60", "2025-01-20T08:60:00Z"),
+        ("second 61", "2025-01-20T08:00:61Z"),
+        ("leap second", "2016-12-31T23:59:60Z"),
+        ("offset +99:99", "2025-01-20T08:00:00+99:99"),
+        ("offset +24:00", "2025-01-20T08:00:00+24:00"),
+        ("offset +14:01", "2025-01-20T08:00:00+14:01"),
+        ("offset -15:00", "2025-01-20T08:00:00-15:00"),
+        ("offset minutes 60", "2025-01-20T08:00:00+07:60"),
+        ("offset without colon", "2025-01-20T08:00:00+0700"),
+        ("year 1899", "1899-12-31T08:00:00Z"),
+        ("year 2400", "2400-01-01T08:00:00Z"),
+        ("year 0000", "0000-01-01T00:00:00Z"),
+        ("full-width digits", "２０２５-01-20T08:00:00Z"),
+        ("space for T", "2025-01-20 08:00:00Z"),
+        ("60 digits of fraction", "2025-01-20T08:00:00.000000000000000000000000000000000000000000000000000000000000Z"),
+    ];
+    let typed = [
+        ("enroll", good_enroll.clone()),
+        ("fund", good_fund.clone()),
+        ("batch", value(&envelope("t-batch", batch_cmd("BT-T", "2025-01", &[(BINH.id, "750000")])))),
+        ("settle", value(&envelope("t-settle", settlements_cmd(VCB, vec![settled_item(PAYOUT, "FT1")])))),
+    ];
+    for (i, (why, t)) in impossible_times.into_iter().enumerate() {
+        for (what, base) in &typed {
+            let mut v = base.clone();
+            v["issued_at"] = t.into();
+            add(&format!("issued_at {why}: {what}"), serde_json::to_vec(&v).expect("JSON"), Expect::Invalid);
+        }
+        let e = enroll_with(&format!("e-verified-{i}"), |p| p.attestation.as_mut().expect("set").verified_at = t.into());
+        add(&format!("enroll: attestation verified_at {why}"), to_bytes(&e), Expect::Rejected("attestation_invalid"));
+        let mut r = reassign_payload(AN.id, AN_NEW_ID, "x");
+        r.attestation.as_mut().expect("set").verified_at = t.into();
+        add(
+            &format!("reassign: attestation verified_at {why}"),
+            to_bytes(&envelope(&format!("r-verified-{i}"), Command::ReassignCitizenId(r))),
+            Expect::Rejected("attestation_invalid"),
+        );
+    }
+    // Verified after the command (ISSUED_AT = 2025-01-20T08:00:00Z), as instants.
+    for (i, t) in ["2025-01-20T08:00:00.001Z", "2025-01-20T15:00:01+07:00", "2025-01-20T07:30:00-01:00", "2399-12-31T23:59:59Z"].iter().enumerate() {
+        let e = enroll_with(&format!("e-late-{i}"), |p| p.attestation.as_mut().expect("set").verified_at = (*t).into());
+        add(&format!("enroll: attestation verified after the command {t}"), to_bytes(&e), Expect::Rejected("attestation_after_command"));
+        let mut r = reassign_payload(AN.id, AN_NEW_ID, "x");
+        r.attestation.as_mut().expect("set").verified_at = (*t).into();
+        add(
+            &format!("reassign: attestation verified after the command {t}"),
+            to_bytes(&envelope(&format!("r-late-{i}"), Command::ReassignCitizenId(r))),
+            Expect::Rejected("attestation_after_command"),
+        );
+    }
+    // A date of birth after the command's day; numbers consistent with it (DUNG is female).
+    for (id, dob) in [
+        ("079325000001", "2025-01-21"),
+        ("079325000001", "2025-12-31"),
+        ("079326000001", "2026-01-01"),
+        ("079500000001", "2100-01-01"),
+        ("079998000001", "2398-06-15"),
+    ] {
+        let e = enroll_with(&format!("e-future-{dob}"), |p| {
+            p.citizen_id = id.into();
+            p.date_of_birth = dob.into();
+            p.effective_from = dob[..7].into();
+        });
+        add(&format!("enroll: date of birth in the future {dob}"), to_bytes(&e), Expect::Rejected("date_of_birth_in_future"));
+    }
+
     let mut v = good_enroll.clone();
     v["v"] = 2.into();
     add("version 2", serde_json::to_vec(&v).expect("JSON"), Expect::Rejected("version_unsupported"));
@@ -311,7 +388,9 @@ fn corpus() -> Vec<Case> {
     // ---- CSV lists (issue 16): a quoted or spaced separator reaches the engine and is refused
     // on its line; an unquoted comma makes the row too wide and the file is refused as a whole
     // (`csv_lists_that_do_not_say_one_thing_are_refused_whole`).
-    for (i, amount) in ["\"750.000\"", "\"750,000\"", "750.000", "750\u{a0}000", "750 000", "750000.00", "\"750000,00\"", "750'000", "750_000"].iter().enumerate() {
+    for (i, amount) in
+        ["\"750.000\"", "\"750,000\"", "750.000", "750\u{a0}000", "750 000", "750000.00", "\"750000,00\"", "750'000", "750_000"].iter().enumerate()
+    {
         let text = format!("citizen_id,amount\n{},{amount}\n", BINH.id);
         let batch = ansinh::intake::payout_batch_from_csv(text.as_bytes(), &format!("CSV{i}"), PROGRAM, PROVINCE, "2025-01").expect("a well-formed CSV list");
         add(&format!("csv amount {amount}"), to_bytes(&envelope(&format!("csv-{i}"), Command::SubmitPayoutBatch(batch))), Expect::Line(1, "amount_separator"));

@@ -461,7 +461,8 @@ impl Builder {
     fn push(&mut self, command_id: String, v: u32, issued_at: String, command: Command) {
         let envelope = CommandEnvelope { command_id, v, issued_at, sender: None, command };
         if !envelope_is_bad(&envelope) && self.decided.insert(envelope.command_id.clone()) && envelope.v == 1 {
-            if let Ok(events) = decide(&self.model, &envelope.command) {
+            let issued_at = ansinh::timefmt::Timestamp::parse(&envelope.issued_at).expect("generated times are valid");
+            if let Ok(events) = decide(&self.model, &envelope.command, &issued_at) {
                 for e in &events {
                     if let EventData::PayoutInstructed(p) = e {
                         self.payouts.push(p.payout_id.clone());

@@ -99,10 +99,9 @@ fn citizen_id_province_code_must_be_in_the_table() {
 
 #[test]
 fn citizen_id_birth_year_must_match_the_date_of_birth() {
-    // 1985 vs 1986; and the same two digits in the wrong century (digit 1 = 19xx, not 20xx).
-    for dob in ["1986-04-12", "2085-04-12"] {
-        given(&rules()).when(&an_enroll_with(|p| p.date_of_birth = dob.into())).then_rejected("citizen_id_birth_year_mismatch");
-    }
+    // 1985 vs 1986; and the same two digits in the wrong century (digit 3 = 20xx, not 19xx).
+    given(&rules()).when(&an_enroll_with(|p| p.date_of_birth = "1986-04-12".into())).then_rejected("citizen_id_birth_year_mismatch");
+    given(&rules()).when(&an_enroll_with(|p| p.citizen_id = "056385000123".into())).then_rejected("citizen_id_birth_year_mismatch");
 }
 
 #[test]
@@ -139,6 +138,60 @@ fn attestation_must_be_vneid_level_2() {
 fn attestation_needs_a_reference_and_a_time() {
     given(&rules()).when(&an_attestation_with(|a| a.reference = " ".into())).then_rejected("attestation_invalid");
     given(&rules()).when(&an_attestation_with(|a| a.verified_at = "2025-01-10".into())).then_rejected("attestation_invalid");
+}
+
+/// Issue 16: a time of the right shape that names no instant (no such day, hour, offset).
+#[test]
+fn attestation_time_must_be_a_real_instant() {
+    for verified_at in [
+        "2025-02-30T09:30:00+07:00",
+        "2025-04-31T09:30:00Z",
+        "2024-13-01T00:00:00Z",
+        "2025-01-10T24:00:00Z",
+        "2016-12-31T23:59:60Z",
+        "2025-01-10T09:30:00+99:99",
+        "2025-01-10T09:30:00+24:00",
+        "2025-01-10T09:30:00+14:30",
+    ] {
+        let r = given(&rules()).when(&an_attestation_with(|a| a.verified_at = verified_at.into())).then_rejected("attestation_invalid");
+        assert!(r.message.contains("verified_at"), "{verified_at}: {}", r.message);
+    }
+}
+
+/// A verification cannot come after the command that cites it; compared as instants
+/// (ISSUED_AT is 2025-01-20T08:00:00Z = 15:00 in Hà Nội).
+#[test]
+fn attestation_verified_after_the_command_is_refused() {
+    for verified_at in ["2025-01-20T08:00:01Z", "2025-01-20T15:00:00.5+07:00", "2025-01-20T07:30:00-01:00", "2026-01-01T00:00:00Z"] {
+        given(&rules()).when(&an_attestation_with(|a| a.verified_at = verified_at.into())).then_rejected("attestation_after_command");
+    }
+    for verified_at in ["2025-01-20T08:00:00Z", "2025-01-20T15:00:00+07:00", "2025-01-20T14:59:59+07:00", "2025-01-20T20:00:00+13:00"] {
+        given(&rules()).when(&an_attestation_with(|a| a.verified_at = verified_at.into())).then_accepted();
+    }
+}
+
+/// A date of birth after the day the command was issued: a typo, or a century digit that puts
+/// birth in the 24th century. The date is compared with issued_at's own calendar date.
+#[test]
+fn date_of_birth_in_the_future_is_refused() {
+    // Female, consistent numbers: G=3 for 20xx, G=9 for 23xx.
+    for (id, dob) in [("056325000123", "2025-01-21"), ("056326000123", "2026-01-01"), ("056998000123", "2398-04-12")] {
+        let command = an_enroll_with(|p| {
+            p.citizen_id = id.into();
+            p.date_of_birth = dob.into();
+            p.effective_from = dob[..7].into();
+        });
+        let r = given(&rules()).when(&command).then_rejected("date_of_birth_in_future");
+        assert!(r.message.contains(dob), "{}", r.message);
+    }
+    let born_today = an_enroll_with(|p| {
+        p.citizen_id = "056325000123".into();
+        p.date_of_birth = "2025-01-20".into();
+        p.effective_from = "2025-01".into();
+    });
+    given(&rules()).when(&born_today).then_accepted();
+    // The same instant written in UTC-05:00 is still the 19th there: the 20th is in the future.
+    given(&rules()).when_at(&born_today, "2025-01-19T22:00:00-05:00").then_rejected("date_of_birth_in_future");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use crate::command::*;
 use crate::domain::reference::province_name;
 use crate::domain::{valid_identifier, Attestation, BirthDate, CitizenId, Coefficient, Period, Vnd, IDENTIFIER_LEN_MAX};
 use crate::event::*;
+use crate::timefmt::Timestamp;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 type Decision = Result<Vec<EventData>, Rejection>;
@@ -15,20 +16,21 @@ type Decision = Result<Vec<EventData>, Rejection>;
 const TEXT_LEN_MAX: usize = 256;
 const NAME_LEN_MAX: usize = 100;
 
-/// Decides one command. A batch or a settlement report is decided line by line: its bad lines
-/// become `*.rejected` events next to the good ones, never all-or-nothing.
-pub fn decide(state: &State, command: &Command) -> Decision {
+/// Decides one command issued at `issued_at` (the envelope's time, already checked: the only
+/// time a decision reads). A batch or a settlement report is decided line by line: its bad
+/// lines become `*.rejected` events next to the good ones, never all-or-nothing.
+pub fn decide(state: &State, command: &Command, issued_at: &Timestamp) -> Decision {
     match command {
         Command::DefineProgram(c) => define_program(state, c),
         Command::SetStandardLevel(c) => set_standard_level(state, c),
         Command::FundBudget(c) => fund_budget(state, c),
-        Command::EnrollBeneficiary(c) => enroll(state, c),
+        Command::EnrollBeneficiary(c) => enroll(state, c, issued_at),
         Command::ChangePaymentAccount(c) => change_account(state, c),
         Command::ChangeCategory(c) => change_category(state, c),
         Command::SuspendBeneficiary(c) => change_status(state, c, EnrollmentStatus::Suspended),
         Command::ResumeBeneficiary(c) => change_status(state, c, EnrollmentStatus::Active),
         Command::TerminateBeneficiary(c) => change_status(state, c, EnrollmentStatus::Terminated),
-        Command::ReassignCitizenId(c) => reassign(state, c),
+        Command::ReassignCitizenId(c) => reassign(state, c, issued_at),
         Command::SubmitPayoutBatch(c) => submit_batch(state, c),
         Command::RecordSettlements(c) => record_settlements(state, c),
         Command::ReissuePayout(c) => reissue(state, c),
@@ -70,10 +72,21 @@ fn current_citizen(state: &State, raw: &str) -> Result<CitizenId, Rejection> {
     Ok(id)
 }
 
-fn attestation(a: &Option<Attestation>) -> Result<Attestation, Rejection> {
+fn attestation(a: &Option<Attestation>, issued_at: &Timestamp) -> Result<Attestation, Rejection> {
     let a = a.as_ref().ok_or_else(|| Rejection::new("attestation_missing", "identity needs a VNeID level 2 attestation"))?;
-    a.check()?;
+    a.check(issued_at)?;
     Ok(a.clone())
+}
+
+/// A date of birth as sent: a real calendar date, and not after the day the command was issued
+/// (its `issued_at` date, in the offset it was written in).
+fn date_of_birth(raw: &str, issued_at: &Timestamp) -> Result<BirthDate, Rejection> {
+    let dob = BirthDate::parse(raw).map_err(|e| Rejection::new("date_of_birth_invalid", e.to_string()))?;
+    let (y, m, d) = issued_at.date();
+    if dob.ymd() > (y, m, d) {
+        return Err(Rejection::new("date_of_birth_in_future", format!("date of birth {dob} is after the day the command was issued ({y:04}-{m:02}-{d:02})")));
+    }
+    Ok(dob)
 }
 
 fn enrollment<'s>(state: &'s State, id: &CitizenId, program_id: &str) -> Result<&'s super::state::Enrollment, Rejection> {
@@ -132,15 +145,15 @@ fn fund_budget(state: &State, c: &FundBudget) -> Decision {
 
 // ---- enrollment lifecycle ------------------------------------------------------------------
 
-fn enroll(state: &State, c: &EnrollBeneficiary) -> Decision {
+fn enroll(state: &State, c: &EnrollBeneficiary, issued_at: &Timestamp) -> Decision {
     let citizen_id = current_citizen(state, &c.citizen_id)?;
-    let date_of_birth = BirthDate::parse(&c.date_of_birth).map_err(|e| Rejection::new("date_of_birth_invalid", e.to_string()))?;
+    let date_of_birth = date_of_birth(&c.date_of_birth, issued_at)?;
     citizen_id.check_consistency(date_of_birth.year(), c.sex).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
     let full_name = c.full_name.trim();
     if full_name.is_empty() || full_name.chars().count() > NAME_LEN_MAX || full_name.chars().any(char::is_control) {
         return Err(Rejection::new("full_name_invalid", format!("full name must be 1-{NAME_LEN_MAX} printable characters")));
     }
-    let attestation = attestation(&c.attestation)?;
+    let attestation = attestation(&c.attestation, issued_at)?;
     let account = c.account.check()?;
     let province = province(&c.province)?;
     let effective_from = period(&c.effective_from)?;
@@ -232,11 +245,11 @@ fn change_status(state: &State, c: &StatusChange, to: EnrollmentStatus) -> Decis
     }])
 }
 
-fn reassign(state: &State, c: &ReassignCitizenId) -> Decision {
+fn reassign(state: &State, c: &ReassignCitizenId, issued_at: &Timestamp) -> Decision {
     let old = current_citizen(state, &c.old_citizen_id)?;
     let new = CitizenId::parse(&c.new_citizen_id).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
     let reason = text(&c.reason, "reason")?;
-    let attestation = attestation(&c.attestation)?;
+    let attestation = attestation(&c.attestation, issued_at)?;
     if !state.people.contains_key(&old) {
         return Err(Rejection::new("not_enrolled", format!("{} is not enrolled", old.masked())));
     }

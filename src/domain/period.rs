@@ -114,6 +114,11 @@ impl BirthDate {
         i32::from(self.year)
     }
 
+    /// (year, month, day), ordered as dates.
+    pub fn ymd(&self) -> (u16, u8, u8) {
+        (self.year, self.month, self.day)
+    }
+
     /// The month of birth as a period, to reject a period before the person was born.
     pub fn period(&self) -> Period {
         Period { year: self.year, month: self.month }
