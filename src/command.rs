@@ -180,7 +180,9 @@ pub struct StatusChange {
     pub reason: String,
 }
 
-/// The population database re-determined a person's number (e.g. birth year corrected).
+/// The population database re-determined a person's number (e.g. birth year corrected). The
+/// new number must agree with the person's recorded sex and date of birth, or with
+/// `date_of_birth` when the re-determination corrected it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReassignCitizenId {
@@ -190,6 +192,10 @@ pub struct ReassignCitizenId {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<Attestation>,
+    /// The corrected date of birth (`YYYY-MM-DD`), when the re-determination corrected it;
+    /// absent: the recorded one stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -191,6 +191,11 @@ pub struct CitizenIdReassigned {
     pub new_citizen_id: CitizenId,
     pub reason: String,
     pub attestation: Attestation,
+    /// The corrected date of birth, when the re-determination corrected it (the new number
+    /// agrees with it); the person's record takes it. Absent (and not written) otherwise, so
+    /// events recorded before the member existed keep their bytes and hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<BirthDate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -495,6 +495,37 @@ fn corpus() -> Vec<Case> {
     );
     add("level: exponent amount", to_bytes(&envelope("lv-exp", set_level_cmd(None, "2026-01", "5e5"))), Expect::Rejected("amount_invalid"));
 
+    // ---- reassignment: the new number's structure (issue 16) -----------------------------------------
+    // AN is female, born 1985; BINH male, born 1950. Each new number is well-formed and free.
+    let reassign_with = |id: &str, old: &str, new: &str, dob: Option<&str>| {
+        let mut p = reassign_payload(old, new, "x");
+        p.date_of_birth = dob.map(String::from);
+        to_bytes(&envelope(id, Command::ReassignCitizenId(p)))
+    };
+    for (i, (old, new, dob, code)) in [
+        (AN.id, "056085000999", None, "citizen_id_sex_mismatch"),
+        (AN.id, "056285000999", None, "citizen_id_sex_mismatch"),
+        (BINH.id, "058150000999", None, "citizen_id_sex_mismatch"),
+        (BINH.id, "058350000999", Some("2050-01-01"), "date_of_birth_in_future"),
+        (AN.id, "056186000999", None, "citizen_id_birth_year_mismatch"),
+        (AN.id, "056385000999", None, "citizen_id_birth_year_mismatch"),
+        (AN.id, "056985000999", None, "citizen_id_birth_year_mismatch"),
+        (BINH.id, "058051000999", None, "citizen_id_birth_year_mismatch"),
+        (AN.id, "056186000999", Some("1987-04-12"), "citizen_id_birth_year_mismatch"),
+        (AN.id, "056185000999", Some("1986-04-12"), "citizen_id_birth_year_mismatch"),
+        (AN.id, "056086000999", Some("1986-04-12"), "citizen_id_sex_mismatch"),
+        (AN.id, "056186000999", Some("1986-02-29"), "date_of_birth_invalid"),
+        (AN.id, "056186000999", Some("1986-4-12"), "date_of_birth_invalid"),
+        (AN.id, "056186000999", Some(""), "date_of_birth_invalid"),
+        (AN.id, "056325000999", Some("2025-01-21"), "date_of_birth_in_future"),
+        (AN.id, "056998000999", Some("2398-12-31"), "date_of_birth_in_future"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        add(&format!("reassign: {old} to {new} born {dob:?}"), reassign_with(&format!("r-struct-{i}"), old, new, dob), Expect::Rejected(code));
+    }
+
     // ---- ids -------------------------------------------------------------------------------------------
     add("command id reused with another payload", to_bytes(&envelope("s-fund", fund_cmd("2025-01", "999"))), Expect::Rejected("command_id_reused"));
     add("command id reused by another type", to_bytes(&envelope("s-enroll-an", suspend_cmd(AN.id, "2025-02", "x"))), Expect::Rejected("command_id_reused"));
@@ -690,6 +721,23 @@ fn every_hostile_command_gets_its_specific_reason_and_changes_nothing_else() {
         kinds(|e| matches!(e, Expect::Line(..) | Expect::Item(..))),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A corrected date of birth carried by a reassignment reaches the decision state and the
+/// citizen view, under the new number.
+#[test]
+fn a_corrected_date_of_birth_reaches_the_state_and_the_views() {
+    let mut t = TestEngine::open();
+    for o in t.execute(&setup()) {
+        o.then_accepted();
+    }
+    let mut p = reassign_payload(AN.id, "056186000999", "năm sinh đính chính");
+    p.date_of_birth = Some("1986-04-12".into());
+    t.execute_one(envelope("r-corrected", Command::ReassignCitizenId(p))).then_accepted();
+    let view = t.engine.views().reader().citizen("056186000999").expect("views read").expect("the citizen under the new number");
+    assert_eq!(view.date_of_birth, "1986-04-12");
+    let person = &t.engine.state().people[&ansinh::domain::CitizenId::parse("056186000999").expect("valid")];
+    assert_eq!(person.date_of_birth.to_string(), "1986-04-12");
 }
 
 /// A CSV list whose rows do not all have the header's width, or whose header names a column

@@ -665,6 +665,7 @@ impl Builder {
                     new_citizen_id: PEOPLE[*who].new_id.into(),
                     reason: "birth year corrected".into(),
                     attestation: Some(attestation(2)),
+                    date_of_birth: None,
                 })
             }
             Op::Redeliver { .. } | Op::Reuse { .. } | Op::Odd { .. } => unreachable!("only base operations have a command of their own"),

@@ -667,6 +667,64 @@ fn reassignment_needs_an_enrollment_and_an_attestation() {
     state.when(&Command::ReassignCitizenId(payload)).then_rejected("attestation_missing");
 }
 
+fn reassign_correcting(old: &str, new: &str, dob: Option<&str>) -> Command {
+    let mut payload = reassign_payload(old, new, "xác định lại năm sinh");
+    payload.date_of_birth = dob.map(String::from);
+    Command::ReassignCitizenId(payload)
+}
+
+/// Issue 16: a woman born 1978 could be given a male number and then never match an
+/// enrollment again. The new number must agree with the recorded sex and date of birth.
+#[test]
+fn a_new_number_must_agree_with_the_recorded_sex_and_birth_year() {
+    let state = given(&paying(&[]));
+    // AN: female, born 1985 (digit 1). BINH: male, born 1950 (digit 0).
+    for (old, new, code) in [
+        (AN.id, "056085000999", "citizen_id_sex_mismatch"),
+        (AN.id, "056385000999", "citizen_id_birth_year_mismatch"),
+        (AN.id, "056186000999", "citizen_id_birth_year_mismatch"),
+        (BINH.id, "058150000999", "citizen_id_sex_mismatch"),
+        (BINH.id, "058051000999", "citizen_id_birth_year_mismatch"),
+        (BINH.id, "058450000999", "citizen_id_birth_year_mismatch"),
+    ] {
+        let r = state.when(&reassign_cmd(old, new, "")).then_rejected(code);
+        assert!(r.message.contains("new number"), "{}", r.message);
+        assert!(!r.message.contains("1985") && !r.message.contains("1950"), "the recorded year is not echoed: {}", r.message);
+    }
+    state.when(&reassign_cmd(AN.id, AN_NEW_ID, "")).then_accepted();
+}
+
+/// A re-determination often corrects the birth year: the command may carry the corrected date
+/// of birth; the new number must agree with it, and the person's record takes it.
+#[test]
+fn a_reassignment_may_correct_the_date_of_birth_and_the_record_takes_it() {
+    let state = given(&and(paying(&[]), &[second_program()]));
+    let corrected = ansinh::domain::BirthDate::parse("1986-04-12").expect("a date");
+    let EventData::CitizenIdReassigned(expected) = reassigned(AN.id, "056186000999", "xác định lại năm sinh") else { unreachable!() };
+    let after = state
+        .when(&reassign_correcting(AN.id, "056186000999", Some("1986-04-12")))
+        .then_events(&[EventData::CitizenIdReassigned(ansinh::event::CitizenIdReassigned { date_of_birth: Some(corrected), ..expected })]);
+    assert_eq!(after.people[&cid("056186000999")].date_of_birth, corrected);
+    // A later enrollment of the same person under the new number agrees with the corrected date.
+    let mut second = enroll_payload(&AN, "ho-ngheo", "2025-01");
+    (second.program_id, second.citizen_id, second.date_of_birth) = ("ho-tro-tien-dien".into(), "056186000999".into(), "1986-04-12".into());
+    after.when(&Command::EnrollBeneficiary(second.clone())).then_accepted();
+    second.date_of_birth = "1986-05-01".into();
+    after.when(&Command::EnrollBeneficiary(second)).then_rejected("identity_mismatch");
+
+    // The corrected date is checked like any date of birth, and the number must agree with it.
+    state.when(&reassign_correcting(AN.id, "056186000999", Some("1987-04-12"))).then_rejected("citizen_id_birth_year_mismatch");
+    state.when(&reassign_correcting(AN.id, AN_NEW_ID, Some("1986-04-12"))).then_rejected("citizen_id_birth_year_mismatch");
+    state.when(&reassign_correcting(AN.id, "056186000999", Some("1986-02-30"))).then_rejected("date_of_birth_invalid");
+    state.when(&reassign_correcting(AN.id, "056186000999", Some("12/04/1986"))).then_rejected("date_of_birth_invalid");
+    state.when(&reassign_correcting(AN.id, "056325000999", Some("2025-01-21"))).then_rejected("date_of_birth_in_future");
+    state.when(&reassign_correcting(AN.id, "056998000999", Some("2398-01-01"))).then_rejected("date_of_birth_in_future");
+    // Without a correction the recorded date stands, and the event does not carry the member.
+    let (events, _) = state.when(&reassign_correcting(AN.id, AN_NEW_ID, None)).then_accepted();
+    let json = serde_json::to_string(&events[0]).expect("serializes");
+    assert!(!json.contains("date_of_birth"), "{json}");
+}
+
 // ---- budgets ---------------------------------------------------------------------------------
 
 #[test]

@@ -245,18 +245,45 @@ fn change_status(state: &State, c: &StatusChange, to: EnrollmentStatus) -> Decis
     }])
 }
 
+/// A re-determined number: it must be free, and its century/sex digit and year must agree with
+/// the person's recorded sex and with the corrected date of birth if the command carries one
+/// (re-determination often corrects the birth year), else the recorded one. Otherwise a person
+/// could be given a number that no later enrollment of theirs could ever match.
 fn reassign(state: &State, c: &ReassignCitizenId, issued_at: &Timestamp) -> Decision {
     let old = current_citizen(state, &c.old_citizen_id)?;
     let new = CitizenId::parse(&c.new_citizen_id).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
+    let corrected = c.date_of_birth.as_deref().map(|raw| date_of_birth(raw, issued_at)).transpose()?;
     let reason = text(&c.reason, "reason")?;
     let attestation = attestation(&c.attestation, issued_at)?;
-    if !state.people.contains_key(&old) {
-        return Err(Rejection::new("not_enrolled", format!("{} is not enrolled", old.masked())));
-    }
+    let person = state.people.get(&old).ok_or_else(|| Rejection::new("not_enrolled", format!("{} is not enrolled", old.masked())))?;
     if new == old || state.people.contains_key(&new) || state.reassigned.contains_key(&new) {
         return Err(Rejection::new("citizen_id_in_use", format!("{} is already in use", new.masked())));
     }
-    Ok(vec![EventData::CitizenIdReassigned(CitizenIdReassigned { old_citizen_id: old, new_citizen_id: new, reason, attestation })])
+    if new.sex() != person.sex {
+        return Err(Rejection::new(
+            "citizen_id_sex_mismatch",
+            format!("the new number's century/sex digit says {:?}, which is not the recorded sex", new.sex()),
+        ));
+    }
+    match corrected {
+        Some(dob) if new.birth_year() != dob.year() => {
+            return Err(Rejection::new(
+                "citizen_id_birth_year_mismatch",
+                format!("the new number says born {}, but the corrected date of birth is in {}", new.birth_year(), dob.year()),
+            ))
+        }
+        None if new.birth_year() != person.date_of_birth.year() => {
+            return Err(Rejection::new(
+                "citizen_id_birth_year_mismatch",
+                format!(
+                    "the new number says born {}, which is not the year of the recorded date of birth; send the corrected date_of_birth if the re-determination corrected it",
+                    new.birth_year()
+                ),
+            ))
+        }
+        _ => {}
+    }
+    Ok(vec![EventData::CitizenIdReassigned(CitizenIdReassigned { old_citizen_id: old, new_citizen_id: new, reason, attestation, date_of_birth: corrected })])
 }
 
 // ---- payouts ---------------------------------------------------------------------------------

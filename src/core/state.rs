@@ -211,7 +211,10 @@ impl State {
             EventData::BeneficiaryResumed(e) => self.set_status(&e.citizen_id, &e.program_id, e.effective_from, EnrollmentStatus::Active),
             EventData::BeneficiaryTerminated(e) => self.set_status(&e.citizen_id, &e.program_id, e.effective_from, EnrollmentStatus::Terminated),
             EventData::CitizenIdReassigned(e) => {
-                let person = self.people.remove(&e.old_citizen_id).expect("reassignment of an enrolled citizen");
+                let mut person = self.people.remove(&e.old_citizen_id).expect("reassignment of an enrolled citizen");
+                if let Some(corrected) = e.date_of_birth {
+                    person.date_of_birth = corrected;
+                }
                 for payout_id in &person.payouts {
                     let p = self.payouts.get_mut(payout_id).expect("a person's payouts exist");
                     p.citizen_id = e.new_citizen_id.clone();

@@ -220,6 +220,7 @@ pub fn reassigned(old: &str, new: &str, reason: &str) -> EventData {
         new_citizen_id: cid(new),
         reason: reason.into(),
         attestation: attestation(),
+        date_of_birth: None,
     })
 }
 
@@ -398,7 +399,7 @@ pub fn terminate_cmd(citizen_id: &str, effective_from: &str, reason: &str) -> Co
 }
 
 pub fn reassign_payload(old: &str, new: &str, reason: &str) -> ReassignCitizenId {
-    ReassignCitizenId { old_citizen_id: old.into(), new_citizen_id: new.into(), reason: reason.into(), attestation: Some(attestation()) }
+    ReassignCitizenId { old_citizen_id: old.into(), new_citizen_id: new.into(), reason: reason.into(), attestation: Some(attestation()), date_of_birth: None }
 }
 
 pub fn reassign_cmd(old: &str, new: &str, reason: &str) -> Command {
