@@ -320,6 +320,53 @@ fn corpus() -> Vec<Case> {
         add(&format!("enroll: {name}"), to_bytes(&e), Expect::Rejected(code));
     }
 
+    // ---- names that show nothing or hide something (issue 16), in every name field --------------
+    let hidden_names = [
+        ("zero-width space", "\u{200b}"),
+        ("zero-width joiners", "\u{200c}\u{200d}"),
+        ("right-to-left override", "\u{202e}"),
+        ("bidi isolate", "\u{2067}\u{2069}"),
+        ("byte-order mark", "\u{feff}"),
+        ("word joiner", "\u{2060}"),
+        ("soft hyphen", "\u{ad}"),
+        ("Hangul filler", "\u{3164}"),
+        ("tag characters", "\u{e0041}\u{e0042}"),
+        ("variation selector", "\u{fe0f}"),
+        ("private use", "\u{e000}"),
+        ("line separator", "\u{2028}"),
+        ("combining mark only", "\u{301}\u{303}"),
+        ("digits only", "0123456789"),
+        ("punctuation only", "-.,"),
+        ("emoji only", "\u{1f600}"),
+        ("override inside a name", "Phạm Thị \u{202e}Dung"),
+        ("zero-width inside a name", "Phạm\u{200b}Thị Dung"),
+        ("leading byte-order mark", "\u{feff}Phạm Thị Dung"),
+        ("trailing soft hyphen", "Phạm Thị Dung\u{ad}"),
+    ];
+    for (i, (why, raw)) in hidden_names.iter().enumerate() {
+        add(
+            &format!("enroll: full name {why}"),
+            to_bytes(&enroll_with(&format!("n-full-{i}"), |p| p.full_name = (*raw).into())),
+            Expect::Rejected("full_name_invalid"),
+        );
+        add(
+            &format!("enroll: holder name {why}"),
+            to_bytes(&enroll_with(&format!("n-holder-{i}"), |p| p.account.holder_name = (*raw).into())),
+            Expect::Rejected("holder_name_invalid"),
+        );
+        let account = ansinh::domain::account::AccountInput { holder_name: (*raw).into(), ..account_input(&BINH) };
+        add(
+            &format!("change account: holder name {why}"),
+            to_bytes(&envelope(&format!("n-change-{i}"), change_account_cmd(AN.id, account))),
+            Expect::Rejected("holder_name_invalid"),
+        );
+        add(
+            &format!("program: name {why}"),
+            to_bytes(&envelope(&format!("n-program-{i}"), define_program_cmd(&format!("p-name-{i}"), raw, &[("6c", "1.5")]))),
+            Expect::Rejected("program_name_invalid"),
+        );
+    }
+
     // ---- amounts: funding (whole command) and batch lines --------------------------------------
     let amounts: &[(&str, &str)] = &[
         ("-750000", "amount_not_positive"),

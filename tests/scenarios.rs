@@ -123,6 +123,36 @@ fn full_name_must_be_present_and_printable() {
     }
 }
 
+/// Issue 16: text that shows nothing (a zero-width space, a bidi override, a Hangul filler)
+/// passed as a name, and a real name could hide an override that reorders what people read.
+/// Every name field: refused, naming the character, never cleaned.
+#[test]
+fn every_name_must_show_a_letter_and_hide_nothing() {
+    let names = [
+        "\u{200b}",
+        "\u{202e}",
+        "\u{feff}",
+        "\u{2060}\u{2063}",
+        "\u{3164}",
+        "\u{ad}",
+        "\u{e0041}\u{e0042}",
+        "12345",
+        "\u{301}",
+        "Nguyễn\u{202e}Thị An",
+        "Trần\u{200d}Văn Bình",
+        "\u{feff}Lê Văn Cường",
+    ];
+    for raw in names {
+        let hidden = raw.chars().any(ansinh::domain::text::is_invisible_or_control);
+        let says = |r: ansinh::core::Rejection| assert!(!hidden || r.message.contains("U+"), "{raw:?}: {}", r.message);
+        says(given(&rules()).when(&an_enroll_with(|p| p.full_name = raw.into())).then_rejected("full_name_invalid"));
+        says(given(&rules()).when(&an_account_with(|a| a.holder_name = raw.into())).then_rejected("holder_name_invalid"));
+        let account = AccountInput { holder_name: raw.into(), ..bidv_account_input(&AN) };
+        says(given(&paying(&[])).when(&change_account_cmd(AN.id, account)).then_rejected("holder_name_invalid"));
+        says(given(&[]).when(&define_program_cmd("p2", raw, &[("6c", "1.5")])).then_rejected("program_name_invalid"));
+    }
+}
+
 #[test]
 fn identity_must_come_with_an_attestation() {
     given(&rules()).when(&an_enroll_with(|p| p.attestation = None)).then_rejected("attestation_missing");

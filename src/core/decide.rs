@@ -6,6 +6,7 @@ use super::rejection::Rejection;
 use super::state::{EnrollmentStatus, PayoutStatus, State};
 use crate::command::*;
 use crate::domain::reference::province_name;
+use crate::domain::text;
 use crate::domain::{valid_identifier, Attestation, BirthDate, CitizenId, Coefficient, Period, Vnd, IDENTIFIER_LEN_MAX};
 use crate::event::*;
 use crate::timefmt::Timestamp;
@@ -103,9 +104,12 @@ fn define_program(state: &State, c: &DefineProgram) -> Decision {
     if !valid_identifier(&c.program_id, IDENTIFIER_LEN_MAX) {
         return Err(Rejection::new("program_id_invalid", "program id must be 1-64 characters of [A-Za-z0-9._:-]"));
     }
-    if c.name.trim().is_empty() || c.name.chars().count() > NAME_LEN_MAX {
-        return Err(Rejection::new("program_name_invalid", format!("program name must be 1-{NAME_LEN_MAX} characters")));
-    }
+    let name = text::name(&c.name, NAME_LEN_MAX).map_err(|e| {
+        Rejection::new(
+            "program_name_invalid",
+            format!("program name {e}: it must be 1-{NAME_LEN_MAX} characters with a letter, no control or invisible character"),
+        )
+    })?;
     if c.categories.is_empty() || c.categories.len() > state.limits.categories_max || c.categories.keys().any(|k| !valid_identifier(k, 16)) {
         return Err(Rejection::new(
             "categories_invalid",
@@ -122,7 +126,7 @@ fn define_program(state: &State, c: &DefineProgram) -> Decision {
     if state.programs.contains_key(&c.program_id) {
         return Err(Rejection::new("program_exists", format!("program {:?} is already defined", c.program_id)));
     }
-    Ok(vec![EventData::ProgramDefined(ProgramDefined { program_id: c.program_id.clone(), name: c.name.trim().to_string(), categories, legal_basis })])
+    Ok(vec![EventData::ProgramDefined(ProgramDefined { program_id: c.program_id.clone(), name: name.to_string(), categories, legal_basis })])
 }
 
 fn set_standard_level(state: &State, c: &SetStandardLevel) -> Decision {
@@ -149,10 +153,9 @@ fn enroll(state: &State, c: &EnrollBeneficiary, issued_at: &Timestamp) -> Decisi
     let citizen_id = current_citizen(state, &c.citizen_id)?;
     let date_of_birth = date_of_birth(&c.date_of_birth, issued_at)?;
     citizen_id.check_consistency(date_of_birth.year(), c.sex).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
-    let full_name = c.full_name.trim();
-    if full_name.is_empty() || full_name.chars().count() > NAME_LEN_MAX || full_name.chars().any(char::is_control) {
-        return Err(Rejection::new("full_name_invalid", format!("full name must be 1-{NAME_LEN_MAX} printable characters")));
-    }
+    let full_name = text::name(&c.full_name, NAME_LEN_MAX).map_err(|e| {
+        Rejection::new("full_name_invalid", format!("full name {e}: it must be 1-{NAME_LEN_MAX} characters with a letter, no control or invisible character"))
+    })?;
     let attestation = attestation(&c.attestation, issued_at)?;
     let account = c.account.check()?;
     let province = province(&c.province)?;

@@ -46,7 +46,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("citizen_id_in_use", "the new number already belongs to a beneficiary"),
     ("date_of_birth_invalid", "date of birth is not a real calendar date YYYY-MM-DD"),
     ("date_of_birth_in_future", "date of birth is after the day the command was issued (its issued_at date)"),
-    ("full_name_invalid", "full name is empty, too long or has control characters"),
+    ("full_name_invalid", "full name is empty, too long, has no letter, or has a control or invisible formatting character (zero-width, bidi)"),
     ("identity_mismatch", "date of birth or sex differ from this citizen's existing enrollment"),
     ("attestation_missing", "no identity verification attestation"),
     ("attestation_insufficient", "attestation is not VNeID level 2"),
@@ -55,11 +55,11 @@ pub const CODES: &[(&str, &str)] = &[
     // Accounts
     ("bank_unknown", "BIN is not in the bank table"),
     ("account_number_invalid", "account number is not 6-19 characters of 0-9 or A-Z"),
-    ("holder_name_invalid", "account holder name is empty, too long or has control characters"),
+    ("holder_name_invalid", "account holder name is empty, too long, has no letter, or has a control or invisible formatting character"),
     ("account_unchanged", "the account is the one already on record (or the one that failed)"),
     // Programs and rules
     ("program_id_invalid", "program id is empty, too long or has characters outside [A-Za-z0-9._:-]"),
-    ("program_name_invalid", "program name is empty or too long"),
+    ("program_name_invalid", "program name is empty, too long, has no letter, or has a control or invisible formatting character"),
     ("program_unknown", "no such program"),
     ("program_exists", "a program with this id is already defined"),
     ("categories_invalid", "no categories, a bad category code, or too many"),

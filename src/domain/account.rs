@@ -6,7 +6,8 @@ use crate::timefmt::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// A payment account, already checked: BIN in the bank table, account number 6-19 of [0-9A-Z]
-/// (no national format exists; facts §3.4), holder name present.
+/// (no national format exists; facts §3.4), holder name a name (`text::name`: a letter, nothing
+/// invisible).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
@@ -36,10 +37,9 @@ impl AccountInput {
         if !(6..=19).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
             return Err(("account_number_invalid", "account number must be 6-19 characters of 0-9 or A-Z".into()));
         }
-        let name = self.holder_name.trim();
-        if name.is_empty() || name.chars().count() > HOLDER_NAME_LEN_MAX || name.chars().any(char::is_control) {
-            return Err(("holder_name_invalid", format!("holder name must be 1-{HOLDER_NAME_LEN_MAX} printable characters")));
-        }
+        let name = super::text::name(&self.holder_name, HOLDER_NAME_LEN_MAX).map_err(|e| {
+            ("holder_name_invalid", format!("holder name {e}: it must be 1-{HOLDER_NAME_LEN_MAX} characters with a letter, no control or invisible character"))
+        })?;
         Ok(Account { bin: self.bin.clone(), account_no: n.clone(), holder_name: name.to_string() })
     }
 }
