@@ -14,12 +14,18 @@ pub struct Event {
     /// A `command_id_reused` rejection: `<command_id>/reused-<16 hex of its payload digest>/<n>`.
     pub id: String,
     pub command_id: String,
-    /// Time of the command that caused it (from its envelope, never from a clock).
+    /// Time of the command that caused it (its `issued_at`, never a clock): RFC 3339 as the
+    /// engine accepts it (`timefmt`).
+    #[schemars(schema_with = "at_schema")]
     pub at: String,
     /// Version of this event type's `data`.
     pub v: u32,
     #[serde(flatten)]
     pub data: EventData,
+}
+
+fn at_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::timefmt::rfc3339_schema()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -181,6 +181,22 @@ mod tests {
         }
     }
 
+    /// `v` as JSON Schema reads it (see `command::version`): 1.0 is 1, 0 is no version.
+    #[test]
+    fn versions_are_whole_numbers_from_one() {
+        let with_v = |v: &str| {
+            format!(
+                r#"{{"command_id":"c1","v":{v},"type":"fund_budget","issued_at":"2025-01-20T08:00:00Z","payload":{{"province":"056","program_id":"p","period":"2025-01","amount":"1"}}}}"#
+            )
+        };
+        for (v, want) in [("1", 1), ("1.0", 1), ("1e0", 1), ("2", 2), ("2.0", 2), ("4294967295", u32::MAX)] {
+            assert_eq!(decode_command(with_v(v).as_bytes()).map(|e| e.v), Ok(want), "v {v}");
+        }
+        for v in ["0", "0.0", "-1", "1.5", "4294967296", "\"1\"", "null", "true"] {
+            assert_eq!(decode_command(with_v(v).as_bytes()).map(|e| e.v).unwrap_err().reason(), "schema_violation", "v {v}");
+        }
+    }
+
     #[test]
     fn csv_lists_become_batches() {
         let csv = "\u{feff}Citizen_ID,Full name,Amount\n056185000123,Nguyễn Thị A,750000\n\"058190000001\", \"Trần Văn B\" ,1000000\n";

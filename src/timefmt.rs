@@ -148,6 +148,29 @@ impl fmt::Display for Instant {
     }
 }
 
+/// The calendar dates `Timestamp::parse` and `BirthDate::parse` accept (years 1900-2399, real
+/// days, Gregorian leap years: 2000 is one, 1900, 2100, 2200 and 2300 are not), as an
+/// unanchored ECMA-262 regular expression for JSON Schema `pattern`s.
+pub fn date_pattern() -> String {
+    let year = "(19[0-9]{2}|2[0-3][0-9]{2})";
+    let leap_year = "((19|2[0-3])(0[48]|[2468][048]|[13579][26])|2000)";
+    format!("({year}-(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|{year}-(0[469]|11)-(0[1-9]|[12][0-9]|30)|{year}-02-(0[1-9]|1[0-9]|2[0-8])|{leap_year}-02-29)")
+}
+
+/// The JSON Schema of an accepted time: the same set as `Timestamp::parse` (tests/schemas.rs
+/// sweeps dates, times and offsets through both). The `pattern` carries the rules, since
+/// draft 2020-12 validators treat `format` as an annotation unless told otherwise; `format`
+/// says what it is (and, where asserted, accepts a superset: leap seconds, offsets to ±23:59).
+pub fn rfc3339_schema() -> schemars::Schema {
+    let pattern = format!("^{}[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?([Zz]|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$", date_pattern());
+    schemars::json_schema!({
+        "type": "string",
+        "format": "date-time",
+        "pattern": pattern,
+        "maxLength": RFC3339_LEN_MAX,
+    })
+}
+
 /// Whether `raw` is an accepted time (see the module documentation).
 pub fn valid_rfc3339(raw: &str) -> bool {
     Timestamp::parse(raw).is_ok()

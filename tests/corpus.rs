@@ -237,7 +237,15 @@ fn corpus() -> Vec<Case> {
     let mut v = good_enroll.clone();
     v["v"] = 2.into();
     add("version 2", serde_json::to_vec(&v).expect("JSON"), Expect::Rejected("version_unsupported"));
-    for (kind, wrong) in [("string", json!("1")), ("negative", json!(-1)), ("fraction", json!(1.5))] {
+    for (kind, wrong) in [
+        ("string", json!("1")),
+        ("negative", json!(-1)),
+        ("fraction", json!(1.5)),
+        ("zero", json!(0)),
+        ("zero as 0.0", json!(0.0)),
+        ("2^32", json!(4_294_967_296u64)),
+        ("null", Value::Null),
+    ] {
         let mut v = good_enroll.clone();
         v["v"] = wrong;
         add(&format!("version as {kind}"), serde_json::to_vec(&v).expect("JSON"), Expect::Decode("schema_violation"));

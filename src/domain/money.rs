@@ -134,9 +134,15 @@ impl Serialize for Vnd {
     }
 }
 
+/// Reading a recorded amount (events, views): only the form `Serialize` writes, digits without
+/// a leading zero, so the decoder and the schema's pattern accept exactly the same strings.
+/// Commands carry amounts as raw strings and go through `Vnd::parse` in `decide`.
 impl<'de> Deserialize<'de> for Vnd {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
+        if raw.starts_with('0') {
+            return Err(serde::de::Error::custom(format!("amount {raw:?} is not written as recorded amounts are (no leading zero)")));
+        }
         Vnd::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
@@ -148,8 +154,8 @@ impl schemars::JsonSchema for Vnd {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[1-9][0-9]{0,15}$",
-            "description": "Whole đồng as a decimal string, positive, at most 10^15. Never a JSON number."
+            "pattern": "^([1-9][0-9]{0,14}|1000000000000000)$",
+            "description": "Whole đồng as a string of digits, positive, at most 10^15, no leading zero, no separator or space. Never a JSON number."
         })
     }
 }
@@ -300,6 +306,11 @@ mod tests {
     fn json_numbers_are_refused() {
         assert!(serde_json::from_str::<Vnd>("750000").is_err());
         assert!(serde_json::from_str::<Vnd>("\"750000\"").is_ok());
+        assert!(serde_json::from_str::<Vnd>("\"1000000000000000\"").is_ok());
+        // Recorded amounts are read back only in the form they are written.
+        for raw in ["\"0750000\"", "\"750.000\"", "\"1000000000000001\"", "\"0\""] {
+            assert!(serde_json::from_str::<Vnd>(raw).is_err(), "{raw}");
+        }
     }
 
     #[test]

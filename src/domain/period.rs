@@ -149,7 +149,11 @@ impl schemars::JsonSchema for BirthDate {
         "BirthDate".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"})
+        schemars::json_schema!({
+            "description": "A real calendar date YYYY-MM-DD, years 1900-2399.",
+            "type": "string",
+            "pattern": format!("^{}$", crate::timefmt::date_pattern()),
+        })
     }
 }
 
