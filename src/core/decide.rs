@@ -1,6 +1,11 @@
 //! `decide(state, command) -> events | rejection`: the functional core. Pure: no clock, no I/O,
 //! no randomness. Checks run in a fixed precedence order (structure, then references, then
 //! state), so the same input always gets the same code.
+//!
+//! Rejection messages go back to the sender and into the log: they say what the code says and
+//! echo what the sender sent, and never name another province, another person's data or
+//! enrollment, or a re-determined number (an agency of one province must not learn where else
+//! a citizen is enrolled, or what a citizen's new number is, from a refusal).
 
 use super::rejection::Rejection;
 use super::state::{EnrollmentStatus, PayoutStatus, State};
@@ -64,11 +69,16 @@ fn program<'s>(state: &'s State, program_id: &str) -> Result<&'s crate::domain::
     state.programs.get(program_id).ok_or_else(|| Rejection::new("program_unknown", format!("program {program_id:?} is not defined")))
 }
 
-/// Parses a citizen ID and refuses a re-determined (old) number, naming the new one.
+/// Parses a citizen ID and refuses a re-determined (old) number. The new number is not named:
+/// the sender may not be allowed to read it (rejection messages say what the code says and
+/// what the sender sent, never another person's, province's or enrollment's data).
 fn current_citizen(state: &State, raw: &str) -> Result<CitizenId, Rejection> {
     let id = CitizenId::parse(raw).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
-    if let Some(new) = state.current_id(&id) {
-        return Err(Rejection::new("citizen_id_reassigned", format!("number {} was re-determined as {}", id.masked(), new.masked())));
+    if state.current_id(&id).is_some() {
+        return Err(Rejection::new(
+            "citizen_id_reassigned",
+            format!("number {} was re-determined; use the new number from the population database", id.masked()),
+        ));
     }
     Ok(id)
 }
@@ -383,7 +393,7 @@ fn decide_line(
     let amount = amount(&line.amount)?;
     let e = enrollment(state, &citizen_id, &c.program_id)?;
     if e.province != province {
-        return Err(Rejection::new("province_mismatch", format!("{} is enrolled in province {}", citizen_id.masked(), e.province)));
+        return Err(Rejection::new("province_mismatch", format!("{} is not enrolled in {:?} in province {province}", citizen_id.masked(), c.program_id)));
     }
     match e.status_at(period) {
         None => return Err(Rejection::new("not_yet_eligible", format!("entitlement starts in {}", e.effective_from))),

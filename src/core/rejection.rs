@@ -42,7 +42,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("citizen_id_unknown_province", "the first 3 digits are not a province code in the table (possibly a country code: check by hand)"),
     ("citizen_id_birth_year_mismatch", "century/sex digit and year disagree with the declared date of birth"),
     ("citizen_id_sex_mismatch", "century/sex digit disagrees with the declared sex"),
-    ("citizen_id_reassigned", "this number was re-determined; use the new number"),
+    ("citizen_id_reassigned", "this number was re-determined; use the new number (which is not named)"),
     ("citizen_id_in_use", "the new number already belongs to a beneficiary"),
     ("date_of_birth_invalid", "date of birth is not a real calendar date YYYY-MM-DD"),
     ("date_of_birth_in_future", "date of birth is after the day the command was issued (its issued_at date)"),
@@ -79,7 +79,7 @@ pub const CODES: &[(&str, &str)] = &[
     // Enrollment lifecycle
     ("not_enrolled", "the citizen has no enrollment in this program"),
     ("already_enrolled", "the citizen is already enrolled in this program"),
-    ("province_mismatch", "the citizen is enrolled in another province"),
+    ("province_mismatch", "the citizen is not enrolled in this program in the batch's province (the other province is not named)"),
     ("not_yet_eligible", "the period is before the enrollment's first month"),
     ("beneficiary_suspended", "the enrollment is suspended for this period"),
     ("beneficiary_terminated", "the enrollment is terminated for this period"),
