@@ -209,4 +209,23 @@ mod tests {
         let input = read_input(&args(file.clone(), &"B".repeat(64), None), None).expect("a 64-character batch id is fine");
         assert_eq!(input.envelopes[0].1.command_id, format!("csv-{}", "B".repeat(64)));
     }
+
+    /// A JSON Lines file goes through the same decoder as AMQP: a repeated key is not a command.
+    #[test]
+    fn a_line_with_a_repeated_key_is_not_a_command() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("commands.jsonl");
+        let line = |amounts: &str| {
+            format!(
+                r#"{{"command_id":"c-{}","type":"fund_budget","issued_at":"2025-01-20T08:00:00Z","payload":{{"province":"056","program_id":"p","period":"2025-01",{amounts}}}}}"#,
+                amounts.len()
+            )
+        };
+        let text = format!("{}\n{}\n", line(r#""amount":"750000""#), line(r#""amount":"1","amount":"750000""#));
+        std::fs::write(&file, text).expect("written");
+        let input =
+            read_input(&SubmitArgs { file, json: true, batch_id: None, program: None, province: None, period: None, command_id: None }, None).expect("read");
+        assert_eq!((input.envelopes.len(), input.invalid), (1, 1));
+        assert_eq!(input.envelopes[0].0, 1, "only line 1 is a command");
+    }
 }
