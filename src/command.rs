@@ -5,6 +5,7 @@
 use crate::domain::account::AccountInput;
 use crate::domain::Attestation;
 use crate::domain::{FailureReason, Sex};
+use crate::timefmt::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -12,12 +13,18 @@ use std::collections::BTreeMap;
 /// What arrives on the wire (a JSON Lines line, an AMQP message body).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CommandEnvelope {
-    /// Sender-chosen, unique per command; a redelivery carries the same id and gets the same outcome.
+    /// Sender-chosen, unique per command, 1-128 characters of [A-Za-z0-9._:-]; a redelivery
+    /// carries the same id and gets the same outcome.
+    #[schemars(schema_with = "command_id_schema")]
     pub command_id: String,
-    /// Version of the command type's payload.
-    #[serde(default = "one")]
+    /// Version of the command type's payload: a whole number, 1 if absent (`1.0` is read as 1,
+    /// since JSON Schema cannot tell the two apart).
+    #[serde(default = "one", deserialize_with = "version")]
+    #[schemars(schema_with = "version_schema")]
     pub v: u32,
-    /// When the sender issued the command (RFC 3339). Events take their time from here.
+    /// When the sender issued the command: RFC 3339 with a real date (years 1900-2399) and time,
+    /// an offset within ±14:00, no leap second. Events take their time from here.
+    #[schemars(schema_with = "issued_at_schema")]
     pub issued_at: String,
     /// Who sent it (over AMQP: the broker-validated user id). Informational in embedded mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,6 +35,65 @@ pub struct CommandEnvelope {
 
 fn one() -> u32 {
     1
+}
+
+/// `v` as JSON Schema reads it: a number whose value is a whole number from 1 to u32::MAX. JSON
+/// Schema cannot tell `1.0` from `1` (draft 2020-12: "a number with a zero fractional part is
+/// an integer"; `const` and `enum` compare values too), and RFC 8259 and RFC 8785 give them the
+/// same meaning, so no schema can refuse `1.0`: the decoder reads it as version 1 instead of
+/// disagreeing with every validator. `0`, negatives, fractions, strings and null are refused,
+/// as the schema refuses them (`minimum` 1, `maximum` u32::MAX).
+fn version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    struct Version;
+    impl serde::de::Visitor<'_> for Version {
+        type Value = u32;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a whole number from 1 to {}", u32::MAX)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u32, E> {
+            u32::try_from(v).ok().filter(|v| *v >= 1).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u32, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self)).and_then(|v| self.visit_u64(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u32, E> {
+            if v.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(&v) {
+                Ok(v as u32)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+    d.deserialize_any(Version)
+}
+
+fn version_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "integer",
+        "minimum": 1,
+        "maximum": u32::MAX,
+        "default": 1,
+    })
+}
+
+fn command_id_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "pattern": format!("^[A-Za-z0-9._:-]{{1,{}}}$", crate::engine::COMMAND_ID_LEN_MAX),
+    })
+}
+
+fn issued_at_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::timefmt::rfc3339_schema()
+}
+
+/// The envelope's `issued_at`, parsed (`timefmt`: a real date and time, offset within ±14:00),
+/// or why not. Events take their `at` from it, so an impossible time is never recorded.
+pub fn issued_at(envelope: &CommandEnvelope) -> Result<Timestamp, String> {
+    Timestamp::parse(&envelope.issued_at).map_err(|e| {
+        let shown: String = envelope.issued_at.chars().take(48).collect();
+        format!("issued_at {shown:?} is not an RFC 3339 time ({e}); e.g. 2025-01-20T08:00:00+07:00")
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -170,7 +236,9 @@ pub struct StatusChange {
     pub reason: String,
 }
 
-/// The population database re-determined a person's number (e.g. birth year corrected).
+/// The population database re-determined a person's number (e.g. birth year corrected). The
+/// new number must agree with the person's recorded sex and date of birth, or with
+/// `date_of_birth` when the re-determination corrected it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReassignCitizenId {
@@ -180,6 +248,10 @@ pub struct ReassignCitizenId {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<Attestation>,
+    /// The corrected date of birth (`YYYY-MM-DD`), when the re-determination corrected it;
+    /// absent: the recorded one stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

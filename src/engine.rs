@@ -197,10 +197,13 @@ impl Engine {
         let mut outcomes = Vec::with_capacity(commands.len());
 
         for envelope in commands {
-            if let Err(why) = check_envelope(envelope) {
-                outcomes.push(Outcome::invalid(&envelope.command_id, envelope.command.type_name(), why));
-                continue;
-            }
+            let issued_at = match check_envelope(envelope) {
+                Ok(issued_at) => issued_at,
+                Err(why) => {
+                    outcomes.push(Outcome::invalid(&envelope.command_id, envelope.command.type_name(), why));
+                    continue;
+                }
+            };
             let id = envelope.command_id.as_str();
             let digest = digest(envelope);
             let known = match pending.get(id) {
@@ -230,9 +233,9 @@ impl Engine {
                 ))
             } else if let Some(roles) = &self.roles {
                 crate::core::authz::authorize(roles, &self.state, envelope.sender.as_deref(), &envelope.command)
-                    .and_then(|()| decide(&self.state, &envelope.command))
+                    .and_then(|()| decide(&self.state, &envelope.command, &issued_at))
             } else {
-                decide(&self.state, &envelope.command)
+                decide(&self.state, &envelope.command, &issued_at)
             };
             let data = result.unwrap_or_else(|r| {
                 tracing::debug!(command_id = id, code = r.code, "command rejected");
@@ -472,16 +475,14 @@ pub fn remove_unfinished_snapshots(data_dir: &Path) -> usize {
     removed
 }
 
-/// Checks what the envelope itself must carry (command id, time); a transport dead-letters an
-/// envelope that fails here instead of sending it to `execute`.
-pub fn check_envelope(envelope: &CommandEnvelope) -> Result<(), String> {
+/// Checks what the envelope itself must carry (command id, time) and returns the parsed time
+/// the command is decided at; a transport dead-letters an envelope that fails here instead of
+/// sending it to `execute`.
+pub fn check_envelope(envelope: &CommandEnvelope) -> Result<crate::timefmt::Timestamp, String> {
     if !valid_identifier(&envelope.command_id, COMMAND_ID_LEN_MAX) {
         return Err(format!("command_id must be 1-{COMMAND_ID_LEN_MAX} characters of [A-Za-z0-9._:-]"));
     }
-    if !crate::timefmt::valid_rfc3339(&envelope.issued_at) {
-        return Err("issued_at must be an RFC 3339 time, e.g. 2025-01-20T08:00:00Z".into());
-    }
-    Ok(())
+    crate::command::issued_at(envelope)
 }
 
 /// SHA-256 of the canonical JSON of the command's type, version, payload and sender: what "the

@@ -20,7 +20,9 @@ pub struct Event {
     /// A `command_id_reused` rejection: `<command_id>/reused-<16 hex of its payload digest>/<n>`.
     pub id: String,
     pub command_id: String,
-    /// Time of the command that caused it (from its envelope, never from a clock).
+    /// Time of the command that caused it (its `issued_at`, never a clock): RFC 3339 as the
+    /// engine accepts it (`timefmt`).
+    #[schemars(schema_with = "at_schema")]
     pub at: String,
     /// Who sent the command: the broker-validated AMQP user over RabbitMQ, `file` for the
     /// embedded intake (`submit`, `demo`). Absent only in logs written before it was recorded.
@@ -30,6 +32,10 @@ pub struct Event {
     pub v: u32,
     #[serde(flatten)]
     pub data: EventData,
+}
+
+fn at_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::timefmt::rfc3339_schema()
 }
 
 /// Lists every event type once: variant, wire name, data type. Generates `EventData`, its
@@ -252,6 +258,11 @@ pub struct EnrollmentStatusChanged {
 #[serde(deny_unknown_fields)]
 pub struct CitizenIdReassigned {
     pub attestation: Attestation,
+    /// The corrected date of birth, when the re-determination corrected it (the new number
+    /// agrees with it); the person's record takes it. Absent (and not written) otherwise, so
+    /// events recorded before the member existed keep their bytes and hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<BirthDate>,
     pub new_citizen_id: CitizenId,
     pub old_citizen_id: CitizenId,
     pub reason: String,

@@ -1,8 +1,11 @@
 //! Turning bytes into commands: JSON Lines envelopes and CSV payout lists. Anything that is
 //! not a command gets a specific `DecodeError` and is never recorded as one.
 
+mod strict_json;
+
 use crate::command::{Command, CommandEnvelope, PayoutLine, SubmitPayoutBatch};
 use serde_json::Value;
+use strict_json::StrictJsonError;
 
 /// Largest command accepted (a 50,000-line batch is about 4 MB).
 pub const COMMAND_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -15,6 +18,10 @@ pub enum DecodeError {
     NotUtf8,
     #[error("not JSON: {0}")]
     NotJson(String),
+    /// An object repeats a key, at any depth: JSON leaves the meaning undefined (serde_json
+    /// would keep the last value), so the message is refused rather than guessed at.
+    #[error("duplicate key {key:?} in the object at {path}: each key may appear once")]
+    DuplicateKey { key: String, path: String },
     #[error("not a JSON object")]
     NotObject,
     #[error("missing or non-string field {0:?}")]
@@ -32,6 +39,7 @@ impl DecodeError {
             DecodeError::Oversize(_) => "oversize",
             DecodeError::NotUtf8 => "not_utf8",
             DecodeError::NotJson(_) => "not_json",
+            DecodeError::DuplicateKey { .. } => "duplicate_key",
             DecodeError::NotObject => "not_object",
             DecodeError::MissingField(_) => "missing_field",
             DecodeError::UnknownType(_) => "unknown_type",
@@ -45,7 +53,10 @@ pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
         return Err(DecodeError::Oversize(bytes.len()));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
-    let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let value: Value = strict_json::parse(text).map_err(|e| match e {
+        StrictJsonError::DuplicateKey { key, path } => DecodeError::DuplicateKey { key, path },
+        StrictJsonError::Json(e) => DecodeError::NotJson(e.to_string()),
+    })?;
     let object = value.as_object().ok_or(DecodeError::NotObject)?;
     for field in ["command_id", "type", "issued_at"] {
         if !object.get(field).is_some_and(Value::is_string) {
@@ -65,10 +76,28 @@ pub enum CsvError {
     Csv(#[from] csv::Error),
     #[error("CSV header must have columns citizen_id and amount (found: {0})")]
     Header(String),
+    /// Two columns that `citizen_id`/`amount` matching cannot tell apart.
+    #[error("CSV header names column {name:?} twice (columns {first} and {again}); which one counts would be a guess")]
+    HeaderRepeated { name: String, first: usize, again: usize },
+    /// A row wider or narrower than the header: most often an unquoted `750,000`, which CSV
+    /// splits into `750` and `000`. The whole file is refused, never a truncated reading of it.
+    #[error(
+        "CSV row {row} (file line {line}) has {fields} fields where the header has {header_fields}: the file is refused; an unquoted comma \
+         inside a value (750,000) splits it in two: write amounts as whole đồng without separators (750000)"
+    )]
+    RowWidth { row: u64, line: u64, fields: usize, header_fields: usize },
+}
+
+/// A header name as `citizen_id` and `amount` are looked up: byte-order mark and surrounding
+/// spaces ignored (the reader trims), ASCII case ignored.
+fn column_key(name: &str) -> String {
+    name.trim_start_matches('\u{feff}').trim().to_ascii_lowercase()
 }
 
 /// Reads a payout list (`citizen_id,amount[,...]`, header required, other columns ignored)
-/// into a batch command. Line N of the batch is data row N (file line N+1).
+/// into a batch command. Line N of the batch is data row N (file line N+1 when no field spans
+/// lines). Every row must have as many fields as the header, and no two columns may have the
+/// same name: a file that does not say one thing is refused as a whole.
 pub fn payout_batch_from_csv(
     reader: impl std::io::Read,
     batch_id: &str,
@@ -76,16 +105,27 @@ pub fn payout_batch_from_csv(
     province: &str,
     period: &str,
 ) -> Result<SubmitPayoutBatch, CsvError> {
+    // flexible: the width is checked here, so the error names the row and says why.
     let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(reader);
     let headers = csv.headers()?.clone();
-    let find = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name));
+    let keys: Vec<String> = headers.iter().map(column_key).collect();
+    for (again, key) in keys.iter().enumerate() {
+        if let Some(first) = keys[..again].iter().position(|k| !k.is_empty() && k == key) {
+            return Err(CsvError::HeaderRepeated { name: headers[again].to_string(), first: first + 1, again: again + 1 });
+        }
+    }
+    let find = |name: &str| keys.iter().position(|k| k == name);
     let (Some(cid), Some(amount)) = (find("citizen_id"), find("amount")) else {
         return Err(CsvError::Header(headers.iter().collect::<Vec<_>>().join(",")));
     };
     let mut lines = Vec::new();
-    for row in csv.records() {
+    for (index, row) in csv.records().enumerate() {
         let row = row?;
-        lines.push(PayoutLine { citizen_id: row.get(cid).unwrap_or("").to_string(), amount: row.get(amount).unwrap_or("").to_string() });
+        if row.len() != headers.len() {
+            let line = row.position().map_or(0, csv::Position::line);
+            return Err(CsvError::RowWidth { row: index as u64 + 1, line, fields: row.len(), header_fields: headers.len() });
+        }
+        lines.push(PayoutLine { citizen_id: row[cid].to_string(), amount: row[amount].to_string() });
     }
     Ok(SubmitPayoutBatch { batch_id: batch_id.into(), program_id: program_id.into(), province: province.into(), period: period.into(), lines })
 }
@@ -110,6 +150,54 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_key_anywhere_is_refused_with_its_path() {
+        let batch = |lines: &str| {
+            format!(
+                r#"{{"command_id":"c1","type":"submit_payout_batch","issued_at":"2025-01-20T08:00:00Z","payload":{{"batch_id":"B1","program_id":"p","province":"056","period":"2025-01","lines":[{lines}]}}}}"#
+            )
+        };
+        assert!(decode_command(batch(r#"{"citizen_id":"056185000123","amount":"750000"}"#).as_bytes()).is_ok());
+        for (text, key, path) in [
+            (batch(r#"{"citizen_id":"056185000123","amount":"1","amount":"750000"}"#), "amount", "$.payload.lines[0]"),
+            (
+                batch(r#"{"citizen_id":"056185000123","amount":"1"},{"citizen_id":"1","citizen_id":"056185000123","amount":"1"}"#),
+                "citizen_id",
+                "$.payload.lines[1]",
+            ),
+            (
+                batch(r#"{"citizen_id":"056185000123","amount":"1"}"#).replace(r#""batch_id":"B1""#, r#""batch_id":"B1","batch_id":"B2""#),
+                "batch_id",
+                "$.payload",
+            ),
+            (batch("").replacen(r#""command_id":"c1""#, r#""command_id":"c1","command_id":"c2""#, 1), "command_id", "$"),
+            (batch("").replacen(r#""type":"submit_payout_batch""#, r#""type":"fund_budget","type":"submit_payout_batch""#, 1), "type", "$"),
+            (batch("").replacen(r#""issued_at""#, r#""v":2,"v":1,"issued_at""#, 1), "v", "$"),
+            (batch("").replacen(r#""payload":{"#, r#""payload":{},"payload":{"#, 1), "payload", "$"),
+        ] {
+            let err = decode_command(text.as_bytes()).unwrap_err();
+            assert_eq!(err, DecodeError::DuplicateKey { key: key.into(), path: path.into() }, "{text}");
+            assert_eq!(err.reason(), "duplicate_key");
+            assert!(err.to_string().contains(key) && err.to_string().contains(path), "{err}");
+        }
+    }
+
+    /// `v` as JSON Schema reads it (see `command::version`): 1.0 is 1, 0 is no version.
+    #[test]
+    fn versions_are_whole_numbers_from_one() {
+        let with_v = |v: &str| {
+            format!(
+                r#"{{"command_id":"c1","v":{v},"type":"fund_budget","issued_at":"2025-01-20T08:00:00Z","payload":{{"province":"056","program_id":"p","period":"2025-01","amount":"1"}}}}"#
+            )
+        };
+        for (v, want) in [("1", 1), ("1.0", 1), ("1e0", 1), ("2", 2), ("2.0", 2), ("4294967295", u32::MAX)] {
+            assert_eq!(decode_command(with_v(v).as_bytes()).map(|e| e.v), Ok(want), "v {v}");
+        }
+        for v in ["0", "0.0", "-1", "1.5", "4294967296", "\"1\"", "null", "true"] {
+            assert_eq!(decode_command(with_v(v).as_bytes()).map(|e| e.v).unwrap_err().reason(), "schema_violation", "v {v}");
+        }
+    }
+
+    #[test]
     fn csv_lists_become_batches() {
         let csv = "\u{feff}Citizen_ID,Full name,Amount\n056185000123,Nguyễn Thị A,750000\n\"058190000001\", \"Trần Văn B\" ,1000000\n";
         let b = payout_batch_from_csv(csv.as_bytes(), "B1", "sa", "056", "2025-01").unwrap();
@@ -117,5 +205,73 @@ mod tests {
         assert_eq!(b.lines[1].citizen_id, "058190000001");
         assert_eq!(b.lines[1].amount, "1000000");
         assert!(payout_batch_from_csv("id,amt\n".as_bytes(), "B1", "sa", "056", "2025-01").is_err());
+    }
+
+    fn csv_error(text: &str) -> CsvError {
+        payout_batch_from_csv(text.as_bytes(), "B1", "sa", "056", "2025-01").expect_err(text)
+    }
+
+    /// An unquoted `750,000` is two fields: read as 750 before issue 16. Any row wider or
+    /// narrower than the header refuses the file, naming the row.
+    #[test]
+    fn a_row_of_another_width_than_the_header_refuses_the_file() {
+        for (text, row, line, fields) in [
+            ("citizen_id,amount\n056185000123,750,000\n", 1, 2, 3),
+            ("citizen_id,amount\n056185000123,750000\n058190000001,1.000,000\n", 2, 3, 3),
+            ("citizen_id,amount,name\n056185000123,750000\n", 1, 2, 2),
+            ("citizen_id,amount\n056185000123\n", 1, 2, 1),
+            ("citizen_id,amount\n056185000123,750000,\n", 1, 2, 3),
+            ("citizen_id,amount\n\"056185000123\",\"a\nb\"\n058190000001,1,000\n", 2, 4, 3),
+        ] {
+            match csv_error(text) {
+                CsvError::RowWidth { row: r, line: l, fields: f, .. } => assert_eq!((r, l, f), (row, line, fields), "{text}"),
+                other => panic!("{text}: {other}"),
+            }
+        }
+        let message = csv_error("citizen_id,amount\n056185000123,750,000\n").to_string();
+        assert!(message.contains("row 1") && message.contains("without separators"), "{message}");
+        // Quoted, the comma stays in the value, which the engine refuses (`amount_separator`).
+        let b = payout_batch_from_csv("citizen_id,amount\n056185000123,\"750,000\"\n".as_bytes(), "B1", "sa", "056", "2025-01").expect("parses");
+        assert_eq!(b.lines[0].amount, "750,000");
+    }
+
+    #[test]
+    fn a_repeated_column_refuses_the_file() {
+        for (text, first, again) in [
+            ("citizen_id,amount,citizen_id\n", 1, 3),
+            ("citizen_id,amount,AMOUNT\n", 2, 3),
+            ("\u{feff}Citizen_ID,amount, citizen_id \n", 1, 3),
+            ("citizen_id,amount,note,Note\n", 3, 4),
+        ] {
+            match csv_error(text) {
+                CsvError::HeaderRepeated { first: f, again: a, .. } => assert_eq!((f, a), (first, again), "{text}"),
+                other => panic!("{text}: {other}"),
+            }
+        }
+        // Unnamed columns (trailing commas) match nothing, so they can repeat.
+        let b = payout_batch_from_csv("citizen_id,amount,,\n056185000123,750000,,\n".as_bytes(), "B1", "sa", "056", "2025-01").expect("parses");
+        assert_eq!(b.lines.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    /// `cargo test --lib decode_cost -- --ignored --nocapture`: what decoding a large batch costs.
+    #[test]
+    #[ignore]
+    fn decode_cost_of_a_50k_line_batch() {
+        let lines: Vec<String> = (0..50_000).map(|i| format!(r#"{{"citizen_id":"056185{i:06}","amount":"750000"}}"#)).collect();
+        let text = format!(
+            r#"{{"command_id":"cost","type":"submit_payout_batch","v":1,"issued_at":"2025-01-20T08:00:00Z","payload":{{"batch_id":"B","program_id":"p","province":"056","period":"2025-01","lines":[{}]}}}}"#,
+            lines.join(",")
+        );
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let e = super::decode_command(text.as_bytes()).expect("decodes");
+            best = best.min(started.elapsed());
+            assert!(matches!(e.command, crate::command::Command::SubmitPayoutBatch(b) if b.lines.len() == 50_000));
+        }
+        eprintln!("decode of {} bytes, 50,000 lines: best of 5 {:.1} ms", text.len(), best.as_secs_f64() * 1e3);
     }
 }

@@ -250,6 +250,41 @@ fn a_changed_amount_in_an_export_is_found_at_its_seq_by_both_verifiers() {
     assert!(text(&out).contains(&format!("FAILED at seq {seq}: hash mismatch")), "{}", text(&out));
 }
 
+/// Issue 16: before, the engine recorded `at` = 2025-02-30 from an impossible issued_at, verify
+/// said OK and `replay --as-of` a time failed for good. A chain that is consistent (re-sealed
+/// from the changed record on) but holds an `at` that is no instant fails verify at its seq.
+#[test]
+fn an_impossible_event_time_is_found_at_its_seq_even_in_a_consistent_chain() {
+    let data = build();
+    let seq = first_payout(&data);
+    let file = export(&data);
+    let original = lines(&file);
+    for bad in [
+        "2025-02-30T10:00:00+07:00",
+        "2025-04-31T10:00:00Z",
+        "2025-01-02T10:00:00+99:99",
+        "2025-01-02T10:00:00+24:00",
+        "2016-12-31T23:59:60Z",
+        "2025-01-02T24:00:00Z",
+    ] {
+        let mut records = original.clone();
+        let mut prev = parse_record(seq - 1, records[seq as usize - 2].as_bytes()).unwrap().hash;
+        for s in seq..=data.head().seq {
+            let mut event = parse_record(s, records[s as usize - 1].as_bytes()).unwrap().event;
+            if s == seq {
+                event.at = bad.into();
+            }
+            let (bytes, hash) = seal(s, &prev, &event);
+            records[s as usize - 1] = String::from_utf8(bytes).unwrap();
+            prev = hash;
+        }
+        write_lines(&file, &records);
+        assert_fails_at(&verify_file(&file, None), seq, "event time");
+        let as_of = AsOf::parse("2025-01-31T00:00:00Z").unwrap();
+        assert!(replay(&Source::file(&file), &as_of, CACHE, &mut |_| {}).is_err(), "{bad}: replay as of a time cannot pass it");
+    }
+}
+
 #[test]
 fn a_changed_segment_index_is_found_at_its_seq() {
     // The relay routes by the index beside each record (not covered by the hash): a bank's

@@ -144,7 +144,15 @@ fn corpus() -> Vec<Case> {
     let mut v = good_enroll.clone();
     v["v"] = 2.into();
     add("version 2", serde_json::to_vec(&v).expect("JSON"), Expect::Rejected("version_unsupported"));
-    for (kind, wrong) in [("string", json!("1")), ("negative", json!(-1)), ("fraction", json!(1.5))] {
+    for (kind, wrong) in [
+        ("string", json!("1")),
+        ("negative", json!(-1)),
+        ("fraction", json!(1.5)),
+        ("zero", json!(0)),
+        ("zero as 0.0", json!(0.0)),
+        ("2^32", json!(4_294_967_296u64)),
+        ("null", Value::Null),
+    ] {
         let mut v = good_enroll.clone();
         v["v"] = wrong;
         add(&format!("version as {kind}"), serde_json::to_vec(&v).expect("JSON"), Expect::Decode("schema_violation"));
@@ -229,28 +237,55 @@ fn corpus() -> Vec<Case> {
 
     // ---- amounts: funding (whole command) and batch lines --------------------------------------
     let amounts: &[(&str, &str)] = &[
-        ("750000.5", "amount_fractional"),
-        ("0.5", "amount_fractional"),
-        ("750000.01", "amount_fractional"),
         ("-750000", "amount_not_positive"),
-        ("-1.5", "amount_not_positive"),
         ("0", "amount_not_positive"),
         ("000", "amount_not_positive"),
+        ("-0", "amount_not_positive"),
         ("99999999999999999999", "amount_too_large"),
         ("1000000000000001", "amount_too_large"),
-        ("7.5e5", "amount_invalid"),
-        ("7.5E5", "amount_invalid"),
-        ("1e3", "amount_invalid"),
+        ("7e5", "amount_invalid"),
+        ("1E3", "amount_invalid"),
         ("", "amount_invalid"),
-        (" 750000", "amount_invalid"),
-        ("750 000", "amount_invalid"),
-        ("750,000", "amount_invalid"),
         ("+750000", "amount_invalid"),
         ("0x10", "amount_invalid"),
         ("NaN", "amount_invalid"),
         ("Infinity", "amount_invalid"),
         ("７５００００", "amount_invalid"),
         ("750000đ", "amount_invalid"),
+        ("750000VND", "amount_invalid"),
+        ("750\u{200b}000", "amount_invalid"),
+        // Issue 16: any separator or space, whatever it would have meant. `750.000` is
+        // 750,000 in Vietnam (and was instructed as 750); `750000.00` is ambiguous here too.
+        ("750.000", "amount_separator"),
+        ("7.500.000", "amount_separator"),
+        ("750000.00", "amount_separator"),
+        ("750000.5", "amount_separator"),
+        ("0.5", "amount_separator"),
+        ("750000.01", "amount_separator"),
+        ("-1.5", "amount_separator"),
+        ("7.5e5", "amount_separator"),
+        (".750000", "amount_separator"),
+        ("750000.", "amount_separator"),
+        ("750,000", "amount_separator"),
+        ("750000,00", "amount_separator"),
+        ("1,000,000", "amount_separator"),
+        ("750 000", "amount_separator"),
+        (" 750000", "amount_separator"),
+        ("750000 ", "amount_separator"),
+        ("\t750000", "amount_separator"),
+        ("750000\r\n", "amount_separator"),
+        ("750\u{a0}000", "amount_separator"),
+        ("750\u{2009}000", "amount_separator"),
+        ("750\u{202f}000", "amount_separator"),
+        ("750\u{2007}000", "amount_separator"),
+        ("750\u{3000}000", "amount_separator"),
+        ("750'000", "amount_separator"),
+        ("750\u{2019}000", "amount_separator"),
+        ("750_000", "amount_separator"),
+        ("750\u{b7}000", "amount_separator"),
+        ("750\u{66c}000", "amount_separator"),
+        ("750\u{ff0c}000", "amount_separator"),
+        ("750\u{ff0e}000", "amount_separator"),
         ("750001", "amount_mismatch"),
         ("360000", "amount_mismatch"),
     ];
@@ -367,6 +402,7 @@ fn corpus() -> Vec<Case> {
     // ---- ids -------------------------------------------------------------------------------------------
     add("command id reused with another payload", to_bytes(&envelope("s-fund", fund_cmd("2025-01", "999"))), Expect::Rejected("command_id_reused"));
     add("command id reused by another type", to_bytes(&envelope("s-enroll-an", suspend_cmd(AN.id, "2025-02", "x"))), Expect::Rejected("command_id_reused"));
+    issue16::cases(&mut add, &good_enroll, &good_fund);
     cases
 }
 
@@ -529,7 +565,7 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
-    const REASONS: &[&str] = &["oversize", "not_utf8", "not_json", "not_object", "missing_field", "unknown_type", "schema_violation"];
+    const REASONS: &[&str] = &["oversize", "not_utf8", "not_json", "duplicate_key", "not_object", "missing_field", "unknown_type", "schema_violation"];
 
     fn valid_commands() -> Vec<Vec<u8>> {
         let mut v: Vec<Vec<u8>> = setup().iter().map(to_bytes).collect();
@@ -598,3 +634,10 @@ mod fuzz {
         }
     }
 }
+
+#[path = "corpus_families/disclosure.rs"]
+mod disclosure;
+/// Issue 16 ("money and identity"): one family of cases per class of hostile input, and the
+/// families that are tests of their own.
+#[path = "corpus_families/issue16.rs"]
+mod issue16;

@@ -76,19 +76,14 @@ fn month(raw: &str) -> Option<u32> {
     ((1900..=2399).contains(&y) && (1..=12).contains(&m)).then_some(y * 12 + m - 1)
 }
 
-/// Whole đồng from a plain digit string, or the reason code.
+/// Whole đồng from a plain digit string, or the reason code. Any separator or space is
+/// refused whatever it might have meant (`500.000` is 500,000 in Vietnam).
 fn money(raw: &str) -> Result<u64, &'static str> {
-    if raw.starts_with('-') {
-        return Err("amount_not_positive");
+    if !raw.is_empty() && raw.chars().any(|c| c.is_whitespace() || ".,'_".contains(c)) {
+        return Err("amount_separator");
     }
-    if let Some((i, f)) = raw.split_once('.') {
-        if i.is_empty() || !i.bytes().all(|b| b.is_ascii_digit()) || f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("amount_invalid");
-        }
-        if f.bytes().any(|b| b != b'0') {
-            return Err("amount_fractional");
-        }
-        return money(i);
+    if raw.starts_with('-') && raw.len() > 1 && raw[1..].bytes().all(|b| b.is_ascii_digit()) {
+        return Err("amount_not_positive");
     }
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err("amount_invalid");

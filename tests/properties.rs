@@ -131,8 +131,10 @@ enum AmountKind {
     OtherCategory(usize),
     OffBy1000,
     Fractional,
-    /// "750000.00": bank-statement style, the same whole amount.
+    /// "750000.00": bank-statement style; refused as ambiguous (`amount_separator`).
     TrailingZeros,
+    /// "750.000": Vietnamese thousands grouping; refused, never read as 750.
+    Grouped,
     Zero,
     Negative,
     Garbage,
@@ -284,6 +286,7 @@ fn amount_kind() -> impl Strategy<Value = AmountKind> {
         1 => Just(AmountKind::OffBy1000),
         1 => Just(AmountKind::Fractional),
         1 => Just(AmountKind::TrailingZeros),
+        1 => Just(AmountKind::Grouped),
         1 => Just(AmountKind::Zero),
         1 => Just(AmountKind::Negative),
         1 => Just(AmountKind::Garbage),
@@ -458,7 +461,8 @@ impl Builder {
     fn push(&mut self, command_id: String, v: u32, issued_at: String, command: Command) {
         let envelope = CommandEnvelope { command_id, v, issued_at, sender: None, command };
         if !envelope_is_bad(&envelope) && self.decided.insert(envelope.command_id.clone()) && envelope.v == 1 {
-            if let Ok(events) = decide(&self.model, &envelope.command) {
+            let issued_at = ansinh::timefmt::Timestamp::parse(&envelope.issued_at).expect("generated times are valid");
+            if let Ok(events) = decide(&self.model, &envelope.command, &issued_at) {
                 for e in &events {
                     if let EventData::PayoutInstructed(p) = e {
                         self.payouts.push(p.payout_id.clone());
@@ -614,9 +618,10 @@ impl Builder {
                         AmountKind::OffBy1000 => (entitled + Decimal::from(1000)).to_string(),
                         AmountKind::Fractional => format!("{entitled}.5"),
                         AmountKind::TrailingZeros => format!("{entitled}.00"),
+                        AmountKind::Grouped => ansinh::domain::money::group_thousands(entitled).replace(',', "."),
                         AmountKind::Zero => "0".into(),
                         AmountKind::Negative => format!("-{entitled}"),
-                        AmountKind::Garbage => "750,000".into(),
+                        AmountKind::Garbage => "750000đ".into(),
                     };
                     out.push(PayoutLine { citizen_id, amount });
                 }
@@ -662,6 +667,7 @@ impl Builder {
                     new_citizen_id: PEOPLE[*who].new_id.into(),
                     reason: "birth year corrected".into(),
                     attestation: Some(attestation(2)),
+                    date_of_birth: None,
                 })
             }
             Op::Redeliver { .. } | Op::Reuse { .. } | Op::Odd { .. } => unreachable!("only base operations have a command of their own"),
@@ -1066,7 +1072,8 @@ fn the_generator_reaches_the_interesting_states() {
         "line:budget_insufficient",
         "line:citizen_id_format",
         "line:not_enrolled",
-        "line:amount_fractional",
+        "line:amount_separator",
+        "line:amount_invalid",
         "item:payout_unknown",
         "item:bank_mismatch",
         "item:payout_state",

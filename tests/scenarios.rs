@@ -99,10 +99,9 @@ fn citizen_id_province_code_must_be_in_the_table() {
 
 #[test]
 fn citizen_id_birth_year_must_match_the_date_of_birth() {
-    // 1985 vs 1986; and the same two digits in the wrong century (digit 1 = 19xx, not 20xx).
-    for dob in ["1986-04-12", "2085-04-12"] {
-        given(&rules()).when(&an_enroll_with(|p| p.date_of_birth = dob.into())).then_rejected("citizen_id_birth_year_mismatch");
-    }
+    // 1985 vs 1986; and the same two digits in the wrong century (digit 3 = 20xx, not 19xx).
+    given(&rules()).when(&an_enroll_with(|p| p.date_of_birth = "1986-04-12".into())).then_rejected("citizen_id_birth_year_mismatch");
+    given(&rules()).when(&an_enroll_with(|p| p.citizen_id = "056385000123".into())).then_rejected("citizen_id_birth_year_mismatch");
 }
 
 #[test]
@@ -124,6 +123,36 @@ fn full_name_must_be_present_and_printable() {
     }
 }
 
+/// Issue 16: text that shows nothing (a zero-width space, a bidi override, a Hangul filler)
+/// passed as a name, and a real name could hide an override that reorders what people read.
+/// Every name field: refused, naming the character, never cleaned.
+#[test]
+fn every_name_must_show_a_letter_and_hide_nothing() {
+    let names = [
+        "\u{200b}",
+        "\u{202e}",
+        "\u{feff}",
+        "\u{2060}\u{2063}",
+        "\u{3164}",
+        "\u{ad}",
+        "\u{e0041}\u{e0042}",
+        "12345",
+        "\u{301}",
+        "Nguyễn\u{202e}Thị An",
+        "Trần\u{200d}Văn Bình",
+        "\u{feff}Lê Văn Cường",
+    ];
+    for raw in names {
+        let hidden = raw.chars().any(ansinh::domain::text::is_invisible_or_control);
+        let says = |r: ansinh::core::Rejection| assert!(!hidden || r.message.contains("U+"), "{raw:?}: {}", r.message);
+        says(given(&rules()).when(&an_enroll_with(|p| p.full_name = raw.into())).then_rejected("full_name_invalid"));
+        says(given(&rules()).when(&an_account_with(|a| a.holder_name = raw.into())).then_rejected("holder_name_invalid"));
+        let account = AccountInput { holder_name: raw.into(), ..bidv_account_input(&AN) };
+        says(given(&paying(&[])).when(&change_account_cmd(AN.id, account)).then_rejected("holder_name_invalid"));
+        says(given(&[]).when(&define_program_cmd("p2", raw, &[("6c", "1.5")])).then_rejected("program_name_invalid"));
+    }
+}
+
 #[test]
 fn identity_must_come_with_an_attestation() {
     given(&rules()).when(&an_enroll_with(|p| p.attestation = None)).then_rejected("attestation_missing");
@@ -139,6 +168,60 @@ fn attestation_must_be_vneid_level_2() {
 fn attestation_needs_a_reference_and_a_time() {
     given(&rules()).when(&an_attestation_with(|a| a.reference = " ".into())).then_rejected("attestation_invalid");
     given(&rules()).when(&an_attestation_with(|a| a.verified_at = "2025-01-10".into())).then_rejected("attestation_invalid");
+}
+
+/// Issue 16: a time of the right shape that names no instant (no such day, hour, offset).
+#[test]
+fn attestation_time_must_be_a_real_instant() {
+    for verified_at in [
+        "2025-02-30T09:30:00+07:00",
+        "2025-04-31T09:30:00Z",
+        "2024-13-01T00:00:00Z",
+        "2025-01-10T24:00:00Z",
+        "2016-12-31T23:59:60Z",
+        "2025-01-10T09:30:00+99:99",
+        "2025-01-10T09:30:00+24:00",
+        "2025-01-10T09:30:00+14:30",
+    ] {
+        let r = given(&rules()).when(&an_attestation_with(|a| a.verified_at = verified_at.into())).then_rejected("attestation_invalid");
+        assert!(r.message.contains("verified_at"), "{verified_at}: {}", r.message);
+    }
+}
+
+/// A verification cannot come after the command that cites it; compared as instants
+/// (ISSUED_AT is 2025-01-20T08:00:00Z = 15:00 in Hà Nội).
+#[test]
+fn attestation_verified_after_the_command_is_refused() {
+    for verified_at in ["2025-01-20T08:00:01Z", "2025-01-20T15:00:00.5+07:00", "2025-01-20T07:30:00-01:00", "2026-01-01T00:00:00Z"] {
+        given(&rules()).when(&an_attestation_with(|a| a.verified_at = verified_at.into())).then_rejected("attestation_after_command");
+    }
+    for verified_at in ["2025-01-20T08:00:00Z", "2025-01-20T15:00:00+07:00", "2025-01-20T14:59:59+07:00", "2025-01-20T20:00:00+13:00"] {
+        given(&rules()).when(&an_attestation_with(|a| a.verified_at = verified_at.into())).then_accepted();
+    }
+}
+
+/// A date of birth after the day the command was issued: a typo, or a century digit that puts
+/// birth in the 24th century. The date is compared with issued_at's own calendar date.
+#[test]
+fn date_of_birth_in_the_future_is_refused() {
+    // Female, consistent numbers: G=3 for 20xx, G=9 for 23xx.
+    for (id, dob) in [("056325000123", "2025-01-21"), ("056326000123", "2026-01-01"), ("056998000123", "2398-04-12")] {
+        let command = an_enroll_with(|p| {
+            p.citizen_id = id.into();
+            p.date_of_birth = dob.into();
+            p.effective_from = dob[..7].into();
+        });
+        let r = given(&rules()).when(&command).then_rejected("date_of_birth_in_future");
+        assert!(r.message.contains(dob), "{}", r.message);
+    }
+    let born_today = an_enroll_with(|p| {
+        p.citizen_id = "056325000123".into();
+        p.date_of_birth = "2025-01-20".into();
+        p.effective_from = "2025-01".into();
+    });
+    given(&rules()).when(&born_today).then_accepted();
+    // The same instant written in UTC-05:00 is still the 19th there: the 20th is in the future.
+    given(&rules()).when_at(&born_today, "2025-01-19T22:00:00-05:00").then_rejected("date_of_birth_in_future");
 }
 
 #[test]
@@ -294,15 +377,20 @@ fn reference_texts_are_bounded() {
 // ---- money -----------------------------------------------------------------------------------
 
 #[test]
-fn amount_must_be_a_plain_decimal_string() {
-    for raw in ["", "abc", "7,500,000", "1e6", "+750000", " 750000"] {
+fn amount_must_be_a_plain_string_of_digits() {
+    for raw in ["", "abc", "1e6", "+750000", "750000đ", "VND750000"] {
         given(&rules()).when(&fund_cmd("2025-01", raw)).then_rejected("amount_invalid");
     }
 }
 
+/// `500.000` is five hundred thousand in Vietnam: a budget of 500 đồng was funded from it.
 #[test]
-fn amount_has_no_fraction_of_a_dong() {
-    given(&rules()).when(&fund_cmd("2025-01", "750000.5")).then_rejected("amount_fractional");
+fn an_amount_with_a_separator_or_space_is_refused_whatever_it_meant() {
+    for raw in ["500.000", "500,000", "500 000", "500\u{a0}000", "500\u{2009}000", "500'000", "500_000", "500000.00", "750000.5", " 500000"] {
+        let state = given(&rules());
+        let r = state.when(&fund_cmd("2025-01", raw)).then_rejected("amount_separator");
+        assert!(r.message.contains("without separators"), "{raw}: {}", r.message);
+    }
 }
 
 #[test]
@@ -319,7 +407,8 @@ fn amount_is_bounded() {
 
 #[test]
 fn a_batch_line_amount_is_checked_like_any_amount() {
-    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000.50")])).then_line_rejected("amount_fractional", 1);
+    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750.000")])).then_line_rejected("amount_separator", 1);
+    given(&paying(&["2025-01"])).when(&batch_cmd("B1", "2025-01", &[(AN.id, "750000.00")])).then_line_rejected("amount_separator", 1);
 }
 
 // ---- batches: line by line -------------------------------------------------------------------
@@ -606,6 +695,65 @@ fn reassignment_needs_an_enrollment_and_an_attestation() {
     let Command::ReassignCitizenId(mut payload) = reassign_cmd(AN.id, AN_NEW_ID, "") else { unreachable!() };
     payload.attestation = None;
     state.when(&Command::ReassignCitizenId(payload)).then_rejected("attestation_missing");
+}
+
+fn reassign_correcting(old: &str, new: &str, dob: Option<&str>) -> Command {
+    let mut payload = reassign_payload(old, new, "xác định lại năm sinh");
+    payload.date_of_birth = dob.map(String::from);
+    Command::ReassignCitizenId(payload)
+}
+
+/// Issue 16: a woman born 1978 could be given a male number and then never match an
+/// enrollment again. The new number must agree with the recorded sex and date of birth.
+#[test]
+fn a_new_number_must_agree_with_the_recorded_sex_and_birth_year() {
+    let state = given(&paying(&[]));
+    // AN: female, born 1985 (digit 1). BINH: male, born 1950 (digit 0).
+    for (old, new, code) in [
+        (AN.id, "056085000999", "citizen_id_sex_mismatch"),
+        (AN.id, "056385000999", "citizen_id_birth_year_mismatch"),
+        (AN.id, "056186000999", "citizen_id_birth_year_mismatch"),
+        (BINH.id, "058150000999", "citizen_id_sex_mismatch"),
+        (BINH.id, "058051000999", "citizen_id_birth_year_mismatch"),
+        (BINH.id, "058450000999", "citizen_id_birth_year_mismatch"),
+    ] {
+        let r = state.when(&reassign_cmd(old, new, "")).then_rejected(code);
+        assert!(r.message.contains("new number"), "{}", r.message);
+        assert!(!r.message.contains("1985") && !r.message.contains("1950"), "the recorded year is not echoed: {}", r.message);
+    }
+    state.when(&reassign_cmd(AN.id, AN_NEW_ID, "")).then_accepted();
+}
+
+/// A re-determination often corrects the birth year: the command may carry the corrected date
+/// of birth; the new number must agree with it, and the person's record takes it.
+#[test]
+fn a_reassignment_may_correct_the_date_of_birth_and_the_record_takes_it() {
+    let state = given(&and(paying(&[]), &[second_program()]));
+    let corrected = ansinh::domain::BirthDate::parse("1986-04-12").expect("a date");
+    let EventData::CitizenIdReassigned(expected) = reassigned(AN.id, "056186000999", "xác định lại năm sinh") else { unreachable!() };
+    let after = state
+        .when(&reassign_correcting(AN.id, "056186000999", Some("1986-04-12")))
+        .then_events(&[EventData::CitizenIdReassigned(ansinh::event::CitizenIdReassigned { date_of_birth: Some(corrected), ..expected })]);
+    assert_eq!(after.person(&cid("056186000999")).expect("the new number is in use").1.date_of_birth, corrected);
+    // A later enrollment of the same person under the new number agrees with the corrected date.
+    let mut second = enroll_payload(&AN, "ho-ngheo", "2025-01");
+    (second.program_id, second.citizen_id, second.date_of_birth) = ("ho-tro-tien-dien".into(), "056186000999".into(), "1986-04-12".into());
+    after.when(&Command::EnrollBeneficiary(second.clone())).then_accepted();
+    second.date_of_birth = "1986-05-01".into();
+    after.when(&Command::EnrollBeneficiary(second)).then_rejected("identity_mismatch");
+
+    // The corrected date is checked like any date of birth, and the number must agree with it.
+    state.when(&reassign_correcting(AN.id, "056186000999", Some("1987-04-12"))).then_rejected("citizen_id_birth_year_mismatch");
+    state.when(&reassign_correcting(AN.id, AN_NEW_ID, Some("1986-04-12"))).then_rejected("citizen_id_birth_year_mismatch");
+    state.when(&reassign_correcting(AN.id, "056186000999", Some("1986-02-30"))).then_rejected("date_of_birth_invalid");
+    state.when(&reassign_correcting(AN.id, "056186000999", Some("12/04/1986"))).then_rejected("date_of_birth_invalid");
+    state.when(&reassign_correcting(AN.id, "056325000999", Some("2025-01-21"))).then_rejected("date_of_birth_in_future");
+    state.when(&reassign_correcting(AN.id, "056998000999", Some("2398-01-01"))).then_rejected("date_of_birth_in_future");
+    // Without a correction the recorded date stands, and the event does not carry the member.
+    let (events, _) = state.when(&reassign_correcting(AN.id, AN_NEW_ID, None)).then_accepted();
+    let EventData::CitizenIdReassigned(data) = &events[0] else { panic!("a reassignment: {:?}", events[0]) };
+    let json = serde_json::to_string(data).expect("serializes");
+    assert!(!json.contains("date_of_birth"), "{json}");
 }
 
 // ---- budgets ---------------------------------------------------------------------------------

@@ -280,3 +280,223 @@ fn schemas_reject_common_mistakes() {
     x["hash"] = json!("AD74593B");
     refused("an upper-case, short hash", &record_schema, &x);
 }
+
+// ---- the schemas and the intake say the same thing (issue 16) -------------------------------
+
+/// A draft 2020-12 validator that asserts `format` too, for integrators who turn it on.
+fn asserting_formats(schema: &Value) -> jsonschema::Validator {
+    jsonschema::draft202012::options().should_validate_formats(true).build(schema).unwrap_or_else(|e| panic!("the schema builds: {e}"))
+}
+
+/// What the intake does with a message over AMQP (`bus::consumer`): decode it, check the
+/// envelope; a version 1 command is one it accepts as such (another `v` is decoded only to be
+/// refused, recorded, with `version_unsupported`: the v1 schema describes version 1).
+fn intake_accepts_as_v1(text: &[u8]) -> bool {
+    match ansinh::intake::decode_command(text) {
+        Ok(e) => ansinh::engine::check_envelope(&e).is_ok() && e.v == 1,
+        Err(_) => false,
+    }
+}
+
+/// The schema of the type the message names (an unknown or absent type: refused by every one).
+fn schema_answers(message: &Value, text: &[u8]) -> (bool, bool) {
+    let kind = &KINDS[0];
+    let named = message.get("type").and_then(Value::as_str).filter(|t| kind.type_names.contains(t));
+    let schemas: Vec<Value> = match named {
+        Some(t) => vec![schema_of(&schema_path(kind, t))],
+        None => kind.type_names.iter().map(|t| schema_of(&schema_path(kind, t))).collect(),
+    };
+    // Validators read the parsed value; the bytes must be JSON for either to answer.
+    assert!(serde_json::from_slice::<Value>(text).is_ok());
+    let plain = schemas.iter().any(|s| validator(s).is_valid(message));
+    let formats = schemas.iter().any(|s| asserting_formats(s).is_valid(message));
+    (plain, formats)
+}
+
+/// Envelope members and a few payload shapes, each changed in ways integrators and hostile
+/// senders do: for every one, the v1 schema (with and without `format` assertion) accepts the
+/// message exactly when the intake accepts it as a version 1 command. `v`: `1.0` is 1 for both
+/// (JSON Schema cannot tell them apart); `0` is refused by both. A repeated key is the one rule
+/// a schema cannot state (validators see the parsed value): see `intake::strict_json`.
+#[test]
+fn the_schemas_and_the_intake_agree_on_every_envelope() {
+    let times_good = [
+        "2025-01-20T08:00:00Z",
+        "2025-01-20T08:00:00+07:00",
+        "2025-01-20t08:00:00z",
+        "2025-01-20T08:00:00.123456789+07:00",
+        "2025-01-20T08:00:00-00:00",
+        "2025-01-20T08:00:00+14:00",
+        "2025-01-20T08:00:00-14:00",
+        "2025-01-20T08:00:00+05:45",
+        "2024-02-29T23:59:59Z",
+        "2000-02-29T00:00:00Z",
+        "1900-01-01T00:00:00Z",
+        "2399-12-31T23:59:59Z",
+    ];
+    let times_bad = [
+        "2025-02-30T08:00:00Z",
+        "2025-04-31T08:00:00Z",
+        "2023-02-29T08:00:00Z",
+        "1900-02-29T08:00:00Z",
+        "2100-02-29T08:00:00Z",
+        "2025-13-01T08:00:00Z",
+        "2025-00-01T08:00:00Z",
+        "2025-01-00T08:00:00Z",
+        "2025-01-20T24:00:00Z",
+        "2025-01-20T08:60:00Z",
+        "2016-12-31T23:59:60Z",
+        "2025-01-20T08:00:00+99:99",
+        "2025-01-20T08:00:00+24:00",
+        "2025-01-20T08:00:00+14:01",
+        "2025-01-20T08:00:00+07:60",
+        "2025-01-20T08:00:00+0700",
+        "2025-01-20T08:00:00",
+        "2025-01-20 08:00:00Z",
+        "2025-01-20",
+        "1899-12-31T23:59:59Z",
+        "2400-01-01T00:00:00Z",
+        "2025-01-20T08:00:00.Z",
+        "2025-01-20T08:00:00.12345678901234567890Z",
+        "２０２５-01-20T08:00:00Z",
+        "",
+    ];
+    // (what, member of the envelope, new value or None to remove it)
+    let mut changes: Vec<(String, &str, Option<Value>)> = Vec::new();
+    let mut set = |name: String, member: &'static str, value: Option<Value>| changes.push((name, member, value));
+    set("unchanged".into(), "v", Some(json!(1)));
+    for (name, v) in [
+        ("1.0", json!(1.0)),
+        ("1e0", serde_json::from_str("1e0").expect("JSON")),
+        ("0", json!(0)),
+        ("-1", json!(-1)),
+        ("1.5", json!(1.5)),
+        ("0.0", json!(0.0)),
+        ("2", json!(2)),
+        ("2.0", json!(2.0)),
+        ("2^32", json!(4_294_967_296u64)),
+        ("\"1\"", json!("1")),
+        ("null", Value::Null),
+        ("true", json!(true)),
+    ] {
+        set(format!("v {name}"), "v", Some(v));
+    }
+    set("v absent".into(), "v", None);
+    for (name, id) in [
+        ("one character", json!("a")),
+        ("128 characters", json!("x".repeat(128))),
+        ("every allowed character", json!("AZaz09._:-")),
+        ("129 characters", json!("x".repeat(129))),
+        ("empty", json!("")),
+        ("a space", json!("a b")),
+        ("a slash", json!("a/b")),
+        ("a newline", json!("a\n")),
+        ("non-ASCII", json!("lô-1")),
+        ("a number", json!(12)),
+        ("null", Value::Null),
+    ] {
+        set(format!("command_id {name}"), "command_id", Some(id));
+    }
+    set("command_id absent".into(), "command_id", None);
+    for t in times_good.iter().chain(&times_bad) {
+        set(format!("issued_at {t:?}"), "issued_at", Some(json!(t)));
+    }
+    set("issued_at a number".into(), "issued_at", Some(json!(1_737_360_000)));
+    set("issued_at absent".into(), "issued_at", None);
+    set("type unknown".into(), "type", Some(json!("pay_everyone")));
+    set("type absent".into(), "type", None);
+    set("sender a number".into(), "sender", Some(json!(7)));
+    set("sender null".into(), "sender", Some(Value::Null));
+    set("an unknown envelope member".into(), "priority", Some(json!("high")));
+    set("payload absent".into(), "payload", None);
+    set("payload an array".into(), "payload", Some(json!([])));
+
+    let mut disagreements = Vec::new();
+    let mut cases = 0;
+    for type_name in ["fund_budget", "enroll_beneficiary", "submit_payout_batch", "record_settlements"] {
+        let example = read_json(&example_path(&KINDS[0], type_name));
+        for (name, member, value) in &changes {
+            let mut message = example.clone();
+            let envelope = message.as_object_mut().expect("an example is an object");
+            match value {
+                Some(v) => envelope.insert(member.to_string(), v.clone()),
+                None => envelope.remove(*member),
+            };
+            let text = serde_json::to_vec(&message).expect("JSON");
+            let intake = intake_accepts_as_v1(&text);
+            let (plain, formats) = schema_answers(&message, &text);
+            cases += 1;
+            if plain != intake || formats != intake {
+                disagreements.push(format!("{type_name} with {name}: intake {intake}, schema {plain}, schema asserting formats {formats}"));
+            }
+        }
+    }
+    assert!(disagreements.is_empty(), "{} of {cases} messages:\n{}", disagreements.len(), disagreements.join("\n"));
+}
+
+/// `issued_at` and events' `at`: the schema's pattern and `timefmt::Timestamp::parse` accept
+/// the same texts, swept over every month and day of leap and common years at the edges of the
+/// range, every hour, minute and second around their bounds, and offsets around ±14:00.
+#[test]
+fn the_time_pattern_accepts_exactly_what_the_parser_accepts() {
+    let command = schema_of(&schema_path(&KINDS[0], "fund_budget"));
+    let event = schema_of(&schema_path(&KINDS[1], "budget.funded"));
+    for keyword in ["type", "format", "pattern", "maxLength"] {
+        assert_eq!(command["properties"]["issued_at"][keyword], event["properties"]["at"][keyword], "one rule for both: {keyword}");
+    }
+    let time_schema = validator(&command["properties"]["issued_at"]);
+    let mut texts = Vec::new();
+    for year in [1899, 1900, 1904, 1996, 2000, 2023, 2024, 2100, 2200, 2300, 2399, 2400] {
+        for month in 0..=13 {
+            for day in 0..=32 {
+                texts.push(format!("{year:04}-{month:02}-{day:02}T12:00:00Z"));
+            }
+        }
+    }
+    for (h, m, s) in [(0, 0, 0), (23, 59, 59), (24, 0, 0), (23, 60, 0), (23, 59, 60), (23, 59, 61), (99, 99, 99)] {
+        texts.push(format!("2025-01-20T{h:02}:{m:02}:{s:02}Z"));
+    }
+    for sign in ['+', '-'] {
+        for hours in [0, 7, 13, 14, 15, 23, 24, 99] {
+            for minutes in [0, 1, 30, 59, 60, 99] {
+                texts.push(format!("2025-01-20T12:00:00{sign}{hours:02}:{minutes:02}"));
+            }
+        }
+    }
+    for fraction in [".", ".0", ".123456789", ".1234567890123456789"] {
+        texts.push(format!("2025-01-20T12:00:00{fraction}Z"));
+    }
+    let mut disagreements = Vec::new();
+    for t in &texts {
+        let (parser, schema) = (ansinh::timefmt::valid_rfc3339(t), time_schema.is_valid(&json!(t)));
+        if parser != schema {
+            disagreements.push(format!("{t}: parser {parser}, schema {schema}"));
+        }
+    }
+    assert!(disagreements.is_empty(), "{} of {} times:\n{}", disagreements.len(), texts.len(), disagreements.join("\n"));
+}
+
+/// Event data types whose decoders are stricter than a plain string: the schema says the same.
+#[test]
+fn event_value_patterns_accept_exactly_what_their_decoders_accept() {
+    let event = schema_of(&schema_path(&KINDS[1], "payout.instructed"));
+    let defs = &event["$defs"];
+    let agree = |def: &str, texts: &[String], decodes: &dyn Fn(&str) -> bool| {
+        let v = validator(&defs[def]);
+        for t in texts {
+            assert_eq!(v.is_valid(&json!(t)), decodes(t), "{def} {t:?}");
+        }
+    };
+    let amounts: Vec<String> =
+        ["1", "750000", "0750000", "0", "1000000000000000", "1000000000000001", "9999999999999999", "750.000", "750,000", "-1", " 1", "1e3", ""]
+            .map(String::from)
+            .to_vec();
+    agree("Vnd", &amounts, &|t| serde_json::from_value::<ansinh::domain::Vnd>(json!(t)).is_ok());
+    let ids: Vec<String> = ["056185000123", "003185000123", "999185000123", "05618500012", "0561850001234", "05618500012a"].map(String::from).to_vec();
+    agree("CitizenId", &ids, &|t| serde_json::from_value::<ansinh::domain::CitizenId>(json!(t)).is_ok());
+    let enrolled = schema_of(&schema_path(&KINDS[1], "beneficiary.enrolled"));
+    let dob = validator(&enrolled["$defs"]["BirthDate"]);
+    for t in ["1985-04-12", "2000-02-29", "1900-02-29", "2023-02-29", "1985-04-31", "1899-12-31", "2400-01-01", "1985-4-12"] {
+        assert_eq!(dob.is_valid(&json!(t)), ansinh::domain::BirthDate::parse(t).is_ok(), "BirthDate {t}");
+    }
+}

@@ -8,6 +8,7 @@ use ansinh::cli::demo_data;
 use ansinh::command::{Command, PayoutLine, SubmitPayoutBatch};
 use ansinh::core::{decide, Limits, State};
 use ansinh::domain::{CitizenId, Period};
+use ansinh::timefmt::Timestamp;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
@@ -37,7 +38,8 @@ const PROGRAM: &str = "social-allowance";
 const PROVINCE: &str = "056";
 
 fn apply(state: &mut State, command: &Command) {
-    let events = decide(state, command).unwrap_or_else(|r| panic!("{}: {}", r.code, r.message));
+    let issued_at = Timestamp::parse("2025-01-20T08:00:00+07:00").expect("a valid time");
+    let events = decide(state, command, &issued_at).unwrap_or_else(|r| panic!("{}: {}", r.code, r.message));
     for e in &events {
         state.evolve(e);
     }

@@ -115,6 +115,8 @@ fn run(source: &Source, options: &VerifyOptions, report: &mut Report, progress: 
 
     let mut on_record = |checked: Checked| -> Result<(), Stop> {
         let seq = checked.seq;
+        // Every `at` as `replay --as-of` parses it (issue 16): a log that verifies replays.
+        super::time::check_event_time(&checked.event.at).map_err(|why| Failure::at(seq, why))?;
         if let Some(hash) = checkpoints.get(&seq).filter(|h| **h != checked.hash) {
             return Err(Failure::at(
                 seq,

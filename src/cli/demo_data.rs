@@ -146,12 +146,18 @@ pub fn beneficiaries(seed: u64, n: usize, province: &str, program_id: &str) -> V
     let mut used: HashSet<String> = HashSet::with_capacity(n);
     let mut out = Vec::with_capacity(n);
     const REFERENCE_YEAR: u32 = 2025;
+    const BORN_BY: (u32, u32, u32) = (2024, 12, 19);
     while out.len() < n {
         let (category, _, (age_lo, age_hi)) = CATEGORY_MIX[rng.weighted(&weights)];
         let age = age_lo + rng.below(u64::from(age_hi - age_lo + 1)) as u32;
-        let year = REFERENCE_YEAR - age;
+        let mut year = REFERENCE_YEAR - age;
         let month = 1 + rng.below(12) as u32;
         let day = 1 + rng.below(28) as u32;
+        // Born before the enrollment is issued (2024-12-20): a later birth date is refused
+        // (`date_of_birth_in_future`). Only the youngest move, a year earlier each time.
+        while (year, month, day) > BORN_BY {
+            year -= 1;
+        }
         let sex = if rng.below(100) < 55 { Sex::Female } else { Sex::Male };
         let century = (year - 1900) / 100;
         let g = century * 2 + u32::from(sex == Sex::Female);

@@ -5,6 +5,8 @@
 use super::{open_engine, CliResult};
 use crate::command::{Command, CommandEnvelope};
 use crate::config::Config;
+use crate::domain::{valid_identifier, IDENTIFIER_LEN_MAX};
+use crate::engine::COMMAND_ID_LEN_MAX;
 use crate::intake::{decode_command, payout_batch_from_csv};
 use crate::outcome::{Outcome, OutcomeStatus};
 use std::io::BufRead;
@@ -53,6 +55,9 @@ pub(crate) fn read_input(args: &SubmitArgs, sender: Option<&str>) -> Result<Inpu
         let need = |v: &Option<String>, flag: &str| v.clone().ok_or_else(|| format!("a CSV payout list needs --{flag}"));
         let (batch_id, program, province, period) =
             (need(&args.batch_id, "batch-id")?, need(&args.program, "program")?, need(&args.province, "province")?, need(&args.period, "period")?);
+        // The default command id is built from the batch id: check each flag first, so a bad
+        // one is named as itself, not as an invalid command id.
+        check_flags(&batch_id, args.command_id.as_deref())?;
         let batch = payout_batch_from_csv(file, &batch_id, &program, &province, &period).map_err(|e| format!("{}: {e}", args.file.display()))?;
         let command_id = args.command_id.clone().unwrap_or_else(|| format!("csv-{batch_id}"));
         envelopes.push((
@@ -86,6 +91,18 @@ pub(crate) fn read_input(args: &SubmitArgs, sender: Option<&str>) -> Result<Inpu
         }
     }
     Ok(Input { envelopes, invalid, is_csv })
+}
+
+/// The identifiers a CSV submission takes from flags, each checked with its own reason code.
+fn check_flags(batch_id: &str, command_id: Option<&str>) -> Result<(), String> {
+    let shown = |raw: &str| raw.chars().take(80).collect::<String>();
+    if !valid_identifier(batch_id, IDENTIFIER_LEN_MAX) {
+        return Err(format!("--batch-id {:?}: batch_id_invalid: a batch id is 1-{IDENTIFIER_LEN_MAX} characters of [A-Za-z0-9._:-]", shown(batch_id)));
+    }
+    if let Some(id) = command_id.filter(|id| !valid_identifier(id, COMMAND_ID_LEN_MAX)) {
+        return Err(format!("--command-id {:?}: envelope_invalid: a command id is 1-{COMMAND_ID_LEN_MAX} characters of [A-Za-z0-9._:-]", shown(id)));
+    }
+    Ok(())
 }
 
 pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
@@ -160,5 +177,58 @@ pub(crate) fn print_outcome(line_no: usize, o: &Outcome, json: bool, csv: bool) 
                 println!("              {row}  {:<10} {detail}", l.status);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(file: PathBuf, batch_id: &str, command_id: Option<&str>) -> SubmitArgs {
+        SubmitArgs {
+            file,
+            json: false,
+            batch_id: Some(batch_id.into()),
+            program: Some("social-allowance".into()),
+            province: Some("056".into()),
+            period: Some("2025-01".into()),
+            command_id: command_id.map(String::from),
+        }
+    }
+
+    /// Issue 16: a bad --batch-id was reported as an invalid command id (the default one is
+    /// `csv-<batch id>`). Each flag is named as itself, with its reason code.
+    #[test]
+    fn a_bad_batch_id_or_command_id_flag_is_named_before_the_envelope_is_built() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("list.csv");
+        std::fs::write(&file, "citizen_id,amount\n056185000123,750000\n").expect("written");
+        for bad in ["KH 2025", "", "KH/2025", "Khánh-Hòa", &"B".repeat(65)] {
+            let err = read_input(&args(file.clone(), bad, None), None).err().expect("refused");
+            assert!(err.starts_with("--batch-id") && err.contains("batch_id_invalid"), "{bad:?}: {err}");
+        }
+        let err = read_input(&args(file.clone(), "KH-2025-01", Some("id with space")), None).err().expect("refused");
+        assert!(err.starts_with("--command-id") && err.contains("envelope_invalid"), "{err}");
+        let input = read_input(&args(file.clone(), &"B".repeat(64), None), None).expect("a 64-character batch id is fine");
+        assert_eq!(input.envelopes[0].1.command_id, format!("csv-{}", "B".repeat(64)));
+    }
+
+    /// A JSON Lines file goes through the same decoder as AMQP: a repeated key is not a command.
+    #[test]
+    fn a_line_with_a_repeated_key_is_not_a_command() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("commands.jsonl");
+        let line = |amounts: &str| {
+            format!(
+                r#"{{"command_id":"c-{}","type":"fund_budget","issued_at":"2025-01-20T08:00:00Z","payload":{{"province":"056","program_id":"p","period":"2025-01",{amounts}}}}}"#,
+                amounts.len()
+            )
+        };
+        let text = format!("{}\n{}\n", line(r#""amount":"750000""#), line(r#""amount":"1","amount":"750000""#));
+        std::fs::write(&file, text).expect("written");
+        let input =
+            read_input(&SubmitArgs { file, json: true, batch_id: None, program: None, province: None, period: None, command_id: None }, None).expect("read");
+        assert_eq!((input.envelopes.len(), input.invalid), (1, 1));
+        assert_eq!(input.envelopes[0].0, 1, "only line 1 is a command");
     }
 }

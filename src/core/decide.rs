@@ -1,14 +1,21 @@
 //! `decide(state, command) -> events | rejection`: the functional core. Pure: no clock, no I/O,
 //! no randomness. Checks run in a fixed precedence order (structure, then references, then
 //! state), so the same input always gets the same code.
+//!
+//! Rejection messages go back to the sender and into the log: they say what the code says and
+//! echo what the sender sent, and never name another province, another person's data or
+//! enrollment, or a re-determined number (an agency of one province must not learn where else
+//! a citizen is enrolled, or what a citizen's new number is, from a refusal).
 
 use super::handles::province_code;
 use super::rejection::Rejection;
 use super::state::{payout_id, Enrollment, EnrollmentStatus, PayoutRef, PayoutStatus, Program, State, CATEGORIES_MAX};
 use crate::command::*;
 use crate::domain::reference::province_name;
+use crate::domain::text;
 use crate::domain::{valid_identifier, Attestation, BirthDate, CitizenId, Coefficient, Period, Vnd, IDENTIFIER_LEN_MAX};
 use crate::event::*;
+use crate::timefmt::Timestamp;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 type Decision = Result<Vec<EventData>, Rejection>;
@@ -16,20 +23,21 @@ type Decision = Result<Vec<EventData>, Rejection>;
 const TEXT_LEN_MAX: usize = 256;
 const NAME_LEN_MAX: usize = 100;
 
-/// Decides one command. A batch or a settlement report is decided line by line: its bad lines
-/// become `*.rejected` events next to the good ones, never all-or-nothing.
-pub fn decide(state: &State, command: &Command) -> Decision {
+/// Decides one command issued at `issued_at` (the envelope's time, already checked: the only
+/// time a decision reads). A batch or a settlement report is decided line by line: its bad
+/// lines become `*.rejected` events next to the good ones, never all-or-nothing.
+pub fn decide(state: &State, command: &Command, issued_at: &Timestamp) -> Decision {
     match command {
         Command::DefineProgram(c) => define_program(state, c),
         Command::SetStandardLevel(c) => set_standard_level(state, c),
         Command::FundBudget(c) => fund_budget(state, c),
-        Command::EnrollBeneficiary(c) => enroll(state, c),
+        Command::EnrollBeneficiary(c) => enroll(state, c, issued_at),
         Command::ChangePaymentAccount(c) => change_account(state, c),
         Command::ChangeCategory(c) => change_category(state, c),
         Command::SuspendBeneficiary(c) => change_status(state, c, EnrollmentStatus::Suspended),
         Command::ResumeBeneficiary(c) => change_status(state, c, EnrollmentStatus::Active),
         Command::TerminateBeneficiary(c) => change_status(state, c, EnrollmentStatus::Terminated),
-        Command::ReassignCitizenId(c) => reassign(state, c),
+        Command::ReassignCitizenId(c) => reassign(state, c, issued_at),
         Command::SubmitPayoutBatch(c) => submit_batch(state, c),
         Command::RecordSettlements(c) => record_settlements(state, c),
         Command::ReissuePayout(c) => reissue(state, c),
@@ -62,19 +70,35 @@ fn program<'s>(state: &'s State, program_id: &str) -> Result<&'s Program, Reject
     state.program(program_id).map(|(_, p)| p).ok_or_else(|| Rejection::new("program_unknown", format!("program {program_id:?} is not defined")))
 }
 
-/// Parses a citizen ID and refuses a re-determined (old) number, naming the new one.
+/// Parses a citizen ID and refuses a re-determined (old) number. The new number is not named:
+/// the sender may not be allowed to read it (rejection messages say what the code says and
+/// what the sender sent, never another person's, province's or enrollment's data).
 fn current_citizen(state: &State, raw: &str) -> Result<CitizenId, Rejection> {
     let id = CitizenId::parse(raw).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
-    if let Some(new) = state.current_id(&id) {
-        return Err(Rejection::new("citizen_id_reassigned", format!("number {} was re-determined as {}", id.masked(), new.masked())));
+    if state.current_id(&id).is_some() {
+        return Err(Rejection::new(
+            "citizen_id_reassigned",
+            format!("number {} was re-determined; use the new number from the population database", id.masked()),
+        ));
     }
     Ok(id)
 }
 
-fn attestation(a: &Option<Attestation>) -> Result<Attestation, Rejection> {
+fn attestation(a: &Option<Attestation>, issued_at: &Timestamp) -> Result<Attestation, Rejection> {
     let a = a.as_ref().ok_or_else(|| Rejection::new("attestation_missing", "identity needs a VNeID level 2 attestation"))?;
-    a.check()?;
+    a.check(issued_at)?;
     Ok(a.clone())
+}
+
+/// A date of birth as sent: a real calendar date, and not after the day the command was issued
+/// (its `issued_at` date, in the offset it was written in).
+fn date_of_birth(raw: &str, issued_at: &Timestamp) -> Result<BirthDate, Rejection> {
+    let dob = BirthDate::parse(raw).map_err(|e| Rejection::new("date_of_birth_invalid", e.to_string()))?;
+    let (y, m, d) = issued_at.date();
+    if dob.ymd() > (y, m, d) {
+        return Err(Rejection::new("date_of_birth_in_future", format!("date of birth {dob} is after the day the command was issued ({y:04}-{m:02}-{d:02})")));
+    }
+    Ok(dob)
 }
 
 fn enrollment<'s>(state: &'s State, id: &CitizenId, program_id: &str) -> Result<&'s Enrollment, Rejection> {
@@ -87,9 +111,12 @@ fn define_program(state: &State, c: &DefineProgram) -> Decision {
     if !valid_identifier(&c.program_id, IDENTIFIER_LEN_MAX) {
         return Err(Rejection::new("program_id_invalid", "program id must be 1-64 characters of [A-Za-z0-9._:-]"));
     }
-    if c.name.trim().is_empty() || c.name.chars().count() > NAME_LEN_MAX {
-        return Err(Rejection::new("program_name_invalid", format!("program name must be 1-{NAME_LEN_MAX} characters")));
-    }
+    let name = text::name(&c.name, NAME_LEN_MAX).map_err(|e| {
+        Rejection::new(
+            "program_name_invalid",
+            format!("program name {e}: it must be 1-{NAME_LEN_MAX} characters with a letter, no control or invisible character"),
+        )
+    })?;
     let categories_max = state.limits.categories_max.min(CATEGORIES_MAX);
     if c.categories.is_empty() || c.categories.len() > categories_max || c.categories.keys().any(|k| !valid_identifier(k, 16)) {
         return Err(Rejection::new("categories_invalid", format!("1-{categories_max} categories with codes of 1-16 characters of [A-Za-z0-9._:-]")));
@@ -104,7 +131,7 @@ fn define_program(state: &State, c: &DefineProgram) -> Decision {
     if state.program(&c.program_id).is_some() {
         return Err(Rejection::new("program_exists", format!("program {:?} is already defined", c.program_id)));
     }
-    Ok(vec![EventData::ProgramDefined(ProgramDefined { program_id: c.program_id.clone(), name: c.name.trim().to_string(), categories, legal_basis })])
+    Ok(vec![EventData::ProgramDefined(ProgramDefined { program_id: c.program_id.clone(), name: name.to_string(), categories, legal_basis })])
 }
 
 fn set_standard_level(state: &State, c: &SetStandardLevel) -> Decision {
@@ -127,15 +154,14 @@ fn fund_budget(state: &State, c: &FundBudget) -> Decision {
 
 // ---- enrollment lifecycle ------------------------------------------------------------------
 
-fn enroll(state: &State, c: &EnrollBeneficiary) -> Decision {
+fn enroll(state: &State, c: &EnrollBeneficiary, issued_at: &Timestamp) -> Decision {
     let citizen_id = current_citizen(state, &c.citizen_id)?;
-    let date_of_birth = BirthDate::parse(&c.date_of_birth).map_err(|e| Rejection::new("date_of_birth_invalid", e.to_string()))?;
+    let date_of_birth = date_of_birth(&c.date_of_birth, issued_at)?;
     citizen_id.check_consistency(date_of_birth.year(), c.sex).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
-    let full_name = c.full_name.trim();
-    if full_name.is_empty() || full_name.chars().count() > NAME_LEN_MAX || full_name.chars().any(char::is_control) {
-        return Err(Rejection::new("full_name_invalid", format!("full name must be 1-{NAME_LEN_MAX} printable characters")));
-    }
-    let attestation = attestation(&c.attestation)?;
+    let full_name = text::name(&c.full_name, NAME_LEN_MAX).map_err(|e| {
+        Rejection::new("full_name_invalid", format!("full name {e}: it must be 1-{NAME_LEN_MAX} characters with a letter, no control or invisible character"))
+    })?;
+    let attestation = attestation(&c.attestation, issued_at)?;
     let account = c.account.check()?;
     let province = province(&c.province)?;
     let effective_from = period(&c.effective_from)?;
@@ -227,18 +253,45 @@ fn change_status(state: &State, c: &StatusChange, to: EnrollmentStatus) -> Decis
     }])
 }
 
-fn reassign(state: &State, c: &ReassignCitizenId) -> Decision {
+/// A re-determined number: it must be free, and its century/sex digit and year must agree with
+/// the person's recorded sex and with the corrected date of birth if the command carries one
+/// (re-determination often corrects the birth year), else the recorded one. Otherwise a person
+/// could be given a number that no later enrollment of theirs could ever match.
+fn reassign(state: &State, c: &ReassignCitizenId, issued_at: &Timestamp) -> Decision {
     let old = current_citizen(state, &c.old_citizen_id)?;
     let new = CitizenId::parse(&c.new_citizen_id).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
+    let corrected = c.date_of_birth.as_deref().map(|raw| date_of_birth(raw, issued_at)).transpose()?;
     let reason = text(&c.reason, "reason")?;
-    let attestation = attestation(&c.attestation)?;
-    if state.person(&old).is_none() {
-        return Err(Rejection::new("not_enrolled", format!("{} is not enrolled", old.masked())));
-    }
+    let attestation = attestation(&c.attestation, issued_at)?;
+    let (_, person) = state.person(&old).ok_or_else(|| Rejection::new("not_enrolled", format!("{} is not enrolled", old.masked())))?;
     if new == old || state.person(&new).is_some() || state.is_reassigned(&new) {
         return Err(Rejection::new("citizen_id_in_use", format!("{} is already in use", new.masked())));
     }
-    Ok(vec![EventData::CitizenIdReassigned(CitizenIdReassigned { old_citizen_id: old, new_citizen_id: new, reason, attestation })])
+    if new.sex() != person.sex {
+        return Err(Rejection::new(
+            "citizen_id_sex_mismatch",
+            format!("the new number's century/sex digit says {:?}, which is not the recorded sex", new.sex()),
+        ));
+    }
+    match corrected {
+        Some(dob) if new.birth_year() != dob.year() => {
+            return Err(Rejection::new(
+                "citizen_id_birth_year_mismatch",
+                format!("the new number says born {}, but the corrected date of birth is in {}", new.birth_year(), dob.year()),
+            ))
+        }
+        None if new.birth_year() != person.date_of_birth.year() => {
+            return Err(Rejection::new(
+                "citizen_id_birth_year_mismatch",
+                format!(
+                    "the new number says born {}, which is not the year of the recorded date of birth; send the corrected date_of_birth if the re-determination corrected it",
+                    new.birth_year()
+                ),
+            ))
+        }
+        _ => {}
+    }
+    Ok(vec![EventData::CitizenIdReassigned(CitizenIdReassigned { old_citizen_id: old, new_citizen_id: new, reason, attestation, date_of_birth: corrected })])
 }
 
 // ---- payouts ---------------------------------------------------------------------------------
@@ -346,7 +399,10 @@ fn decide_line(
     let amount = amount(&line.amount)?;
     let e = enrollment(state, &citizen_id, &c.program_id)?;
     if e.province != batch.province {
-        return Err(Rejection::new("province_mismatch", format!("{} is enrolled in province {}", citizen_id.masked(), e.province)));
+        return Err(Rejection::new(
+            "province_mismatch",
+            format!("{} is not enrolled in {:?} in province {}", citizen_id.masked(), c.program_id, super::handles::province_str(batch.province)),
+        ));
     }
     match e.status_at(period) {
         None => return Err(Rejection::new("not_yet_eligible", format!("entitlement starts in {}", e.effective_from))),

@@ -1,5 +1,8 @@
 //! Rejections: domain values with a stable code, never log lines. The codes are a public
-//! contract (agencies and bank connectors branch on them); add new ones, never rename.
+//! contract (agencies and bank connectors branch on them); add new ones, never rename. A code
+//! that can no longer be produced is retired: removed here, listed as retired in README.md
+//! (events recorded before still carry it). Retired: `amount_fractional` (issue 16: every
+//! amount with a `.` or `,` is `amount_separator`, since `500.000` means 500,000 in Vietnam).
 
 use std::fmt;
 
@@ -39,22 +42,24 @@ pub const CODES: &[(&str, &str)] = &[
     ("citizen_id_unknown_province", "the first 3 digits are not a province code in the table (possibly a country code: check by hand)"),
     ("citizen_id_birth_year_mismatch", "century/sex digit and year disagree with the declared date of birth"),
     ("citizen_id_sex_mismatch", "century/sex digit disagrees with the declared sex"),
-    ("citizen_id_reassigned", "this number was re-determined; use the new number"),
+    ("citizen_id_reassigned", "this number was re-determined; use the new number (which is not named)"),
     ("citizen_id_in_use", "the new number already belongs to a beneficiary"),
     ("date_of_birth_invalid", "date of birth is not a real calendar date YYYY-MM-DD"),
-    ("full_name_invalid", "full name is empty, too long or has control characters"),
+    ("date_of_birth_in_future", "date of birth is after the day the command was issued (its issued_at date)"),
+    ("full_name_invalid", "full name is empty, too long, has no letter, or has a control or invisible formatting character (zero-width, bidi)"),
     ("identity_mismatch", "date of birth or sex differ from this citizen's existing enrollment"),
     ("attestation_missing", "no identity verification attestation"),
     ("attestation_insufficient", "attestation is not VNeID level 2"),
-    ("attestation_invalid", "attestation reference or time is malformed"),
+    ("attestation_invalid", "attestation reference is empty or too long, or verified_at is not a real RFC 3339 time"),
+    ("attestation_after_command", "the attestation was verified after the command's issued_at (compared as instants)"),
     // Accounts
     ("bank_unknown", "BIN is not in the bank table"),
     ("account_number_invalid", "account number is not 6-19 characters of 0-9 or A-Z"),
-    ("holder_name_invalid", "account holder name is empty, too long or has control characters"),
+    ("holder_name_invalid", "account holder name is empty, too long, has no letter, or has a control or invisible formatting character"),
     ("account_unchanged", "the account is the one already on record (or the one that failed)"),
     // Programs and rules
     ("program_id_invalid", "program id is empty, too long or has characters outside [A-Za-z0-9._:-]"),
-    ("program_name_invalid", "program name is empty or too long"),
+    ("program_name_invalid", "program name is empty, too long, has no letter, or has a control or invisible formatting character"),
     ("program_unknown", "no such program"),
     ("program_exists", "a program with this id is already defined"),
     ("categories_invalid", "no categories, a bad category code, or too many"),
@@ -65,8 +70,8 @@ pub const CODES: &[(&str, &str)] = &[
     ("standard_level_missing", "no standard level is in force for this province and period"),
     ("reference_invalid", "a reference or reason text is longer than 256 characters"),
     // Money
-    ("amount_invalid", "amount is not a plain decimal string of digits"),
-    ("amount_fractional", "amount has a fractional part; VND has no minor unit"),
+    ("amount_invalid", "amount is not a plain string of digits (a sign, an exponent, a letter or a currency sign)"),
+    ("amount_separator", "amount contains a separator or a space (500.000, 500,000, 500 000, 500000.00): write whole đồng as digits only"),
     ("amount_not_positive", "amount is zero or negative"),
     ("amount_too_large", "amount exceeds the bound (10^15 đồng)"),
     ("amount_mismatch", "amount differs from the entitlement in force for the period"),
@@ -74,7 +79,7 @@ pub const CODES: &[(&str, &str)] = &[
     // Enrollment lifecycle
     ("not_enrolled", "the citizen has no enrollment in this program"),
     ("already_enrolled", "the citizen is already enrolled in this program"),
-    ("province_mismatch", "the citizen is enrolled in another province"),
+    ("province_mismatch", "the citizen is not enrolled in this program in the batch's province (the other province is not named)"),
     ("not_yet_eligible", "the period is before the enrollment's first month"),
     ("beneficiary_suspended", "the enrollment is suspended for this period"),
     ("beneficiary_terminated", "the enrollment is terminated for this period"),

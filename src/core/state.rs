@@ -407,7 +407,11 @@ impl State {
                     panic!("reassignment of an enrolled citizen")
                 };
                 let (h, _) = entry.remove();
-                self.people.get_mut(h).cid = new;
+                let person = self.people.get_mut(h);
+                person.cid = new;
+                if let Some(corrected) = e.date_of_birth {
+                    person.date_of_birth = corrected;
+                }
                 self.index_person(h);
                 self.reassigned.insert(old, new);
             }

@@ -2,11 +2,13 @@
 //! attestation). Failure reasons map to ISO 20022 status reason codes for integrators.
 
 use super::reference;
+use crate::timefmt::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// A payment account, already checked: BIN in the bank table, account number 6-19 of [0-9A-Z]
-/// (no national format exists; facts §3.4), holder name present. Fields are declared in sorted
-/// order: events are serialized straight into canonical form (see `event::Event`).
+/// (no national format exists; facts §3.4), holder name a name (`text::name`: a letter, nothing
+/// invisible). Fields are declared in sorted order: events are serialized straight into
+/// canonical form (see `event::Event`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
@@ -36,10 +38,9 @@ impl AccountInput {
         if !(6..=19).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
             return Err(("account_number_invalid", "account number must be 6-19 characters of 0-9 or A-Z".into()));
         }
-        let name = self.holder_name.trim();
-        if name.is_empty() || name.chars().count() > HOLDER_NAME_LEN_MAX || name.chars().any(char::is_control) {
-            return Err(("holder_name_invalid", format!("holder name must be 1-{HOLDER_NAME_LEN_MAX} printable characters")));
-        }
+        let name = super::text::name(&self.holder_name, HOLDER_NAME_LEN_MAX).map_err(|e| {
+            ("holder_name_invalid", format!("holder name {e}: it must be 1-{HOLDER_NAME_LEN_MAX} characters with a letter, no control or invisible character"))
+        })?;
         Ok(Account { bin: self.bin.clone(), account_no: n.clone(), holder_name: name.to_string() })
     }
 }
@@ -61,12 +62,25 @@ pub struct Attestation {
 }
 
 impl Attestation {
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// Checks the attestation of a command issued at `issued_at` (from its envelope: decide stays
+    /// pure). `verified_at` must be a real RFC 3339 time, and not after the command: a
+    /// verification cannot come later than the command that cites it (compared as instants).
+    pub fn check(&self, issued_at: &Timestamp) -> Result<(), (&'static str, String)> {
         if self.provider != "VNeID" || self.level < 2 {
-            return Err(("attestation_insufficient", format!("a VNeID level 2 attestation is required, got {} level {}", self.provider, self.level)));
+            let provider: String = self.provider.chars().take(32).collect();
+            return Err(("attestation_insufficient", format!("a VNeID level 2 attestation is required, got {provider:?} level {}", self.level)));
         }
-        if self.reference.trim().is_empty() || self.reference.len() > 128 || !crate::timefmt::valid_rfc3339(&self.verified_at) {
-            return Err(("attestation_invalid", "attestation needs a reference (1-128 chars) and an RFC 3339 verified_at".into()));
+        if self.reference.trim().is_empty() || self.reference.len() > 128 {
+            return Err(("attestation_invalid", "attestation needs a reference of 1-128 characters".into()));
+        }
+        let shown: String = self.verified_at.chars().take(48).collect();
+        let verified = Timestamp::parse(&self.verified_at)
+            .map_err(|e| ("attestation_invalid", format!("attestation verified_at {shown:?} is not an RFC 3339 time: {e}")))?;
+        if verified.instant() > issued_at.instant() {
+            return Err((
+                "attestation_after_command",
+                format!("attestation verified_at {shown:?} is later than the command's issued_at: a verification cannot come after the command that cites it"),
+            ));
         }
         Ok(())
     }

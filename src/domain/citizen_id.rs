@@ -144,9 +144,11 @@ impl schemars::JsonSchema for CitizenId {
         "CitizenId".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // The province codes of the table, as `parse` requires them.
+        let codes: Vec<&str> = super::reference::province_codes().collect();
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[0-9]{12}$",
+            "pattern": format!("^({})[0-9]{{9}}$", codes.join("|")),
             "description": "12-digit personal identification number (CCCD): province of birth registration (3), century/sex (1), birth year (2), random (6)."
         })
     }

@@ -6,6 +6,7 @@ pub mod money;
 pub mod period;
 pub mod program;
 pub mod reference;
+pub mod text;
 
 pub use account::{Account, Attestation, FailureReason};
 pub use citizen_id::{CitizenId, Sex};

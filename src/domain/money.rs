@@ -1,6 +1,7 @@
 //! Whole Vietnamese đồng. VND has no minor unit (ISO 4217 digits = 0), so an amount is a
 //! whole, positive number of đồng, held as a `Decimal` with scale 0 and written as a JSON
-//! string ("750000"). Never a float: a JSON number is refused at decode time.
+//! string of digits ("750000"). Never a float: a JSON number is refused at decode time. Never
+//! a separator: `500.000` is five hundred thousand in Vietnam and five hundred elsewhere.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -19,9 +20,19 @@ pub struct Vnd(Decimal);
 pub enum VndError {
     #[error("amount is empty")]
     Empty,
-    #[error("amount {0:?} is not a plain decimal number of đồng (digits only, no sign, no exponent)")]
+    /// A separator, grouping mark or space anywhere. In Vietnam `500.000` is five hundred
+    /// thousand (`.` groups thousands, `,` marks decimals), elsewhere it is five hundred; a
+    /// list that went through a spreadsheet may have either. Never guessed: refused.
+    #[error(
+        "amount {0:?} contains a separator or a space; write whole đồng as digits only, without separators \
+         (500000, not 500.000, 500,000, 500 000 or 500000.00)"
+    )]
+    Separator(String),
+    #[error("amount {0:?} is not a plain number of đồng (digits only, no sign, no exponent, no currency sign)")]
     NotANumber(String),
-    #[error("amount {0:?} has a fractional part; VND has no minor unit")]
+    /// Only from `from_decimal` (a computed amount): text cannot spell a fraction any more,
+    /// since `.` and `,` are `Separator`.
+    #[error("amount {0} has a fractional part; VND has no minor unit")]
     Fractional(String),
     #[error("amount {0:?} must be greater than zero")]
     NotPositive(String),
@@ -33,41 +44,47 @@ impl VndError {
     /// Stable rejection code for this error (see `Rejection`).
     pub fn code(&self) -> &'static str {
         match self {
-            VndError::Empty | VndError::NotANumber(_) => "amount_invalid",
-            VndError::Fractional(_) => "amount_fractional",
+            VndError::Empty | VndError::NotANumber(_) | VndError::Fractional(_) => "amount_invalid",
+            VndError::Separator(_) => "amount_separator",
             VndError::NotPositive(_) => "amount_not_positive",
             VndError::TooLarge(_) => "amount_too_large",
         }
     }
 }
 
+/// Characters that separate or group digits somewhere in the world: `.` `,` `'` `_` and their
+/// look-alikes (typographic apostrophes, modifier apostrophe, middle dot, Arabic decimal and
+/// thousands marks, one-dot leader, small and full-width forms, ideographic comma and stop).
+const DIGIT_SEPARATORS: &[char] = &[
+    '.', ',', '\'', '_', '\u{2018}', '\u{2019}', '\u{02BC}', '\u{00B7}', '\u{066B}', '\u{066C}', '\u{2024}', '\u{FE50}', '\u{FE52}', '\u{FF07}', '\u{FF0C}',
+    '\u{FF0E}', '\u{FF3F}', '\u{3001}', '\u{3002}',
+];
+
+/// A separator or grouping mark (`DIGIT_SEPARATORS`), or any Unicode white space (NBSP, thin
+/// and narrow no-break spaces, figure and ideographic spaces, tabs, line breaks).
+pub fn is_digit_separator(c: char) -> bool {
+    c.is_whitespace() || DIGIT_SEPARATORS.contains(&c)
+}
+
 impl Vnd {
-    /// Parses "750000" (and tolerates "750000.00" as bank statements print it). Rejects signs,
-    /// exponents, spaces, separators, real fractions, zero and anything above the bound.
+    /// Parses whole đồng written as ASCII digits ("750000"; leading zeros are harmless). Refuses
+    /// any separator or space (`Separator`: "500.000", "750,000", "750000.00", " 750000"), then
+    /// signs, exponents and other characters, zero, and anything above the bound.
     pub fn parse(raw: &str) -> Result<Vnd, VndError> {
         if raw.is_empty() {
             return Err(VndError::Empty);
         }
-        let (int_part, frac_part) = match raw.split_once('.') {
-            Some((i, f)) => (i, Some(f)),
-            None => (raw, None),
-        };
+        if raw.chars().any(is_digit_separator) {
+            return Err(VndError::Separator(raw.to_string()));
+        }
         let digits_only = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if raw.starts_with('-') && digits_only(raw[1..].split('.').next().unwrap_or("")) {
+        if raw.strip_prefix('-').is_some_and(digits_only) {
             return Err(VndError::NotPositive(raw.to_string()));
         }
-        if !digits_only(int_part) {
+        if !digits_only(raw) {
             return Err(VndError::NotANumber(raw.to_string()));
         }
-        if let Some(f) = frac_part {
-            if !digits_only(f) {
-                return Err(VndError::NotANumber(raw.to_string()));
-            }
-            if f.bytes().any(|b| b != b'0') {
-                return Err(VndError::Fractional(raw.to_string()));
-            }
-        }
-        let trimmed = int_part.trim_start_matches('0');
+        let trimmed = raw.trim_start_matches('0');
         if trimmed.is_empty() {
             return Err(VndError::NotPositive(raw.to_string()));
         }
@@ -122,9 +139,15 @@ impl Serialize for Vnd {
     }
 }
 
+/// Reading a recorded amount (events, views): only the form `Serialize` writes, digits without
+/// a leading zero, so the decoder and the schema's pattern accept exactly the same strings.
+/// Commands carry amounts as raw strings and go through `Vnd::parse` in `decide`.
 impl<'de> Deserialize<'de> for Vnd {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
+        if raw.starts_with('0') {
+            return Err(serde::de::Error::custom(format!("amount {raw:?} is not written as recorded amounts are (no leading zero)")));
+        }
         Vnd::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
@@ -136,8 +159,8 @@ impl schemars::JsonSchema for Vnd {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[1-9][0-9]{0,15}$",
-            "description": "Whole đồng as a decimal string, positive, at most 10^15. Never a JSON number."
+            "pattern": "^([1-9][0-9]{0,14}|1000000000000000)$",
+            "description": "Whole đồng as a string of digits, positive, at most 10^15, no leading zero, no separator or space. Never a JSON number."
         })
     }
 }
@@ -211,7 +234,7 @@ mod tests {
     fn parses_whole_amounts() {
         assert_eq!(Vnd::parse("750000").unwrap().to_string(), "750000");
         assert_eq!(Vnd::parse("0750000").unwrap().to_string(), "750000");
-        assert_eq!(Vnd::parse("750000.00").unwrap().to_string(), "750000");
+        assert_eq!(Vnd::parse("1000000000000000").unwrap().to_string(), "1000000000000000");
     }
 
     #[test]
@@ -222,12 +245,12 @@ mod tests {
             ("1e5", "amount_invalid"),
             ("1E5", "amount_invalid"),
             ("+5", "amount_invalid"),
-            (" 5", "amount_invalid"),
-            ("5,000", "amount_invalid"),
-            ("750000.5", "amount_fractional"),
+            ("-", "amount_invalid"),
+            ("750000đ", "amount_invalid"),
+            ("７５００００", "amount_invalid"),
             ("0", "amount_not_positive"),
             ("000", "amount_not_positive"),
-            ("0.00", "amount_not_positive"),
+            ("-0", "amount_not_positive"),
             ("-750000", "amount_not_positive"),
             ("1000000000000001", "amount_too_large"),
             ("99999999999999999999999999999999", "amount_too_large"),
@@ -236,10 +259,63 @@ mod tests {
         }
     }
 
+    /// Vietnamese grouping (`500.000` is 500,000), other locales' grouping and decimals, and
+    /// every kind of space: all refused the same way, whatever they would have meant.
+    #[test]
+    fn any_separator_or_space_is_refused() {
+        for raw in [
+            "500.000",
+            "750.000",
+            "7.500.000",
+            "750000.00",
+            "750000.5",
+            "0.5",
+            "-1.5",
+            "750000.",
+            ".750000",
+            "750,000",
+            "750000,00",
+            "1,000,000",
+            "750 000",
+            " 750000",
+            "750000 ",
+            "\t750000",
+            "750000\n",
+            "750\u{a0}000",
+            "750\u{2009}000",
+            "750\u{202f}000",
+            "750\u{2007}000",
+            "750\u{3000}000",
+            "750'000",
+            "750\u{2019}000",
+            "750_000",
+            "750\u{b7}000",
+            "750\u{66c}000",
+            "750\u{ff0c}000",
+            "750\u{ff0e}000",
+            "1e5.0",
+            "5,00đ",
+        ] {
+            let err = Vnd::parse(raw).unwrap_err();
+            assert_eq!(err.code(), "amount_separator", "input {raw:?}");
+            assert!(err.to_string().contains("without separators"), "{err}");
+        }
+    }
+
+    #[test]
+    fn computed_fractions_are_refused() {
+        assert_eq!(Vnd::from_decimal(Decimal::new(7_500_005, 1)).unwrap_err(), VndError::Fractional("750000.5".into()));
+    }
+
     #[test]
     fn json_numbers_are_refused() {
         assert!(serde_json::from_str::<Vnd>("750000").is_err());
         assert!(serde_json::from_str::<Vnd>("\"750000\"").is_ok());
+        assert!(serde_json::from_str::<Vnd>("\"1000000000000000\"").is_ok());
+        // Recorded amounts are read back only in the form they are written.
+        for raw in ["\"0750000\"", "\"750.000\"", "\"1000000000000001\"", "\"0\""] {
+            assert!(serde_json::from_str::<Vnd>(raw).is_err(), "{raw}");
+        }
     }
 
     #[test]

@@ -120,6 +120,11 @@ impl BirthDate {
         i32::from(self.year)
     }
 
+    /// (year, month, day), ordered as dates.
+    pub fn ymd(&self) -> (u16, u8, u8) {
+        (self.year, self.month, self.day)
+    }
+
     /// The month of birth as a period, to reject a period before the person was born.
     pub fn period(&self) -> Period {
         Period { year: self.year, month: self.month }
@@ -150,7 +155,11 @@ impl schemars::JsonSchema for BirthDate {
         "BirthDate".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"})
+        schemars::json_schema!({
+            "description": "A real calendar date YYYY-MM-DD, years 1900-2399.",
+            "type": "string",
+            "pattern": format!("^{}$", crate::timefmt::date_pattern()),
+        })
     }
 }
 

@@ -114,7 +114,7 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
                 en.history.push(history(seq, at, name, Some(e.effective_from.to_string()), e.reason.clone()));
             }
         }
-        EventData::CitizenIdReassigned(e) => reassign(txn, seq, at, &e.old_citizen_id.to_string(), &e.new_citizen_id.to_string(), &e.reason)?,
+        EventData::CitizenIdReassigned(e) => reassign(txn, seq, at, e)?,
         EventData::PayoutBatchSubmitted(e) => {
             let v = txn.batch(format!("bat/{}", e.batch_id))?;
             v.batch_id = e.batch_id.clone();
@@ -204,8 +204,12 @@ fn transition(txn: &mut Txn<'_>, seq: u64, _at: &str, t: &PayoutTransition, to: 
 
 /// The new number takes the person's record; the old one keeps a stub that points to it. The
 /// payouts are found through the record's `previous_citizen_ids` (`ViewReader::citizen`).
-fn reassign(txn: &mut Txn<'_>, seq: u64, at: &str, old: &str, new: &str, reason: &str) -> Result<(), ViewError> {
+fn reassign(txn: &mut Txn<'_>, seq: u64, at: &str, e: &crate::event::CitizenIdReassigned) -> Result<(), ViewError> {
+    let (old, new, reason) = (e.old_citizen_id.as_str(), e.new_citizen_id.as_str(), e.reason.as_str());
     let mut view = std::mem::take(txn.citizen(format!("cit/{old}"))?);
+    if let Some(corrected) = e.date_of_birth {
+        view.date_of_birth = corrected.to_string();
+    }
     let old_view = txn.citizen(format!("cit/{old}"))?;
     old_view.citizen_id = old.to_string();
     old_view.reassigned_to = Some(new.to_string());

@@ -23,6 +23,7 @@ use ansinh::event::{
     PayoutLineRejected, PayoutTransition, ProgramDefined, SettlementItemRejected, StandardLevelSet,
 };
 use ansinh::outcome::{Outcome, OutcomeStatus};
+use ansinh::timefmt::Timestamp;
 use ansinh::{Engine, EngineOptions};
 
 // ---- the cast ---------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ pub fn vnd(amount: u64) -> Vnd {
 
 /// A VNeID level 2 attestation as the identity adapter passes it in.
 pub fn attestation() -> Attestation {
-    Attestation { provider: "VNeID".into(), level: 2, reference: "VNEID-L2-20250110-0001".into(), verified_at: "2025-01-10T09:30:00+07:00".into() }
+    Attestation { provider: "VNeID".into(), level: 2, reference: "VNEID-L2-20241210-0001".into(), verified_at: "2024-12-10T09:30:00+07:00".into() }
 }
 
 /// The citizen's own account at Vietcombank (BIN 970436), as sent.
@@ -219,6 +220,7 @@ pub fn reassigned(old: &str, new: &str, reason: &str) -> EventData {
         new_citizen_id: cid(new),
         reason: reason.into(),
         attestation: attestation(),
+        date_of_birth: None,
     })
 }
 
@@ -396,13 +398,12 @@ pub fn terminate_cmd(citizen_id: &str, effective_from: &str, reason: &str) -> Co
     Command::TerminateBeneficiary(status_change(citizen_id, effective_from, reason))
 }
 
+pub fn reassign_payload(old: &str, new: &str, reason: &str) -> ReassignCitizenId {
+    ReassignCitizenId { old_citizen_id: old.into(), new_citizen_id: new.into(), reason: reason.into(), attestation: Some(attestation()), date_of_birth: None }
+}
+
 pub fn reassign_cmd(old: &str, new: &str, reason: &str) -> Command {
-    Command::ReassignCitizenId(ReassignCitizenId {
-        old_citizen_id: old.into(),
-        new_citizen_id: new.into(),
-        reason: reason.into(),
-        attestation: Some(attestation()),
-    })
+    Command::ReassignCitizenId(reassign_payload(old, new, reason))
 }
 
 /// A batch of (citizen ID, amount) lines for the paying province.
@@ -469,7 +470,19 @@ pub trait When {
 
 impl When for State {
     fn when(&self, command: &Command) -> Then<'_> {
-        Then { state: self, command: command.type_name(), result: decide(self, command) }
+        self.when_at(command, ISSUED_AT)
+    }
+}
+
+/// `when`, for a command issued at another time than `ISSUED_AT`.
+pub trait WhenAt {
+    fn when_at(&self, command: &Command, issued_at: &str) -> Then<'_>;
+}
+
+impl WhenAt for State {
+    fn when_at(&self, command: &Command, issued_at: &str) -> Then<'_> {
+        let at = Timestamp::parse(issued_at).expect("scenario times are valid");
+        Then { state: self, command: command.type_name(), result: decide(self, command, &at) }
     }
 }
 
