@@ -5,6 +5,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// See Cargo.toml: sled's allocation pattern is where glibc's malloc spends most.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "ansinh", version, about = "Cashless social-welfare disbursement engine: event-sourced, hash-chained, keyed by citizen ID")]
 struct Cli {
