@@ -23,7 +23,6 @@ pub use access::{Access, Caller, Grant};
 pub use openapi::openapi_json;
 pub use reconciliation::CSV_COLUMNS;
 
-use crate::domain::citizen_id::mask;
 use crate::log::Head;
 use crate::metrics::Metrics;
 use crate::projection::{ViewError, ViewReader};
@@ -165,7 +164,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(code, m) => (StatusCode::BAD_REQUEST, code, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             ApiError::Internal(m) => {
-                tracing::error!(error = %mask_digit_runs(&m), "API request failed");
+                tracing::error!(error = %crate::domain::citizen_id::log_safe_error(&m), "API request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "the views could not be read; the server log says why".to_string())
             }
         };
@@ -178,22 +177,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Masks every run of 9 or more digits (a citizen ID inside a view key or an error message).
-pub fn mask_digit_runs(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    for c in text.chars().chain(std::iter::once('\0')) {
-        if c.is_ascii_digit() {
-            run.push(c);
-            continue;
-        }
-        out.push_str(&if run.len() >= 9 { mask(&run) } else { std::mem::take(&mut run) });
-        run.clear();
-        if c != '\0' {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::domain::citizen_id::mask_digit_runs;
 
 /// Every route of the API, with `state` mounted.
 pub fn router(state: ApiState) -> Router {
@@ -257,13 +241,4 @@ pub async fn serve_listener(listener: tokio::net::TcpListener, state: ApiState, 
     }
     tracing::info!(%addr, tokens = state.tokens_configured(), "HTTP API listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn masks_long_digit_runs_only() {
-        assert_eq!(super::mask_digit_runs("view cit/056185000123 is corrupt at 42"), "view cit/056******123 is corrupt at 42");
-        assert_eq!(super::mask_digit_runs("056185000123"), "056******123");
-    }
 }

@@ -11,6 +11,7 @@ use super::storage::Storage;
 use super::writer::{NotStored, Writer};
 use super::BusConfig;
 use crate::command::CommandEnvelope;
+use crate::domain::citizen_id::{log_safe, log_safe_error};
 use crate::engine::check_envelope;
 use crate::intake::{decode_command, DecodeError};
 use crate::outcome::Outcome;
@@ -130,7 +131,7 @@ impl Intake<'_> {
                         // Nothing of it is acknowledged (and if the group was stored after all,
                         // the retry is answered from the command index): hold it and try again
                         // once the storage is back, at most once a second.
-                        tracing::error!(error = %error, deliveries = group.len(), "group not stored; holding it until the storage is back");
+                        tracing::error!(error = %log_safe_error(&error), deliveries = group.len(), "group not stored; holding it until the storage is back");
                         if !self.wait_for_storage(shutdown).await {
                             // Shutting down: the deliveries go back to the queue with the connection.
                             return Ok(());
@@ -167,7 +168,7 @@ impl Intake<'_> {
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str, detail: &str) -> lapin::Result<lapin::PublisherConfirm> {
-        tracing::warn!(reason, detail = %detail.chars().take(200).collect::<String>(), "dead-lettering poison message");
+        tracing::warn!(reason, detail = %log_safe(detail), "dead-lettering poison message");
         self.observer.dead_lettered(reason);
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert("x-ansinh-reason".into(), AMQPValue::LongString(reason.into()));

@@ -102,7 +102,7 @@ pub async fn serve(
         match result {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker session ended; reconnecting");
+                tracing::warn!(error = %crate::domain::citizen_id::log_safe_error(&e), retry_in_ms = backoff.as_millis() as u64, "broker session ended; reconnecting");
                 let mut stop = shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
