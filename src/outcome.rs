@@ -61,6 +61,16 @@ impl Outcome {
         }
     }
 
+    /// The answer to a poison message (not a command, or not decidable): `status` invalid,
+    /// `code` the dead-letter reason (`not_json`, `schema_violation`, `envelope_invalid`,
+    /// `attempts_exhausted`, ...), nothing recorded by this delivery.
+    pub fn poison(command_id: &str, command_type: &str, reason: &str, message: &str) -> Outcome {
+        let mut outcome = Outcome::invalid(command_id, command_type, message.chars().take(1_000).collect());
+        outcome.command_type = command_type.chars().take(64).collect();
+        outcome.code = Some(reason.to_string());
+        outcome
+    }
+
     /// Builds the outcome of a command from the events it wrote (in seq order).
     pub fn from_events(command_id: &str, command_type: &str, events: &[(u64, Event)], duplicate: bool) -> Outcome {
         let seqs = match (events.first(), events.last()) {

@@ -318,13 +318,18 @@ fn poison_lands_in_the_dead_letter_queue_with_its_reason_and_the_queue_keeps_flo
         let d = reasons.get(*reason).unwrap_or_else(|| panic!("no dead letter for {reason}"));
         assert_eq!(header(&d.properties, "x-ansinh-reason").as_deref(), Some(*reason), "the reason header");
         assert_eq!(header(&d.properties, "x-ansinh-user").as_deref(), Some(AGENCY), "who sent it");
+        assert_eq!(header(&d.properties, "x-ansinh-queue"), Some(format!("{}.commands", fx.prefix)), "where it was consumed");
         assert!(d.data == *body, "{reason}: the original body is kept");
     }
     // Nothing loops back: the command queue is empty and no further dead letter appears.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(fx.queue_counts(&dead_queue).map(|c| c.0), Some(0), "no dead letter twice");
     assert_eq!(fx.queue_counts(&format!("{}.commands", fx.prefix)), Some((0, 1)), "the command queue is drained");
-    assert!(agency.replies.lock().expect("lock").is_empty(), "poison gets no reply");
+    assert!(agency.replies.lock().expect("lock").is_empty(), "poison is never accepted or rejected");
+    for (i, (reason, _)) in cases.iter().enumerate() {
+        let o = agency.poison_reply(&format!("poison-{i}"), SECS_30);
+        assert_eq!((o.status, o.code.as_deref(), o.duplicate, o.seqs), (OutcomeStatus::Invalid, Some(*reason), false, None), "poison {reason}: {o:?}");
+    }
     fx.stop_serve();
     let engine = fx.open_engine();
     let last = outcomes.iter().filter_map(|o| o.seqs).map(|s| s[1]).max();

@@ -25,6 +25,12 @@ impl IntakeObserver for MetricsObserver {
     fn dead_lettered(&self, reason: &str) {
         self.0.dead_lettered(reason);
     }
+    fn reply_refused(&self) {
+        self.0.reply_refused();
+    }
+    fn isolated(&self) {
+        self.0.isolated();
+    }
 }
 
 /// A runtime for the transport: two workers (this is a 2-core machine; the writer has its own
