@@ -252,3 +252,115 @@ fn a_command_caught_in_more_crashes_of_serve_than_the_delivery_limit_gets_exactl
     assert_eq!(records.iter().filter(|(_, _, r)| r.event.command_id == rules[0].command_id).count(), 1, "decided once");
     assert!(matches!(rules[0].command, Command::DefineProgram(_)));
 }
+
+/// Topic permissions the test set on its own events exchange, cleared at the end.
+struct TopicPermissions(String);
+
+impl Drop for TopicPermissions {
+    fn drop(&mut self) {
+        let out = std::process::Command::new("rabbitmqctl").args(["-q", "list_topic_permissions", "-p", "/"]).output().expect("rabbitmqctl runs");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            if fields.get(1) == Some(&self.0.as_str()) {
+                let _ = std::process::Command::new("rabbitmqctl").args(["-q", "clear_topic_permissions", "-p", "/", fields[0], &self.0]).output();
+            }
+        }
+    }
+}
+
+/// Declares a queue as `user` (server-named exclusive when `queue` is empty) and binds it to
+/// `exchange` with `key`: the queue's name, or the broker's refusal.
+fn bind_as(fx: &Fixture, user: &str, queue: &str, exchange: &str, key: &str) -> Result<String, String> {
+    fx.rt.block_on(async {
+        let conn = connect(user).await;
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        let options = if queue.is_empty() {
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }
+        } else {
+            QueueDeclareOptions { durable: true, ..Default::default() }
+        };
+        let declared = ch.queue_declare(queue.into(), options, FieldTable::default()).await.map_err(|e| format!("declare: {e}"))?;
+        ch.queue_bind(declared.name().clone(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .map_err(|e| format!("bind: {e}"))?;
+        let _ = conn.close(200, "".into()).await;
+        Ok(declared.name().to_string())
+    })
+}
+
+#[test]
+fn the_shipped_permissions_let_each_user_bind_what_the_routing_table_says_and_nothing_more() {
+    let fx = Fixture::new("perms", Settings::default());
+    let bus = fx.bus();
+    let (events, checkpoints) = (bus.events_exchange(), bus.checkpoint_exchange());
+    let _clear = TopicPermissions(events.clone());
+    run_setup_script(&["/", &fx.prefix]).unwrap_or_else(|e| panic!("{e}"));
+    fx.declare_topology();
+    let named = |who: &str| {
+        let q = format!("{}.{who}.feed", fx.prefix);
+        fx.delete_at_end(&q);
+        q
+    };
+    let allowed = |user: &str, queue: &str, exchange: &str, key: &str| {
+        bind_as(&fx, user, queue, exchange, key).unwrap_or_else(|e| panic!("{user} may bind {queue:?} to {exchange} with {key:?}: {e}"))
+    };
+    let refused = |user: &str, queue: &str, exchange: &str, key: &str| {
+        let e = bind_as(&fx, user, queue, exchange, key).expect_err(&format!("{user} may not bind {queue:?} to {exchange} with {key:?}"));
+        assert!(e.contains("ACCESS_REFUSED"), "{user} {key:?}: refused for lack of permission, not {e}");
+    };
+
+    // The province's agency: its provinces' keys (056 and 058), national levels; nothing else.
+    for key in ["beneficiary.enrolled.056", "budget.funded.058", "payout_batch.submitted.056", "standard_level.set.056", "standard_level.set.national"] {
+        allowed(AGENCY, "", &events, key);
+    }
+    allowed(AGENCY, &named("agency-056"), &events, "beneficiary.enrolled.056");
+    for key in ["#", "beneficiary.enrolled.*", "beneficiary.enrolled.079", "payout.instructed.970436", "beneficiary.terminated.all"] {
+        refused(AGENCY, "", &events, key);
+    }
+    refused(AGENCY, &format!("{}.auditor.mine", fx.prefix), &events, "beneficiary.enrolled.056");
+    // A bank: its BIN's keys only.
+    let bank = bank_user("970436");
+    for key in ["payout.instructed.970436", "payout.settled.970436", "payout.written_off.970436", "settlement_item.rejected.970436"] {
+        allowed(&bank, "", &events, key);
+    }
+    // Its instruction queue, declared and bound the way the bank connector does it.
+    fx.rt.block_on(async {
+        let ch = connect(&bank).await.create_channel().await.expect("a channel");
+        ansinh::bus::topology::declare_bank_queue(&ch, &bus, "970436").await.expect("the bank declares and binds its own queue");
+    });
+    for key in ["#", "payout.instructed.970415", "payout.*.*", "beneficiary.enrolled.056"] {
+        refused(&bank, "", &events, key);
+    }
+    // The auditor: everything published, events and checkpoints.
+    let auditor = "ansinh-auditor";
+    allowed(auditor, "", &events, "#");
+    allowed(auditor, &named("auditor"), &events, "#");
+    allowed(auditor, "", &checkpoints, "");
+    // The admin publishes commands; it subscribes to nothing.
+    refused(ADMIN, "", &events, "standard_level.set.national");
+
+    // What a binding lets through: an event the engine publishes reaches the agency's queue.
+    let queue = allowed(AGENCY, &named("agency-056"), &events, "beneficiary.enrolled.058");
+    fx.rt.block_on(async {
+        let engine = connect(ENGINE).await;
+        let ch = engine.create_channel().await.expect("a channel");
+        ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+        let props = BasicProperties::default().with_delivery_mode(2);
+        ch.basic_publish(events.as_str().into(), "beneficiary.enrolled.058".into(), BasicPublishOptions::default(), b"{}", props)
+            .await
+            .expect("publish")
+            .await
+            .expect("confirmed");
+        let agency = connect(AGENCY).await;
+        let ch = agency.create_channel().await.expect("a channel");
+        let mut got = None;
+        for _ in 0..100 {
+            got = ch.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("the agency reads its queue");
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(got.is_some_and(|m| m.delivery.routing_key.as_str() == "beneficiary.enrolled.058"), "the agency got the event");
+    });
+}
