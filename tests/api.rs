@@ -458,3 +458,59 @@ fn health_readiness_and_metrics() {
     assert!(m.body.contains(&format!("ansinh_log_head_seq {}\n", s.head_seq)));
     assert!(!m.body.contains(AN.id), "metrics never carry a citizen ID");
 }
+
+/// `ansinh --config <temp config> serve ARGS` with the API on `listen` and a broker URL nobody
+/// answers (serve would retry it for ever): the child, its stderr file and the temp dir.
+fn spawn_serve(listen: &str, args: &[&str]) -> (std::process::Child, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address").port();
+    let config = dir.path().join("ansinh.toml");
+    let toml = format!(
+        "[engine]\ndata_dir = {:?}\n\n[api]\nlisten = {listen:?}\n\n[bus]\namqp_url = \"amqp://guest:guest@127.0.0.1:{nobody}/%2f\"\nreconnect_backoff_max_ms = 500\n",
+        dir.path().join("data").display().to_string()
+    );
+    std::fs::write(&config, toml).expect("the config is written");
+    let stderr = dir.path().join("stderr");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ansinh"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("a stderr file"))
+        .spawn()
+        .expect("serve starts");
+    (child, stderr, dir)
+}
+
+#[test]
+fn serve_refuses_to_start_when_its_api_port_is_taken_and_runs_without_the_api_only_when_told() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = taken.local_addr().expect("an address").to_string();
+    let (mut child, stderr, _dir) = spawn_serve(&addr, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("serve's status") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve kept running with its API port taken:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&stderr).expect("serve's stderr");
+    assert!(!status.success(), "serve exited {status}");
+    assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("--no-api"), "the error names the address and the way out:\n{err}");
+
+    // --no-api: serve starts (and keeps trying the broker) with the port still taken.
+    let (mut child, stderr, _dir) = spawn_serve(&addr, &["--no-api"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let running = child.try_wait().expect("serve's status").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "serve --no-api stopped:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
+    assert!(std::fs::read_to_string(&stderr).unwrap_or_default().contains("no HTTP API (--no-api)"));
+    drop(taken);
+}
