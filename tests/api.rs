@@ -93,8 +93,14 @@ struct Server {
 }
 
 fn start_with(tokens: Vec<ApiToken>, readiness: Readiness) -> Server {
+    start_after(tokens, readiness, |_| {})
+}
+
+/// The server over the populated engine after `more` commands.
+fn start_after(tokens: Vec<ApiToken>, readiness: Readiness, more: impl FnOnce(&mut TestEngine)) -> Server {
     let mut t = TestEngine::open();
     populate(&mut t);
+    more(&mut t);
     let head = t.engine.head().clone();
     let head_seq = head.seq;
     let state =
@@ -513,4 +519,30 @@ fn serve_refuses_to_start_when_its_api_port_is_taken_and_runs_without_the_api_on
     assert!(running, "serve --no-api stopped:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
     assert!(std::fs::read_to_string(&stderr).unwrap_or_default().contains("no HTTP API (--no-api)"));
     drop(taken);
+}
+
+#[test]
+fn an_old_citizen_number_is_read_in_the_scope_of_the_person_it_leads_to() {
+    const NEWER: &str = "056185000998";
+    let s = start_after(tokens(), Readiness::default(), |t| {
+        t.execute_one(envelope("api-reassign-1", reassign_cmd(AN.id, AN_NEW_ID, "xác định lại số định danh"))).then_accepted();
+        t.execute_one(envelope("api-reassign-2", reassign_cmd(AN_NEW_ID, NEWER, "xác định lại lần hai"))).then_accepted();
+    });
+    for old in [AN.id, AN_NEW_ID] {
+        let path = format!("/v1/citizens/{old}");
+        // Another province's agency learns nothing: not the name, not the new number.
+        let r = expect(&s, &path, Some(AGENCY_HCM), 403, "forbidden");
+        assert!(!r.body.contains(AN.full_name) && !r.body.contains(NEWER), "{}", r.body);
+        for token in [AGENCY_KH, AUDITOR, SERVICE] {
+            let c = expect(&s, &path, Some(token), 200, "").json();
+            assert_eq!((c["citizen_id"].as_str(), c["full_name"].as_str()), (Some(old), Some(AN.full_name)), "{token}");
+            assert!(c["reassigned_to"].as_str().is_some(), "the pointer is there");
+            assert!(c["enrollments"].as_object().is_some_and(|e| e.is_empty()) && c["account"].is_null(), "an old number shows nothing else");
+        }
+    }
+    let current = format!("/v1/citizens/{NEWER}");
+    expect(&s, &current, Some(AGENCY_HCM), 403, "forbidden");
+    let c = expect(&s, &current, Some(AGENCY_KH), 200, "").json();
+    assert_eq!(c["previous_citizen_ids"], serde_json::json!([AN.id, AN_NEW_ID]));
+    assert_eq!(c["enrollments"][PROGRAM]["province"], PROVINCE);
 }
