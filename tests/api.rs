@@ -546,3 +546,34 @@ fn an_old_citizen_number_is_read_in_the_scope_of_the_person_it_leads_to() {
     assert_eq!(c["previous_citizen_ids"], serde_json::json!([AN.id, AN_NEW_ID]));
     assert_eq!(c["enrollments"][PROGRAM]["province"], PROVINCE);
 }
+
+#[test]
+fn csv_cells_that_would_start_a_spreadsheet_formula_are_written_as_text() {
+    const HOSTILE: &str = "KH-2025-01-HOSTILE";
+    let lines: &[(&str, &str)] = &[("=HYPERLINK(\"http://evil.example\",\"open\")", "750000"), (NOBODY, "+1+2"), ("@SUM(A1:A9)", "-5"), ("\t=1", "\r=2")];
+    let s = start_after(tokens(), Readiness::default(), |t| {
+        t.execute_one(envelope("api-hostile-batch", batch_cmd(HOSTILE, "2025-01", lines))).then_accepted();
+    });
+    let csv_resp = expect(&s, &format!("/v1/batches/{HOSTILE}/reconciliation.csv"), Some(AGENCY_KH), 200, "");
+    let mut reader = csv::Reader::from_reader(csv_resp.body.as_bytes());
+    let headers: Vec<String> = reader.headers().expect("a header row").iter().map(str::to_string).collect();
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().expect("rows parse");
+    assert_eq!(rows.len(), lines.len());
+    let col = |row: &csv::StringRecord, name: &str| row.get(headers.iter().position(|h| h == name).expect("a known column")).unwrap_or_default().to_string();
+    // The raw input as stored (the JSON report keeps it; long input is cut to a bound).
+    let r = expect(&s, &format!("/v1/batches/{HOSTILE}/reconciliation"), Some(AGENCY_KH), 200, "").json();
+    let stored = r["unpaid_lines"].as_array().expect("unpaid lines").clone();
+    assert!(stored[0]["citizen_id"].as_str().is_some_and(|c| c.starts_with("=HYPERLINK(")), "the JSON keeps the raw input: {}", stored[0]);
+    for (row, line) in rows.iter().zip(&stored) {
+        assert_eq!(col(row, "status"), "rejected");
+        for name in ["citizen_id", "amount"] {
+            let raw = line[name].as_str().expect("raw input");
+            let expected = if raw.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{raw}") } else { raw.to_string() };
+            assert_eq!(col(row, name), expected, "{name} of line {}", col(row, "line_no"));
+        }
+        for cell in row.iter() {
+            assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']), "a cell a spreadsheet would evaluate: {cell:?}");
+        }
+    }
+    assert!(rows.iter().filter(|r| col(r, "citizen_id") == NOBODY).count() == 1, "a plain cell is left alone");
+}

@@ -14,6 +14,7 @@
 
 mod access;
 mod batches;
+pub mod csv_export;
 pub mod model;
 mod openapi;
 mod reconciliation;
