@@ -10,7 +10,7 @@
 
 mod common;
 
-use ansinh::api::{serve_listener, ApiState, Readiness};
+use ansinh::api::{serve_listener_with, ApiState, ListenerLimits, Readiness};
 use ansinh::command::{Command, FundBudget};
 use ansinh::config::{ApiRole, ApiToken};
 use ansinh::domain::{FailureReason, Sex};
@@ -98,6 +98,10 @@ fn start_with(tokens: Vec<ApiToken>, readiness: Readiness) -> Server {
 
 /// The server over the populated engine after `more` commands.
 fn start_after(tokens: Vec<ApiToken>, readiness: Readiness, more: impl FnOnce(&mut TestEngine)) -> Server {
+    start_limited(tokens, readiness, more, ListenerLimits::default())
+}
+
+fn start_limited(tokens: Vec<ApiToken>, readiness: Readiness, more: impl FnOnce(&mut TestEngine), limits: ListenerLimits) -> Server {
     let mut t = TestEngine::open();
     populate(&mut t);
     more(&mut t);
@@ -108,7 +112,7 @@ fn start_after(tokens: Vec<ApiToken>, readiness: Readiness, more: impl FnOnce(&m
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime starts");
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("a random port binds");
     let addr = listener.local_addr().expect("the listener has an address");
-    runtime.spawn(serve_listener(listener, state, std::future::pending()));
+    runtime.spawn(serve_listener_with(listener, state, std::future::pending(), limits));
     Server { addr, head_seq, _runtime: runtime, _engine: t }
 }
 
@@ -576,4 +580,56 @@ fn csv_cells_that_would_start_a_spreadsheet_formula_are_written_as_text() {
         }
     }
     assert!(rows.iter().filter(|r| col(r, "citizen_id") == NOBODY).count() == 1, "a plain cell is left alone");
+}
+
+/// Reads from `stream` until the server closes it (or `within` passes): how long that took.
+fn closed_after(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).expect("a read timeout");
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < within {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_client_trickling_its_headers_is_cut_off_and_connections_are_bounded() {
+    let limits = ListenerLimits { header_read_timeout: Duration::from_secs(2), connections_max: 3 };
+    let s = start_limited(tokens(), Readiness::default(), |_| {}, limits);
+    // One header line a second, never the blank line that ends them.
+    let mut slow = TcpStream::connect(s.addr).expect("the server accepts");
+    let trickler = {
+        let mut w = slow.try_clone().expect("a second handle");
+        std::thread::spawn(move || {
+            let _ = w.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n");
+            for n in 0..30 {
+                std::thread::sleep(Duration::from_secs(1));
+                if write!(w, "X-Trickle-{n}: x\r\n").is_err() {
+                    return n;
+                }
+            }
+            30
+        })
+    };
+    let after = closed_after(&mut slow, Duration::from_secs(15)).expect("the server closed the trickling connection");
+    assert!(after >= Duration::from_millis(1_500) && after < Duration::from_secs(6), "closed after {after:?}, the timeout is 2 s");
+    assert!(trickler.join().expect("the trickler") < 30, "writes fail once the server let go");
+    // An idle connection (nothing sent) is given the same time, no more.
+    let mut idle = TcpStream::connect(s.addr).expect("the server accepts");
+    assert!(closed_after(&mut idle, Duration::from_secs(8)).is_some_and(|d| d < Duration::from_secs(6)), "an idle connection is closed too");
+
+    // At most 3 connections: a 4th is closed at once; one freed makes room again.
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(s.addr).expect("accepted")).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(s.addr).expect("accepted by the kernel");
+    assert!(closed_after(&mut extra, Duration::from_secs(1)).is_some(), "the 4th connection is closed at once");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&s, "/healthz", None).status, 200, "room again once the others closed");
 }
