@@ -140,9 +140,14 @@ impl Resp {
 
 /// HTTP/1.1 by hand: one request per connection.
 fn get(s: &Server, path: &str, token: Option<&str>) -> Resp {
+    get_authorized(s, path, token.map(|t| format!("Bearer {t}")).as_deref())
+}
+
+/// `get` with this `Authorization` header value, or none.
+fn get_authorized(s: &Server, path: &str, authorization: Option<&str>) -> Resp {
     let mut stream = TcpStream::connect(s.addr).expect("the server accepts");
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("a timeout can be set");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n").expect("the request is sent");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("the response is read");
@@ -254,6 +259,16 @@ fn requests_without_a_known_bearer_token_are_401() {
         let r = expect(&s, &path, None, 401, "unauthenticated");
         assert_eq!(r.header("www-authenticate").as_deref(), Some("Bearer realm=\"ansinh\""));
         expect(&s, &path, Some("not-a-token-we-know-0123456789abcdef0123"), 401, "unauthenticated");
+    }
+    // The scheme is case-insensitive (RFC 7235); another scheme or no token is refused.
+    let path = concrete("/v1/citizens/{citizen_id}");
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        assert_eq!(get_authorized(&s, &path, Some(&format!("{scheme} {AUDITOR}"))).status, 200, "{scheme}");
+    }
+    assert_eq!(get_authorized(&s, &path, Some(&format!("Bearer   {AUDITOR}"))).status, 200, "several spaces");
+    for value in [format!("Basic {AUDITOR}"), "Bearer".to_string(), AUDITOR.to_string(), format!("Bearer{AUDITOR}")] {
+        let r = get_authorized(&s, &path, Some(&value));
+        assert_eq!((r.status, r.error()), (401, "unauthenticated".to_string()), "{value:?}");
     }
     // A malformed citizen ID from someone unauthenticated learns nothing about it.
     expect(&s, "/v1/citizens/123", None, 401, "unauthenticated");
