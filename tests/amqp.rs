@@ -200,6 +200,10 @@ fn a_month_over_amqp_enroll_fund_pay_settle_fail_correct_and_reissue() {
         let original = views.payout(id).expect("views read").expect("the failed payout");
         let reissue = original.reissued_as.unwrap_or_else(|| panic!("{id} was reissued"));
         assert_eq!(views.payout(&reissue).expect("views read").expect("the reissue").status, "settled", "reissue {reissue}");
+        // The reissue's reply names the new payout, so the agency can follow it.
+        let reply = out.iter().find(|o| o.command_id == format!("fix-reissue-{id}")).expect("the reissue's reply");
+        assert_eq!(reply.payout_id.as_deref(), Some(reissue.as_str()), "the reply to the reissue of {id}");
+        assert!(reissue.starts_with(&format!("{id}-R")), "a reissue's id is <root>-R<n>: {reissue}");
     }
     let budget = views.budget(PROVINCE, PROGRAM, "2025-01").expect("views read").expect("the budget");
     assert_eq!(budget.in_flight, ansinh::domain::Balance::ZERO, "no money left in flight");
