@@ -37,13 +37,13 @@ pub struct Stdout;
 
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        io::stdout().lock().write(buf).inspect_err(|e| check(e))
+        io::stdout().lock().write(buf).inspect_err(check)
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        io::stdout().lock().write_all(buf).inspect_err(|e| check(e))
+        io::stdout().lock().write_all(buf).inspect_err(check)
     }
     fn flush(&mut self) -> io::Result<()> {
-        io::stdout().lock().flush().inspect_err(|e| check(e))
+        io::stdout().lock().flush().inspect_err(check)
     }
 }
 

@@ -533,6 +533,9 @@ impl Collector {
     }
 }
 
+/// An answer to poison: (the correlation id it came with, the `invalid` outcome).
+pub type PoisonReply = (Option<String>, Outcome);
+
 pub struct Client {
     pub user: String,
     exchange: String,
@@ -540,7 +543,7 @@ pub struct Client {
     pub reply_queue: String,
     pub replies: Arc<Mutex<Vec<Outcome>>>,
     /// `invalid` outcomes (answers to poison), with the correlation id they came with.
-    pub poison_replies: Arc<Mutex<Vec<(Option<String>, Outcome)>>>,
+    pub poison_replies: Arc<Mutex<Vec<PoisonReply>>>,
     _conn: Connection,
 }
 
