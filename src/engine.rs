@@ -177,7 +177,7 @@ impl Engine {
             // Any error, a failed read of the command index included, can come after earlier
             // commands of the group were evolved into the state: it is ahead of the log now.
             self.poisoned = true;
-            tracing::error!(error = %e, "group failed; the engine must be reopened");
+            tracing::error!(error = %crate::domain::citizen_id::log_safe_error(e), "group failed; the engine must be reopened");
         }
         result
     }
@@ -238,7 +238,7 @@ impl Engine {
                 decide(&self.state, &envelope.command, &issued_at)
             };
             let data = result.unwrap_or_else(|r| {
-                tracing::debug!(command_id = id, code = r.code, "command rejected");
+                tracing::debug!(command_id = %crate::domain::citizen_id::log_safe(id), code = r.code, "command rejected");
                 vec![EventData::CommandRejected(CommandRejected { command_type: envelope.command.type_name().into(), code: r.code.into(), message: r.message })]
             });
             let first = seq + 1;

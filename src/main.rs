@@ -54,6 +54,17 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
+    // `ansinh show … | head`: output goes through cli::out, which ends the process quietly
+    // when stdout's reader went away; this catches a print that did not (an eprintln! to a
+    // closed stderr) the same way, instead of a panic message and a backtrace.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied());
+        if message.is_some_and(cli::out::is_closed_pipe_panic) {
+            std::process::exit(cli::out::CLOSED_STDOUT_STATUS);
+        }
+        default_hook(info);
+    }));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
@@ -72,7 +83,7 @@ fn main() -> ExitCode {
         Commands::Api(a) => cli::api::run(&config, &a),
         Commands::Bench(a) => cli::bench::run(&config, &a),
         Commands::Schema { out } => ansinh::schema::write_all(&out)
-            .map(|n| println!("wrote {n} schemas to {}", out.display()))
+            .map(|n| ansinh::outln!("wrote {n} schemas to {}", out.display()))
             .map_err(|e| format!("writing schemas to {}: {e}", out.display())),
     });
     match result {

@@ -140,6 +140,8 @@ pub struct Metrics {
     apply_seconds: Histogram,
     head_seq: AtomicU64,
     relay_published_seq: AtomicU64,
+    replies_refused: AtomicU64,
+    isolated_taken: AtomicU64,
     http_requests: Family<AtomicU64>,
     http_seconds: Family<Histogram>,
 }
@@ -163,6 +165,8 @@ impl Metrics {
             apply_seconds: Histogram::new(LATENCY_BUCKETS_NS, NS_PER_S),
             head_seq: AtomicU64::new(0),
             relay_published_seq: AtomicU64::new(0),
+            replies_refused: AtomicU64::new(0),
+            isolated_taken: AtomicU64::new(0),
             http_requests: Family::new(&["route", "status"], || AtomicU64::new(0)),
             http_seconds: Family::new(&["route"], || Histogram::new(LATENCY_BUCKETS_NS, NS_PER_S)),
         }
@@ -210,6 +214,16 @@ impl Metrics {
         self.dead_lettered.get(&[reason]).fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A command whose `reply_to` is not a reply queue (decided, not answered).
+    pub fn reply_refused(&self) {
+        self.replies_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A delivery taken from the isolated queue (given back by the command queue too often).
+    pub fn isolated(&self) {
+        self.isolated_taken.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// One HTTP request answered: its route template (`/v1/citizens/{citizen_id}`, never the
     /// concrete path, which could hold a citizen ID), status and time taken.
     pub fn http_request(&self, route: &str, status: u16, d: Duration) {
@@ -251,6 +265,12 @@ impl Metrics {
             head.saturating_sub(published).to_string(),
         );
         counter(&mut out, "ansinh_dead_lettered_total", "Messages sent to the dead-letter exchange, by reason.", &self.dead_lettered);
+        let plain = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        };
+        plain(&mut out, "ansinh_replies_refused_total", "Commands decided but not answered: their reply_to was not a reply queue.", &self.replies_refused);
+        plain(&mut out, "ansinh_isolated_deliveries_total", "Deliveries taken from the isolated queue, each decided on its own.", &self.isolated_taken);
         counter(&mut out, "ansinh_http_requests_total", "HTTP requests answered, by route template and status.", &self.http_requests);
         header(&mut out, "ansinh_http_request_seconds", "histogram", "Time to answer an HTTP request, by route template.");
         self.http_seconds.each(|labels, h| h.render(&mut out, "ansinh_http_request_seconds", labels));

@@ -27,8 +27,14 @@ pub struct Outcome {
     pub code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The first and the last seq of the events this command wrote: `[first, last]`, both
+    /// included (a range: every seq in between is this command's too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seqs: Option<[u64; 2]>,
+    /// The payout this command created, for `reissue_payout`: the new payout's id
+    /// (`<root>-R<n>`), to follow it with the bank and under `/v1/payouts/{payout_id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_id: Option<String>,
     /// Per line (batch) or item (settlement report), in input order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<LineOutcome>,
@@ -57,8 +63,19 @@ impl Outcome {
             code: Some("envelope_invalid".into()),
             message: Some(message),
             seqs: None,
+            payout_id: None,
             lines: Vec::new(),
         }
+    }
+
+    /// The answer to a poison message (not a command, or not decidable): `status` invalid,
+    /// `code` the dead-letter reason (`not_json`, `schema_violation`, `envelope_invalid`,
+    /// `attempts_exhausted`, ...), nothing recorded by this delivery.
+    pub fn poison(command_id: &str, command_type: &str, reason: &str, message: &str) -> Outcome {
+        let mut outcome = Outcome::invalid(command_id, command_type, message.chars().take(1_000).collect());
+        outcome.command_type = command_type.chars().take(64).collect();
+        outcome.code = Some(reason.to_string());
+        outcome
     }
 
     /// Builds the outcome of a command from the events it wrote (in seq order).
@@ -75,6 +92,7 @@ impl Outcome {
             code: None,
             message: None,
             seqs,
+            payout_id: None,
             lines: Vec::new(),
         };
         let itemized = matches!(command_type, "submit_payout_batch" | "record_settlements");
@@ -94,6 +112,7 @@ impl Outcome {
                     outcome.message = Some(r.message.clone());
                 }
                 EventData::PayoutBatchSubmitted(_) => {}
+                EventData::PayoutInstructed(p) if command_type == "reissue_payout" => outcome.payout_id = Some(p.payout_id.clone()),
                 _ if !itemized => {}
                 data => {
                     item_no += 1;

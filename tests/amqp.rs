@@ -200,6 +200,10 @@ fn a_month_over_amqp_enroll_fund_pay_settle_fail_correct_and_reissue() {
         let original = views.payout(id).expect("views read").expect("the failed payout");
         let reissue = original.reissued_as.unwrap_or_else(|| panic!("{id} was reissued"));
         assert_eq!(views.payout(&reissue).expect("views read").expect("the reissue").status, "settled", "reissue {reissue}");
+        // The reissue's reply names the new payout, so the agency can follow it.
+        let reply = out.iter().find(|o| o.command_id == format!("fix-reissue-{id}")).expect("the reissue's reply");
+        assert_eq!(reply.payout_id.as_deref(), Some(reissue.as_str()), "the reply to the reissue of {id}");
+        assert!(reissue.starts_with(&format!("{id}-R")), "a reissue's id is <root>-R<n>: {reissue}");
     }
     let budget = views.budget(PROVINCE, PROGRAM, "2025-01").expect("views read").expect("the budget");
     assert_eq!(budget.in_flight, ansinh::domain::Balance::ZERO, "no money left in flight");
@@ -318,13 +322,18 @@ fn poison_lands_in_the_dead_letter_queue_with_its_reason_and_the_queue_keeps_flo
         let d = reasons.get(*reason).unwrap_or_else(|| panic!("no dead letter for {reason}"));
         assert_eq!(header(&d.properties, "x-ansinh-reason").as_deref(), Some(*reason), "the reason header");
         assert_eq!(header(&d.properties, "x-ansinh-user").as_deref(), Some(AGENCY), "who sent it");
+        assert_eq!(header(&d.properties, "x-ansinh-queue"), Some(format!("{}.commands", fx.prefix)), "where it was consumed");
         assert!(d.data == *body, "{reason}: the original body is kept");
     }
     // Nothing loops back: the command queue is empty and no further dead letter appears.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(fx.queue_counts(&dead_queue).map(|c| c.0), Some(0), "no dead letter twice");
     assert_eq!(fx.queue_counts(&format!("{}.commands", fx.prefix)), Some((0, 1)), "the command queue is drained");
-    assert!(agency.replies.lock().expect("lock").is_empty(), "poison gets no reply");
+    assert!(agency.replies.lock().expect("lock").is_empty(), "poison is never accepted or rejected");
+    for (i, (reason, _)) in cases.iter().enumerate() {
+        let o = agency.poison_reply(&format!("poison-{i}"), SECS_30);
+        assert_eq!((o.status, o.code.as_deref(), o.duplicate, o.seqs), (OutcomeStatus::Invalid, Some(*reason), false, None), "poison {reason}: {o:?}");
+    }
     fx.stop_serve();
     let engine = fx.open_engine();
     let last = outcomes.iter().filter_map(|o| o.seqs).map(|s| s[1]).max();

@@ -500,3 +500,28 @@ fn event_value_patterns_accept_exactly_what_their_decoders_accept() {
         assert_eq!(dob.is_valid(&json!(t)), ansinh::domain::BirthDate::parse(t).is_ok(), "BirthDate {t}");
     }
 }
+
+/// Which role sends each command example (events/README.md, "Who sends what"), under the users
+/// and roles of config/dev.toml: each example is sent by a user that may send it. Decided by the
+/// engine itself on an empty log (an example may meet another rejection there, such as an
+/// unknown program, but never `unauthorized`); the same command from a user of another role is.
+#[test]
+fn every_command_example_is_sent_by_a_user_whose_role_may_send_it() {
+    let config = ansinh::config::Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev.toml"), true).expect("config/dev.toml loads");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut engine = ansinh::Engine::open(&ansinh::EngineOptions::new(dir.path()), &mut |_, _| {}).expect("an engine");
+    engine.set_roles(config.bus.roles());
+    let kind = &KINDS[0];
+    for type_name in kind.type_names {
+        let example: CommandEnvelope = serde_json::from_value(read_json(&example_path(kind, type_name))).expect("a command");
+        let sender = example.sender.clone().unwrap_or_else(|| panic!("example {type_name} names its sender"));
+        assert!(config.bus.users.iter().any(|u| u.name == sender), "example {type_name}: sender {sender} is a user of config/dev.toml");
+        let outcome = engine.execute(std::slice::from_ref(&example)).expect("decided").remove(0);
+        assert_ne!(outcome.code.as_deref(), Some("unauthorized"), "example {type_name} sent by {sender}: {outcome:?}");
+        let other = if sender == "ansinh-admin" { "ansinh-agency-056" } else { "ansinh-admin" };
+        let mut elsewhere = example.clone();
+        (elsewhere.command_id, elsewhere.sender) = (format!("{}-as-{other}", example.command_id), Some(other.to_string()));
+        let refused = engine.execute(&[elsewhere]).expect("decided").remove(0);
+        assert_eq!(refused.code.as_deref(), Some("unauthorized"), "example {type_name} sent by {other} must be refused: {refused:?}");
+    }
+}

@@ -103,6 +103,15 @@ impl Access {
     }
 }
 
+/// The token of an `Authorization` header value `Bearer <token>`. The scheme is
+/// case-insensitive (RFC 7235 §2.1: `bearer`, `BEARER`); one or more spaces or tabs separate it
+/// from the token.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim_matches([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The authenticated caller of a `/v1` route. Extracting it answers 401 when the token is
 /// missing, malformed or unknown.
 pub struct Caller(pub Arc<Grant>);
@@ -128,9 +137,7 @@ impl FromRequestParts<ApiState> for Caller {
             .to_str()
             .ok()
             .filter(|h| h.len() <= AUTHORIZATION_LEN_MAX)
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(bearer_token)
             .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be: Bearer <token>".into()))?;
         let grant = access.find(token).ok_or_else(|| ApiError::Unauthenticated("the token is not known".into()))?;
         Ok(Caller(grant))
@@ -149,6 +156,16 @@ mod tests {
             role,
             provinces: provinces.iter().map(|s| s.to_string()).collect(),
             programs: programs.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR   abc  ", "Bearer\tabc"] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value:?}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc", "", "Token abc"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
         }
     }
 

@@ -9,11 +9,14 @@
 //! never reach a log line or a metric label unmasked: logs carry masked IDs, metrics carry the
 //! route template.
 //!
-//! Bounds: at most `IN_FLIGHT_MAX` requests at once (more get 503), each answered within
-//! `REQUEST_TIMEOUT` (or 503), pages of at most `batches::PAGE_LIMIT_MAX` items.
+//! Bounds: at most `CONNECTIONS_MAX` connections (more are closed at once), each given
+//! `HEADER_READ_TIMEOUT` to send a request's headers (a client trickling them is cut off), at
+//! most `IN_FLIGHT_MAX` requests at once (more get 503), each answered within `REQUEST_TIMEOUT`
+//! (or 503), pages of at most `batches::PAGE_LIMIT_MAX` items.
 
 mod access;
 mod batches;
+pub mod csv_export;
 pub mod model;
 mod openapi;
 mod reconciliation;
@@ -23,7 +26,6 @@ pub use access::{Access, Caller, Grant};
 pub use openapi::openapi_json;
 pub use reconciliation::CSV_COLUMNS;
 
-use crate::domain::citizen_id::mask;
 use crate::log::Head;
 use crate::metrics::Metrics;
 use crate::projection::{ViewError, ViewReader};
@@ -45,6 +47,25 @@ pub const IN_FLIGHT_MAX: usize = 512;
 /// Longest a request may take (a reconciliation report of a 50,000-line batch takes well under
 /// a second); past it the answer is 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest a client may take to send the headers of a request (or, between requests on a kept
+/// alive connection, to start the next one): past it the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections open at once; a connection past it is closed as soon as it is accepted.
+pub const CONNECTIONS_MAX: usize = 1_024;
+
+/// The bounds of the API's listener (the defaults above; tests shorten them).
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerLimits {
+    pub header_read_timeout: Duration,
+    pub connections_max: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> ListenerLimits {
+        ListenerLimits { header_read_timeout: HEADER_READ_TIMEOUT, connections_max: CONNECTIONS_MAX }
+    }
+}
 
 /// The chain head of the log, read where the log lives (a closure so that `serve` can pass its
 /// log reader and the standalone API a fixed head).
@@ -165,7 +186,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(code, m) => (StatusCode::BAD_REQUEST, code, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             ApiError::Internal(m) => {
-                tracing::error!(error = %mask_digit_runs(&m), "API request failed");
+                tracing::error!(error = %crate::domain::citizen_id::log_safe_error(&m), "API request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "the views could not be read; the server log says why".to_string())
             }
         };
@@ -178,22 +199,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Masks every run of 9 or more digits (a citizen ID inside a view key or an error message).
-pub fn mask_digit_runs(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    for c in text.chars().chain(std::iter::once('\0')) {
-        if c.is_ascii_digit() {
-            run.push(c);
-            continue;
-        }
-        out.push_str(&if run.len() >= 9 { mask(&run) } else { std::mem::take(&mut run) });
-        run.clear();
-        if c != '\0' {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::domain::citizen_id::mask_digit_runs;
 
 /// Every route of the API, with `state` mounted.
 pub fn router(state: ApiState) -> Router {
@@ -251,19 +257,70 @@ pub async fn serve_api(listen: SocketAddr, state: ApiState, shutdown: impl Futur
 
 /// Serves on a listener already bound (tests bind 127.0.0.1:0 and read the port first).
 pub async fn serve_listener(listener: tokio::net::TcpListener, state: ApiState, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    serve_listener_with(listener, state, shutdown, ListenerLimits::default()).await
+}
+
+/// [`serve_listener`] with other bounds. HTTP/1.1 through hyper with a timer, so that its header
+/// read timeout applies (`axum::serve` sets none); on `shutdown` it stops accepting, lets the
+/// requests in flight finish and closes idle connections.
+pub async fn serve_listener_with(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ListenerLimits,
+) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
     if state.tokens_configured() == 0 {
         tracing::warn!("no API tokens configured: every /v1 request will be answered 401; add an [[api.tokens]] entry (token or token_sha256, role) to the config, see config/ansinh.toml");
     }
     tracing::info!(%addr, tokens = state.tokens_configured(), "HTTP API listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn masks_long_digit_runs_only() {
-        assert_eq!(super::mask_digit_runs("view cit/056185000123 is corrupt at 42"), "view cit/056******123 is corrupt at 42");
-        assert_eq!(super::mask_digit_runs("056185000123"), "056******123");
+    let app = router(state);
+    let slots = Arc::new(Semaphore::new(limits.connections_max));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin; the listener stays.
+                    tracing::warn!(error = %e, "the API cannot accept a connection now");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(open = limits.connections_max, "API connection refused: too many open");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let stop_requested = async move {
+                let _ = stopping.wait_for(|stop| *stop).await.is_ok();
+            };
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stop_requested => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
     }
+    let _ = stop.send(true);
+    // Requests in flight finish (each within REQUEST_TIMEOUT); a connection still sending its
+    // headers is cut by the header read timeout.
+    let draining = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT + limits.header_read_timeout, draining).await;
+    Ok(())
 }

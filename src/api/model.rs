@@ -178,14 +178,13 @@ pub struct CitizenPayoutOut {
 
 impl CitizenOut {
     /// The view as `grant` may see it: an agency gets only the programs whose enrollment is in
-    /// its scope (`None` when there is none).
+    /// its scope (`None` when there is none, and for an old number: see [`CitizenOut::old_number`]).
     pub fn new(v: CitizenView, grant: &Grant) -> Option<CitizenOut> {
         let visible: Vec<String> = match grant.role {
             crate::config::ApiRole::Agency => v.enrollments.iter().filter(|(p, e)| grant.covers(&e.province, p)).map(|(p, _)| p.clone()).collect(),
             _ => v.enrollments.keys().cloned().collect(),
         };
-        // A re-determined old number keeps no enrollment: its pointer is all there is to see.
-        if visible.is_empty() && !v.enrollments.is_empty() {
+        if visible.is_empty() && (grant.role == crate::config::ApiRole::Agency || !v.enrollments.is_empty()) {
             return None;
         }
         let partial = visible.len() < v.enrollments.len();
@@ -214,6 +213,27 @@ impl CitizenOut {
             payouts_by_period,
             partial,
         })
+    }
+}
+
+impl CitizenOut {
+    /// A re-determined old number: the person's name and the number it now leads to, nothing
+    /// else (it keeps no enrollment, account or payout). The caller checks the scope first,
+    /// against the person the number leads to.
+    pub fn old_number(v: CitizenView) -> CitizenOut {
+        CitizenOut {
+            account: None,
+            citizen_id: v.citizen_id,
+            full_name: v.full_name,
+            date_of_birth: v.date_of_birth,
+            sex: v.sex,
+            previous_citizen_ids: v.previous_citizen_ids,
+            reassigned_to: v.reassigned_to,
+            enrollments: BTreeMap::new(),
+            balances: BTreeMap::new(),
+            payouts_by_period: BTreeMap::new(),
+            partial: false,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use super::access::Caller;
 use super::batches::{blocking, each_line, query, readable_batch, LineOut};
+use super::csv_export::CsvExport;
 use super::model::{bank_name, CountAmountOut, ErrorBody};
 use super::routes::path;
 use super::{ApiError, ApiState};
@@ -147,7 +148,7 @@ pub const CSV_COLUMNS: &[&str] =
 #[utoipa::path(get, path = "/v1/batches/{batch_id}/reconciliation.csv", tag = "batches", security(("bearer" = [])),
     params(("batch_id" = String, Path, description = "Batch id.", example = "KH-2025-01-007"), ReportQuery),
     responses(
-        (status = 200, description = "One row per line (columns: line_no, citizen_id, first_payout_id, payout_id, bin, bank, amount, status, g2p_status, paid, reason, iso20022_reason, message). Import citizen_id as text to keep its leading zero.", body = String, content_type = "text/csv"),
+        (status = 200, description = "One row per line (columns: line_no, citizen_id, first_payout_id, payout_id, bin, bank, amount, status, g2p_status, paid, reason, iso20022_reason, message). Import citizen_id as text to keep its leading zero. A cell that would start a spreadsheet formula (=, +, -, @, tab, CR: raw input of a refused line) is written with a leading ' (OWASP CSV injection).", body = String, content_type = "text/csv"),
         (status = 400, description = "Not a batch id, bad `bin`, or an unknown parameter.", body = ErrorBody),
         (status = 401, description = "Token missing or unknown.", body = ErrorBody),
         (status = 403, description = "Citizen service, or an agency outside the batch's province or program.", body = ErrorBody),
@@ -165,9 +166,9 @@ pub async fn reconciliation_csv(
     let b = readable_batch(&views, &caller, &batch_id)?;
     let bytes = blocking(move || {
         let (_, lines) = reconcile(&views, b, bin)?;
-        let mut w = csv::Writer::from_writer(Vec::with_capacity(lines.len() * 96));
+        let mut w = CsvExport::with_capacity(lines.len() * 96);
         let csv_error = |e: csv::Error| ApiError::Internal(format!("writing the CSV report: {e}"));
-        w.write_record(CSV_COLUMNS).map_err(csv_error)?;
+        w.row(CSV_COLUMNS).map_err(csv_error)?;
         for l in lines {
             let paid = if l.status == "settled" { "yes" } else { "no" };
             let bank = l.bin.as_deref().and_then(bank_name).unwrap_or_default();
@@ -187,9 +188,9 @@ pub async fn reconciliation_csv(
                 opt(&l.iso20022_reason),
                 opt(&l.message),
             ];
-            w.write_record(&row).map_err(csv_error)?;
+            w.row(&row).map_err(csv_error)?;
         }
-        w.into_inner().map_err(|e| ApiError::Internal(format!("writing the CSV report: {e}")))
+        w.finish().map_err(|e| ApiError::Internal(format!("writing the CSV report: {e}")))
     })
     .await?;
     let disposition = format!("attachment; filename=\"{batch_id}-reconciliation.csv\"");

@@ -101,15 +101,47 @@ pub async fn head(State(state): State<ApiState>, _caller: Caller) -> Result<Json
         (status = 200, description = "Enrollments, current account (masked unless auditor), balances per program, payouts by period. An agency sees only the programs of its provinces.", body = CitizenOut),
         (status = 400, description = "Not a citizen ID; `error` is the rule broken (`citizen_id_format`, `citizen_id_unknown_province`).", body = ErrorBody),
         (status = 401, description = "Token missing or unknown.", body = ErrorBody),
-        (status = 403, description = "An agency token and no enrollment of this citizen in its provinces and programs.", body = ErrorBody),
+        (status = 403, description = "An agency token and no enrollment of this citizen in its provinces and programs (for an old, re-determined number: of the person it now leads to).", body = ErrorBody),
         (status = 404, description = "No beneficiary under this citizen ID (`citizen_not_found`).", body = ErrorBody),
     ))]
 pub async fn citizen(State(state): State<ApiState>, caller: Caller, p: Result<Path<String>, PathRejection>) -> Result<Json<CitizenOut>, ApiError> {
     let id = citizen_id(&path(p)?)?;
     tracing::info!(caller = %caller.name, role = caller.role_name(), citizen = %id.masked(), "citizen read");
-    let view = state.views()?.citizen(id.as_str())?.ok_or_else(citizen_not_found)?;
-    let out = CitizenOut::new(view, &caller).ok_or_else(|| ApiError::Forbidden(format!("token {:?} covers no enrollment of this citizen", caller.name)))?;
-    Ok(Json(out))
+    let views = state.views()?;
+    let view = views.citizen(id.as_str())?.ok_or_else(citizen_not_found)?;
+    let forbidden = || ApiError::Forbidden(format!("token {:?} covers no enrollment of this citizen", caller.name));
+    if view.reassigned_to.is_some() {
+        // An old number holds no enrollment: the scope is that of the person it leads to.
+        if caller.role == crate::config::ApiRole::Agency && !covers_any(&caller, &current_person(&views, &view)?) {
+            return Err(forbidden());
+        }
+        return Ok(Json(CitizenOut::old_number(view)));
+    }
+    Ok(Json(CitizenOut::new(view, &caller).ok_or_else(forbidden)?))
+}
+
+/// Most re-determinations followed from an old number to the person's current one.
+pub const REASSIGNMENTS_MAX: usize = 16;
+
+/// The view of the person an old number leads to, following re-determinations to the current
+/// number (each old number's view points to the next).
+fn current_person(
+    views: &crate::projection::ViewReader,
+    old: &crate::projection::views::CitizenView,
+) -> Result<crate::projection::views::CitizenView, ApiError> {
+    let mut view = old.clone();
+    for _ in 0..REASSIGNMENTS_MAX {
+        let Some(next) = view.reassigned_to.clone() else { return Ok(view) };
+        view = views
+            .citizen(&next)?
+            .ok_or_else(|| ApiError::Internal(format!("citizen {} is reassigned to {next}, which has no view", mask(&view.citizen_id))))?;
+    }
+    Err(ApiError::Internal(format!("citizen {} is re-determined more than {REASSIGNMENTS_MAX} times", mask(&old.citizen_id))))
+}
+
+/// Whether an agency's scope covers one of the person's enrollments.
+fn covers_any(caller: &Caller, person: &crate::projection::views::CitizenView) -> bool {
+    person.enrollments.iter().any(|(program, e)| caller.covers(&e.province, program))
 }
 
 #[utoipa::path(get, path = "/v1/citizens/{citizen_id}/payouts/{payout_id}", tag = "citizens", security(("bearer" = [])),

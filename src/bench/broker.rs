@@ -106,13 +106,11 @@ impl Broker {
         format!("broker topology prefix {} ({fate}; all connections as {})", self.prefix, self.user)
     }
 
-    /// Deletes the engine's topology under this prefix: commands, dead letters, one queue per
-    /// BIN, the four exchanges. Returns what the broker did not confirm deleted.
+    /// Deletes the engine's topology under this prefix (`BusConfig::topology_names`). Returns
+    /// what the broker did not confirm deleted.
     pub async fn delete_topology(&self, conn: &Connection) -> Vec<String> {
-        let p = &self.prefix;
-        let mut queues: Vec<String> = vec![format!("{p}.commands"), format!("{p}.dead")];
-        queues.extend(crate::domain::reference::bank_bins().map(|bin| format!("{p}.bank.{bin}")));
-        let exchanges: Vec<String> = ["commands", "events", "dlx", "checkpoints"].iter().map(|x| format!("{p}.{x}")).collect();
+        let bus = crate::bus::BusConfig { prefix: self.prefix.clone(), ..crate::bus::BusConfig::default() };
+        let (queues, exchanges) = bus.topology_names();
         Broker::delete(conn, &queues, &exchanges).await
     }
 

@@ -24,6 +24,7 @@ pub mod embedded;
 pub mod latency;
 pub mod process;
 
+use crate::outln;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -72,12 +73,12 @@ impl Report {
     }
 
     pub fn print(&self) {
-        println!("ansinh bench {} (size {})", self.suite, self.size);
+        outln!("ansinh bench {} (size {})", self.suite, self.size);
         let mut rows: Vec<Vec<String>> = self.figures.iter().map(|f| vec![f.name.clone(), fmt(f.value), f.unit.clone()]).collect();
         rows.extend(self.ratios.iter().map(|f| vec![format!("ratio {}", f.name), format!("{:.3}", f.value), f.unit.clone()]));
         crate::cli::print_table(&["figure", "value", "unit / target"], &rows);
         for n in &self.notes {
-            println!("  - {n}");
+            outln!("  - {n}");
         }
     }
 }

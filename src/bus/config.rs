@@ -15,9 +15,12 @@ pub struct BusConfig {
     pub queue_type: String,
     /// Most unacknowledged deliveries the broker sends the engine at once.
     pub prefetch: u16,
-    /// After this many redeliveries the broker dead-letters a message (quorum queues only):
-    /// a guard against a message that crashes its consumer.
+    /// After this many returns (a crash, a closed connection) the command queue moves a message
+    /// to the isolated queue, where it is decided on its own (quorum queues only; `isolated.rs`).
     pub delivery_limit: u32,
+    /// The last-resort bound: a message the isolated queue gave back this many times (serve lost
+    /// it while deciding it alone) is dead-lettered as `attempts_exhausted`, not tried again.
+    pub isolated_attempts_max: u32,
     /// How long to wait for more deliveries to fill a group once one has arrived.
     pub group_wait_ms: u64,
     /// Most records the outbox relay publishes before waiting for their confirms.
@@ -45,6 +48,7 @@ impl Default for BusConfig {
             queue_type: "quorum".into(),
             prefetch: 1_000,
             delivery_limit: 5,
+            isolated_attempts_max: 3,
             group_wait_ms: 5,
             relay_batch_max: 2_000,
             relay_poll_ms: 200,
@@ -67,6 +71,13 @@ impl BusConfig {
     pub fn events_exchange(&self) -> String {
         format!("{}.events", self.prefix)
     }
+    /// Where the command queue dead-letters what it gave back more than `delivery_limit` times.
+    pub fn isolation_exchange(&self) -> String {
+        format!("{}.isolation", self.prefix)
+    }
+    pub fn isolated_queue(&self) -> String {
+        format!("{}.isolated", self.prefix)
+    }
     pub fn dead_letter_exchange(&self) -> String {
         format!("{}.dlx", self.prefix)
     }
@@ -80,12 +91,25 @@ impl BusConfig {
         format!("{}.bank.{bin}", self.prefix)
     }
 
+    /// Every queue and exchange the engine declares under its prefix: (queues, exchanges), for
+    /// whoever must delete a prefix's topology (tests, benchmarks, an operator's script).
+    pub fn topology_names(&self) -> (Vec<String>, Vec<String>) {
+        let mut queues = vec![self.commands_queue(), self.isolated_queue(), self.dead_letter_queue()];
+        queues.extend(crate::domain::reference::bank_bins().map(|bin| self.bank_queue(bin)));
+        let exchanges =
+            vec![self.commands_exchange(), self.events_exchange(), self.isolation_exchange(), self.dead_letter_exchange(), self.checkpoint_exchange()];
+        (queues, exchanges)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !matches!(self.queue_type.as_str(), "quorum" | "classic") {
             return Err(format!("bus.queue_type must be \"quorum\" or \"classic\", not {:?}", self.queue_type));
         }
         if self.prefetch == 0 || self.relay_batch_max == 0 || self.relay_batch_max > 100_000 {
             return Err("bus.prefetch must be > 0 and bus.relay_batch_max 1-100000".into());
+        }
+        if !(1..=1_000).contains(&self.delivery_limit) || !(1..=100).contains(&self.isolated_attempts_max) {
+            return Err("bus.delivery_limit must be 1-1000 and bus.isolated_attempts_max 1-100".into());
         }
         if !crate::domain::valid_identifier(&self.prefix, 64) {
             return Err("bus.prefix must be 1-64 characters of [A-Za-z0-9._:-]".into());

@@ -1,24 +1,29 @@
 //! The intake: consumes the command queue with manual acks and a bounded prefetch, groups the
 //! deliveries that are ready into one engine group, and acknowledges them only after the group
 //! is durable. Poison input goes to the dead-letter exchange with its reason (after the broker
-//! confirmed it), never back to the queue. Replies go to `reply_to` with the `correlation_id`.
-//! A group the writer could not store (a storage fault) stays in hand, unacknowledged, and is
-//! tried again once the writer has reopened the data dir: a nack would make the broker count a
-//! delivery against `bus.delivery_limit` each time, and dead-letter good commands after a few
-//! seconds of a full disk.
+//! confirmed it), never back to the queue, and its sender gets an `invalid` outcome. Replies go
+//! to `reply_to` (reply queues only, see `delivery.rs`) with the `correlation_id`.
+//!
+//! The intake never gives a delivery back to the queue itself (no nack, no reject): RabbitMQ
+//! counts every return against the quorum queue's delivery limit (`bus.delivery_limit`), past
+//! which it moves the message to the isolated queue (`isolated.rs`). A group the writer could not
+//! store (a storage fault) stays in hand, unacknowledged, and is tried again once the writer has
+//! reopened the data dir; a dead letter the broker refused is published again, the group held.
+//! Only a crash or a lost connection returns deliveries, and the isolated queue takes those that
+//! were returned too often.
 
+use super::delivery::{decode, poison_outcome, Poison, Responder};
 use super::storage::Storage;
 use super::writer::{NotStored, Writer};
 use super::BusConfig;
 use crate::command::CommandEnvelope;
-use crate::engine::check_envelope;
-use crate::intake::{decode_command, DecodeError};
+use crate::domain::citizen_id::log_safe_error;
 use crate::outcome::Outcome;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+use lapin::types::FieldTable;
+use lapin::Channel;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -26,7 +31,8 @@ use tokio::sync::watch;
 pub enum IntakeError {
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
-    /// The writer is gone (its thread stopped): the group in hand goes back to the queue.
+    /// The writer is gone (its thread stopped): the group in hand goes back to the queue, and
+    /// serve stops (a restart opens the engine anew).
     #[error("{0}")]
     Writer(String),
 }
@@ -34,6 +40,10 @@ pub enum IntakeError {
 /// Counters the consumer reports (metrics hook).
 pub trait IntakeObserver: Send + Sync {
     fn dead_lettered(&self, reason: &str);
+    /// A command whose `reply_to` is not a reply queue: decided, not answered.
+    fn reply_refused(&self);
+    /// A delivery taken from the isolated queue.
+    fn isolated(&self);
 }
 
 pub struct Intake<'a> {
@@ -46,15 +56,6 @@ pub struct Intake<'a> {
     pub storage: &'a Storage,
     pub group_max: usize,
     pub observer: &'a dyn IntakeObserver,
-}
-
-/// Why this message is poison: a decode error or a bad envelope.
-fn poison_reason(delivery: &Delivery) -> Result<CommandEnvelope, (&'static str, String)> {
-    let mut envelope = decode_command(&delivery.data).map_err(|e: DecodeError| (e.reason(), e.to_string()))?;
-    check_envelope(&envelope).map_err(|why| ("envelope_invalid", why))?;
-    // The sender is who the broker says published it, never what the body claims.
-    envelope.sender = delivery.properties.user_id().as_ref().map(|u| u.as_str().to_string());
-    Ok(envelope)
 }
 
 impl Intake<'_> {
@@ -94,101 +95,116 @@ impl Intake<'_> {
 
     async fn process(&self, group: Vec<Delivery>, shutdown: &mut watch::Receiver<bool>) -> Result<(), IntakeError> {
         let last_tag = group.last().map(|d| d.delivery_tag).expect("a group has at least one delivery");
+        let responder = Responder { config: self.config, channel: self.publish, observer: self.observer };
+        let queue = self.config.commands_queue();
         let mut commands = Vec::with_capacity(group.len());
         let mut sources = Vec::with_capacity(group.len());
-        let mut dead = Vec::new();
+        let mut poison = Vec::new();
         for delivery in &group {
-            match poison_reason(delivery) {
+            match decode(delivery) {
                 Ok(envelope) => {
                     commands.push(envelope);
                     sources.push(delivery);
                 }
-                Err((reason, detail)) => {
-                    dead.push(self.dead_letter(delivery, reason, &detail).await?);
-                }
+                Err(why) => poison.push((delivery, why)),
             }
         }
-        // Dead letters are safe at the broker before their originals are acknowledged. One the
-        // broker refused (nack) is not safe: give the whole group back, undecided, and retry.
-        let mut refused = false;
-        for confirm in dead {
-            refused |= confirm.await?.is_nack();
-        }
-        if refused {
-            tracing::error!(deliveries = group.len(), "the broker refused a dead letter; requeueing the group");
-            self.consume.basic_nack(last_tag, BasicNackOptions { multiple: true, requeue: true }).await?;
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        // Dead letters are safe at the broker before their originals are acknowledged.
+        if !dead_letter_confirmed(&responder, &queue, None, &poison, shutdown).await? {
             return Ok(());
         }
+        for (delivery, why) in &poison {
+            responder.reply(delivery, &poison_outcome(delivery, why)).await?;
+        }
         if !commands.is_empty() {
-            let mut pending = commands;
-            let outcomes = loop {
-                match self.writer.execute(pending).await {
-                    Ok((outcomes, _)) => break outcomes,
-                    Err(NotStored { error, envelopes }) if envelopes.is_empty() => return Err(IntakeError::Writer(error)),
-                    Err(NotStored { error, envelopes }) => {
-                        // Nothing of it is acknowledged (and if the group was stored after all,
-                        // the retry is answered from the command index): hold it and try again
-                        // once the storage is back, at most once a second.
-                        tracing::error!(error = %error, deliveries = group.len(), "group not stored; holding it until the storage is back");
-                        if !self.wait_for_storage(shutdown).await {
-                            // Shutting down: the deliveries go back to the queue with the connection.
-                            return Ok(());
-                        }
-                        pending = envelopes;
-                    }
-                }
-            };
+            let Some(outcomes) = execute_holding(self.writer, self.storage, commands, group.len(), shutdown).await? else { return Ok(()) };
             for (delivery, outcome) in sources.iter().zip(&outcomes) {
-                self.reply(delivery, outcome).await?;
+                responder.reply(delivery, outcome).await?;
             }
         }
         // One ack covers the whole group: every earlier delivery was settled by an earlier group.
         self.consume.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
         Ok(())
     }
+}
 
-    /// Waits a second, then until the writer can store again; false if shutdown came first.
-    async fn wait_for_storage(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let mut wait = Duration::from_secs(1);
-        loop {
+/// Publishes the dead letters of `poison` (consumed from `queue`, given back `returns` times
+/// when that is known) and waits for the broker's
+/// confirms; one the broker refused (nack) is published again a second later, the deliveries
+/// still in hand. False: shutdown came first (nothing may be acknowledged then).
+pub(super) async fn dead_letter_confirmed(
+    responder: &Responder<'_>,
+    queue: &str,
+    returns: Option<u64>,
+    poison: &[(&Delivery, Poison)],
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, IntakeError> {
+    let mut pending: Vec<&(&Delivery, Poison)> = poison.iter().collect();
+    while !pending.is_empty() {
+        let mut confirms = Vec::with_capacity(pending.len());
+        for item in pending.drain(..) {
+            confirms.push((item, responder.dead_letter(item.0, queue, returns, &item.1).await?));
+        }
+        for (item, confirm) in confirms {
+            if confirm.await?.is_nack() {
+                pending.push(item);
+            }
+        }
+        if !pending.is_empty() {
+            tracing::error!(dead_letters = pending.len(), "the broker refused dead letters; publishing them again in a second, their originals held");
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
-                return false;
+                return Ok(false);
             }
-            if self.storage.fault().is_none() {
-                return true;
-            }
-            wait = Duration::from_millis(250);
         }
     }
+    Ok(true)
+}
 
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str, detail: &str) -> lapin::Result<lapin::PublisherConfirm> {
-        tracing::warn!(reason, detail = %detail.chars().take(200).collect::<String>(), "dead-lettering poison message");
-        self.observer.dead_lettered(reason);
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        headers.insert("x-ansinh-reason".into(), AMQPValue::LongString(reason.into()));
-        headers.insert("x-ansinh-detail".into(), AMQPValue::LongString(detail.chars().take(1_000).collect::<String>().as_str().into()));
-        if let Some(user) = delivery.properties.user_id() {
-            headers.insert("x-ansinh-user".into(), AMQPValue::LongString(user.as_str().into()));
+/// Decides, appends and projects `envelopes` as one group and returns their outcomes once it is
+/// durable. A group the writer could not store is held (nothing of it acknowledged) and tried
+/// again once the storage is back; if it was stored after all, the retry is answered from the
+/// command index. `None`: shutdown came first (the deliveries go back with the connection).
+pub(super) async fn execute_holding(
+    writer: &Writer,
+    storage: &Storage,
+    envelopes: Vec<CommandEnvelope>,
+    deliveries: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Vec<Outcome>>, IntakeError> {
+    let mut pending = envelopes;
+    loop {
+        match writer.execute(pending).await {
+            Ok((outcomes, _)) => return Ok(Some(outcomes)),
+            Err(NotStored { error, envelopes }) if envelopes.is_empty() => return Err(IntakeError::Writer(error)),
+            Err(NotStored { error, envelopes }) => {
+                tracing::error!(error = %log_safe_error(&error), deliveries, "group not stored; holding it until the storage is back");
+                if !wait_for_storage(storage, shutdown).await {
+                    return Ok(None);
+                }
+                pending = envelopes;
+            }
         }
-        let props = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
-        self.publish.basic_publish(self.config.dead_letter_exchange().as_str().into(), "".into(), BasicPublishOptions::default(), &delivery.data, props).await
     }
+}
 
-    async fn reply(&self, delivery: &Delivery, outcome: &Outcome) -> lapin::Result<()> {
-        let Some(reply_to) = delivery.properties.reply_to() else { return Ok(()) };
-        let body = serde_json::to_vec(outcome).expect("outcomes serialize");
-        let mut props = BasicProperties::default().with_content_type("application/json".into()).with_type("outcome".into());
-        if let Some(id) = delivery.properties.correlation_id() {
-            props = props.with_correlation_id(id.clone());
+/// Waits a second, then until the writer can store again; false if shutdown came first.
+pub(super) async fn wait_for_storage(storage: &Storage, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
         }
-        // Replies are not awaited for confirmation: a lost reply costs the sender a retry,
-        // which the command index answers with the same outcome.
-        drop(self.publish.basic_publish("".into(), reply_to.clone(), BasicPublishOptions::default(), &body, props).await?);
-        Ok(())
+        if *shutdown.borrow() {
+            return false;
+        }
+        if storage.fault().is_none() {
+            return true;
+        }
+        wait = Duration::from_millis(250);
     }
 }

@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod consumer;
+pub mod delivery;
+pub mod isolated;
 pub mod relay;
 pub mod routing;
 pub mod storage;
@@ -16,7 +18,8 @@ pub mod writer;
 pub use config::BusConfig;
 
 use crate::engine::Engine;
-use consumer::{Intake, IntakeObserver};
+use consumer::{Intake, IntakeError, IntakeObserver};
+use isolated::Isolated;
 use lapin::options::{BasicQosOptions, ConfirmSelectOptions};
 use lapin::{Connection, ConnectionProperties};
 use relay::Relay;
@@ -48,6 +51,32 @@ pub async fn publish_command(
         .with_message_id(envelope.command_id.as_str().into());
     let options = lapin::options::BasicPublishOptions::default();
     channel.basic_publish(bus.commands_exchange().as_str().into(), topology::COMMAND_ROUTING_KEY.into(), options, &body, props).await
+}
+
+/// Why a broker session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The broker went away, closed the connection or refused an operation: reconnect.
+    #[error("{0}")]
+    Broker(String),
+    /// Reconnecting cannot help (a topology conflict, the writer thread gone): serve stops.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl From<lapin::Error> for SessionError {
+    fn from(e: lapin::Error) -> SessionError {
+        SessionError::Broker(e.to_string())
+    }
+}
+
+impl From<IntakeError> for SessionError {
+    fn from(e: IntakeError) -> SessionError {
+        match e {
+            IntakeError::Amqp(e) => SessionError::Broker(format!("intake: {e}")),
+            IntakeError::Writer(why) => SessionError::Fatal(format!("the writer stopped ({why}); restart serve: it reopens the engine from the log")),
+        }
+    }
 }
 
 /// What `serve` reports to the outside (readiness, metrics).
@@ -83,6 +112,7 @@ pub async fn serve(
     let appended = Arc::new(Notify::new());
     let (writer, thread) = Writer::spawn(engine, storage.clone(), appended.clone(), hooks.on_group);
     let mut backoff = Duration::from_millis(100);
+    let mut fatal = None;
     let max_backoff = Duration::from_millis(bus.reconnect_backoff_max_ms.max(100));
     loop {
         if *shutdown.borrow() {
@@ -101,8 +131,13 @@ pub async fn serve(
         hooks.connected.store(false, Ordering::SeqCst);
         match result {
             Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker session ended; reconnecting");
+            Err(SessionError::Fatal(why)) => {
+                tracing::error!(error = %crate::domain::citizen_id::log_safe_error(&why), "serve cannot go on");
+                fatal = Some(why);
+                break;
+            }
+            Err(SessionError::Broker(e)) => {
+                tracing::warn!(error = %crate::domain::citizen_id::log_safe_error(&e), retry_in_ms = backoff.as_millis() as u64, "broker session ended; reconnecting");
                 let mut stop = shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -113,7 +148,11 @@ pub async fn serve(
         }
     }
     drop(writer);
-    tokio::task::spawn_blocking(move || thread.join()).await.map_err(|e| e.to_string())?.map_err(|_| "the writer thread panicked".to_string())?;
+    let joined = tokio::task::spawn_blocking(move || thread.join()).await.map_err(|e| e.to_string())?;
+    if let Some(why) = fatal {
+        return Err(why);
+    }
+    joined.map_err(|_| "the writer thread panicked".to_string())?;
     tracing::info!("stopped: every acknowledged command is durable");
     Ok(())
 }
@@ -129,22 +168,28 @@ struct Parts<'a> {
     on_published: &'a (dyn Fn(u64) + Send + Sync),
 }
 
-async fn session(parts: &Parts<'_>, connected: &AtomicBool, backoff: &mut Duration, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+async fn session(parts: &Parts<'_>, connected: &AtomicBool, backoff: &mut Duration, shutdown: watch::Receiver<bool>) -> Result<(), SessionError> {
     let bus = parts.bus;
-    let amqp = |e: lapin::Error| e.to_string();
     let properties = ConnectionProperties::default().with_connection_name(connection_name(bus).into());
-    let connection = Connection::connect(&bus.amqp_url, properties).await.map_err(|e| format!("connecting to {}: {e}", config::redact(&bus.amqp_url)))?;
-    let setup = connection.create_channel().await.map_err(amqp)?;
-    topology::declare(&setup, bus).await.map_err(|e| format!("declaring the topology: {e}"))?;
-    let consume = connection.create_channel().await.map_err(amqp)?;
-    consume.basic_qos(bus.prefetch, BasicQosOptions::default()).await.map_err(amqp)?;
-    let publish = connection.create_channel().await.map_err(amqp)?;
-    publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(amqp)?;
-    let relay_channel = connection.create_channel().await.map_err(amqp)?;
-    relay_channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(amqp)?;
+    let connection = Connection::connect(&bus.amqp_url, properties)
+        .await
+        .map_err(|e| SessionError::Broker(format!("connecting to {}: {e}", config::redact(&bus.amqp_url))))?;
+    let setup = connection.create_channel().await?;
+    topology::declare(&setup, bus).await.map_err(|e| match e {
+        topology::TopologyError::Conflict { .. } => SessionError::Fatal(format!("declaring the topology: {e}")),
+        e => SessionError::Broker(format!("declaring the topology: {e}")),
+    })?;
+    let consume = connection.create_channel().await?;
+    consume.basic_qos(bus.prefetch, BasicQosOptions::default()).await?;
+    let publish = connection.create_channel().await?;
+    publish.confirm_select(ConfirmSelectOptions::default()).await?;
+    let isolated_channel = connection.create_channel().await?;
+    isolated_channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    let relay_channel = connection.create_channel().await?;
+    relay_channel.confirm_select(ConfirmSelectOptions::default()).await?;
     connected.store(true, Ordering::SeqCst);
     *backoff = Duration::from_millis(100);
-    tracing::info!(broker = %config::redact(&bus.amqp_url), queue = %bus.commands_queue(), "connected; consuming");
+    tracing::info!(broker = %config::redact(&bus.amqp_url), queue = %bus.commands_queue(), isolated = %bus.isolated_queue(), "connected; consuming");
 
     let intake = Intake {
         config: bus,
@@ -155,11 +200,13 @@ async fn session(parts: &Parts<'_>, connected: &AtomicBool, backoff: &mut Durati
         group_max: parts.group_max,
         observer: parts.observer,
     };
+    let isolated = Isolated { config: bus, channel: &isolated_channel, writer: parts.writer, storage: parts.storage, observer: parts.observer };
     let relay =
         Relay { config: bus, channel: &relay_channel, storage: parts.storage.clone(), appended: parts.appended.clone(), on_published: parts.on_published };
-    let consuming = async { intake.run(shutdown.clone()).await.map_err(|e| format!("intake: {e}")) };
-    let relaying = async { relay.run(shutdown.clone()).await.map_err(|e| format!("relay: {e}")) };
-    tokio::try_join!(consuming, relaying)?;
+    let consuming = async { intake.run(shutdown.clone()).await.map_err(SessionError::from) };
+    let isolating = async { isolated.run(shutdown.clone()).await.map_err(SessionError::from) };
+    let relaying = async { relay.run(shutdown.clone()).await.map_err(|e| SessionError::Broker(format!("relay: {e}"))) };
+    tokio::try_join!(consuming, isolating, relaying)?;
     let _ = connection.close(200, "shutdown".into()).await;
     Ok(())
 }

@@ -13,6 +13,7 @@
 
 use super::storage::{Handles, Storage};
 use super::BusConfig;
+use crate::domain::citizen_id::log_safe_error;
 use crate::log::segment::{RecordBytes, RecordMeta};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
@@ -150,7 +151,7 @@ impl Relay<'_> {
                 match op(&handles) {
                     Ok(t) => return Some(t),
                     Err(e) => {
-                        tracing::warn!(error = %e, "relay storage error; waiting for the writer to reopen the data dir");
+                        tracing::warn!(error = %log_safe_error(&e), "relay storage error; waiting for the writer to reopen the data dir");
                         self.storage.report(handles.generation, &e);
                     }
                 }

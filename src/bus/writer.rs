@@ -3,6 +3,7 @@
 
 use super::storage::{Handles, Storage};
 use crate::command::CommandEnvelope;
+use crate::domain::citizen_id::log_safe_error;
 use crate::engine::{ClosedEngine, Engine, EngineError, GroupStats};
 use crate::outcome::Outcome;
 use std::sync::mpsc::RecvTimeoutError;
@@ -111,7 +112,7 @@ impl Writer {
                             None
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "group not stored; its deliveries will be redelivered");
+                            tracing::error!(error = %log_safe_error(e), "group not stored; its deliveries will be redelivered");
                             Some(e.clone())
                         }
                     };
@@ -125,7 +126,7 @@ impl Writer {
                 }
                 if let Store::Open(engine) = store {
                     if let Err(e) = engine.flush() {
-                        tracing::error!(error = %e, "final flush failed");
+                        tracing::error!(error = %log_safe_error(&e), "final flush failed");
                     }
                 }
             })
@@ -154,7 +155,7 @@ fn close(engine: Box<Engine>, storage: &Storage, error: &str, backoff: &mut Dura
     let reason = error.to_string();
     let readers = storage.revoke(format!("{reason}; reopening the data dir"));
     let engine = (*engine).close();
-    tracing::error!(error, durable_seq = engine.durable_head().seq, "storage error: the engine is closed; the data dir will be reopened once the fault clears");
+    tracing::error!(error = %log_safe_error(&error), durable_seq = engine.durable_head().seq, "storage error: the engine is closed; the data dir will be reopened once the fault clears");
     let now = Instant::now();
     let closing = Closing { engine, readers, since: now, next_try: now + *backoff, warned: false, reason };
     *backoff = (*backoff * 2).min(REOPEN_BACKOFF_MAX);
@@ -188,7 +189,7 @@ fn reopen(mut c: Closing, storage: &Storage, appended: &Notify, backoff: &mut Du
     };
     let next = *backoff;
     *backoff = (*backoff * 2).min(REOPEN_BACKOFF_MAX);
-    tracing::warn!(error = %error, retry_in_ms = next.as_millis() as u64, "the data dir cannot be reopened yet");
+    tracing::warn!(error = %log_safe_error(&error), retry_in_ms = next.as_millis() as u64, "the data dir cannot be reopened yet");
     c.reason = error;
     storage.set_fault(format!("{}; reopening the data dir (next try in {} ms)", c.reason, next.as_millis()));
     c.next_try = now + next;

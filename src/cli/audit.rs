@@ -9,6 +9,7 @@ use crate::audit::verify::{Report, VerifyOptions};
 use crate::audit::{self, per_second, Source};
 use crate::config::Config;
 use crate::log::{Head, Log};
+use crate::outln;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -134,7 +135,7 @@ fn export(config: &Config, args: &ExportArgs) -> CliResult {
     let mut tick = |n: u64| progress.set_position(n);
     let summary = match &args.out {
         None => {
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, super::out::Stdout);
             audit::export::export(&db, args.from, args.to, &mut out, &mut tick).map_err(|e| e.to_string())?
         }
         Some(path) => export_file(path, &mut |out| audit::export::export(&db, args.from, args.to, out, &mut tick))?,
@@ -203,7 +204,7 @@ fn verify(config: &Config, args: &VerifyArgs) -> CliResult {
         Some(p) => format!("export {}", p.display()),
         None => format!("data dir {}", config.engine.data_dir.display()),
     };
-    println!("Verifying {what}");
+    outln!("Verifying {what}");
     let started = std::time::Instant::now();
     let progress = bar(stored_head_seq(&source), "verifying");
     let report = audit::verify::verify(&source, &options, &mut |n| progress.set_position(n)).map_err(|e| e.to_string());
@@ -224,21 +225,21 @@ fn verify(config: &Config, args: &VerifyArgs) -> CliResult {
 
 fn print_report(report: &Report) {
     for line in &report.checks {
-        println!("  {line}");
+        outln!("  {line}");
     }
     match (&report.failure, &report.head) {
         (None, Some(head)) => {
-            println!("head  seq {}  hash {}", head.seq, head.hash);
-            println!("OK");
+            outln!("head  seq {}  hash {}", head.seq, head.hash);
+            outln!("OK");
         }
-        (None, None) => println!("OK"),
+        (None, None) => outln!("OK"),
         (Some(f), last) => {
             if let Some(h) = last {
-                println!("  last good record: seq {}  hash {}", h.seq, h.hash);
+                outln!("  last good record: seq {}  hash {}", h.seq, h.hash);
             }
             match f.seq {
-                Some(seq) => println!("FAILED at seq {seq}: {}", f.what),
-                None => println!("FAILED: {}", f.what),
+                Some(seq) => outln!("FAILED at seq {seq}: {}", f.what),
+                None => outln!("FAILED: {}", f.what),
             }
         }
     }
@@ -279,7 +280,7 @@ fn replay(config: &Config, args: &ReplayArgs) -> CliResult {
     if args.json {
         eprintln!("{header}");
     } else {
-        println!("{header}\n");
+        outln!("{header}\n");
     }
     let reader = views.reader();
     let shown = match &args.view {
@@ -300,8 +301,8 @@ fn checkpoint(config: &Config) -> CliResult {
     let (c, new) = audit::checkpoint::record(&db, log.head()).map_err(|e| e.to_string())?;
     db.flush().map_err(|e| e.to_string())?;
     let note = if new { "recorded" } else { "already recorded" };
-    println!("checkpoint {note}: seq {}  hash {}  at {}", c.seq, c.hash, c.recorded_at);
-    println!("keep it outside this machine; later: ansinh audit verify --head {}", c.as_head_arg());
+    outln!("checkpoint {note}: seq {}  hash {}  at {}", c.seq, c.hash, c.recorded_at);
+    outln!("keep it outside this machine; later: ansinh audit verify --head {}", c.as_head_arg());
     Ok(())
 }
 
@@ -309,7 +310,7 @@ fn checkpoints(config: &Config, args: &CheckpointsArgs) -> CliResult {
     let db = open(config)?;
     let list = audit::checkpoints_since(&db, 0).map_err(|e| e.to_string())?;
     if args.json {
-        let mut out = std::io::stdout().lock();
+        let mut out = super::out::Stdout;
         for c in &list {
             let line = serde_json::to_string(c).map_err(|e| e.to_string())?;
             writeln!(out, "{line}").map_err(|e| e.to_string())?;
@@ -317,7 +318,7 @@ fn checkpoints(config: &Config, args: &CheckpointsArgs) -> CliResult {
         return Ok(());
     }
     if list.is_empty() {
-        println!("no checkpoints yet (one is recorded every engine.checkpoint_every_events events, or by `ansinh audit checkpoint`)");
+        outln!("no checkpoints yet (one is recorded every engine.checkpoint_every_events events, or by `ansinh audit checkpoint`)");
         return Ok(());
     }
     print_table(&["seq", "hash", "recorded at"], &list.iter().map(|c| vec![c.seq.to_string(), c.hash.clone(), c.recorded_at.clone()]).collect::<Vec<_>>());
@@ -331,7 +332,7 @@ pub fn rebuild(config: &Config, _args: &RebuildArgs) -> CliResult {
     let summary = audit::rebuild(&db, &mut |n| progress.set_position(n)).map_err(|e| e.to_string());
     progress.finish_and_clear();
     let summary = summary?;
-    println!("rebuilt every view from the log: {} events replayed, views at seq {head}", count(summary.events));
+    outln!("rebuilt every view from the log: {} events replayed, views at seq {head}", count(summary.events));
     rate("rebuilt", summary.events, summary.elapsed);
     Ok(())
 }

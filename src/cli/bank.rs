@@ -105,7 +105,7 @@ async fn session(
     .map_err(|err| format!("the events exchange {} does not exist yet (start `ansinh serve` first): {err}", bus.events_exchange()))?;
     let ch = conn.create_channel().await.map_err(e)?;
     let queue = bus.bank_queue(&args.bin);
-    crate::bus::topology::declare_bank_queue(&ch, bus, &args.bin).await.map_err(e)?;
+    crate::bus::topology::declare_bank_queue(&ch, bus, &args.bin).await.map_err(|e| e.to_string())?;
     ch.basic_qos(u16::try_from(args.batch_max * 2).unwrap_or(u16::MAX), BasicQosOptions::default()).await.map_err(e)?;
     let publish = conn.create_channel().await.map_err(e)?;
     publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(e)?;

@@ -4,6 +4,7 @@
 use super::CliResult;
 use crate::bench::{self, Report};
 use crate::config::Config;
+use crate::outln;
 use std::path::PathBuf;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +54,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> CliResult {
         Suite::Latency => bench::latency::run(config, size(5_000) as usize, args.rate, &tmp)?,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+        outln!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
     } else {
         report.print();
     }

@@ -12,6 +12,7 @@ use crate::domain::program::DECREE_20_CATEGORIES;
 use crate::domain::{reference, Period};
 use crate::engine::Engine;
 use crate::outcome::{Outcome, OutcomeStatus};
+use crate::outln;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -128,7 +129,7 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
         return Err(format!("--batch-lines must be 1-{} (limits.batch_lines_max)", config.limits.batch_lines_max));
     }
     let options = config.engine_options();
-    println!(
+    outln!(
         "ansinh demo: province {} ({}), period {period}, {} beneficiaries, seed {}",
         args.province,
         reference::province_name(&args.province).unwrap_or("?"),
@@ -138,7 +139,7 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     let started = Instant::now();
     let engine = open_engine(&options)?;
     let head_before = engine.head().clone();
-    println!("data dir {} (log head at seq {})\n", options.data_dir.display(), head_before.seq);
+    outln!("data dir {} (log head at seq {})\n", options.data_dir.display(), head_before.seq);
     let mut run = Run {
         engine,
         stages: Default::default(),
@@ -155,9 +156,9 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     let rules = demo_data::program_rules(PROGRAM_ID).into_iter().map(|(id, at, command)| run.envelope(id, at, command)).collect();
     let out = run.execute_all(rules, "program rules", |_| 1)?;
     let (a, r, d) = tally(&out);
-    println!("[1/6] program rules    {PROGRAM_ID}: {} categories, 360,000 VND from 2021-07, 500,000 VND from 2024-07 ({a} new, {d} already recorded, {r} rejected) {:.2}s", DECREE_20_CATEGORIES.len(), t.elapsed().as_secs_f64());
+    outln!("[1/6] program rules    {PROGRAM_ID}: {} categories, 360,000 VND from 2021-07, 500,000 VND from 2024-07 ({a} new, {d} already recorded, {r} rejected) {:.2}s", DECREE_20_CATEGORIES.len(), t.elapsed().as_secs_f64());
     for o in out.iter().filter(|o| o.status != OutcomeStatus::Accepted) {
-        println!("      rejected {}: {} {}", o.command_id, o.code.as_deref().unwrap_or(""), o.message.as_deref().unwrap_or(""));
+        outln!("      rejected {}: {} {}", o.command_id, o.code.as_deref().unwrap_or(""), o.message.as_deref().unwrap_or(""));
     }
 
     // 2. Enrollment.
@@ -173,7 +174,7 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     let out = run.execute_all(envelopes, "enroll", |_| 1)?;
     let secs = t.elapsed().as_secs_f64();
     let (a, r, d) = tally(&out);
-    println!(
+    outln!(
         "[2/6] enroll           {} commands: {} enrolled, {} already recorded, {} rejected  {secs:.2}s ({} cmd/s)",
         count(out.len() as u64),
         count(a as u64),
@@ -216,7 +217,7 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
         Vec::new()
     };
     let (a, r, d) = tally(&fund);
-    println!(
+    outln!(
         "[3/6] fund budget      {} VND for {} eligible beneficiaries ({a} new, {d} already recorded, {r} rejected)  {:.2}s",
         vnd(funding),
         count(lines.len() as u64),
@@ -279,7 +280,7 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     // the month instead of starting it again.
     let batch_payouts: Vec<String> = batch_outcomes.iter().flat_map(|o| o.lines.iter()).filter_map(|l| l.payout_id.clone()).collect();
     let new_payouts: usize = batch_outcomes.iter().filter(|o| !o.duplicate).map(|o| o.count_lines("instructed")).sum();
-    println!(
+    outln!(
         "[4/6] payout batches   {} batches, {} new lines ({} stale amounts, {} pasted duplicates, {} mistyped IDs injected; {} refused lines resubmitted corrected): {} new payouts  {batch_secs:.2}s ({} lines/s)",
         batch_outcomes.len(),
         count(submitted as u64),
@@ -298,7 +299,7 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     let (settle_outcomes, failed) = settle(&mut run, &open, &format!("{period}-02T03:00:00Z"), "settle", args.failure_percent)?;
     let settle_secs = t.elapsed().as_secs_f64();
     let items: usize = settle_outcomes.iter().filter(|o| !o.duplicate).map(|o| o.lines.len()).sum();
-    println!(
+    outln!(
         "[5/6] bank settlement  {} reports, {} items: {} settled, {} failed  {settle_secs:.2}s ({} items/s)",
         settle_outcomes.len(),
         count(items as u64),
@@ -331,7 +332,7 @@ pub fn run(config: &Config, args: &DemoArgs) -> CliResult {
     let out = run.execute_all(envelopes, "reissue", |_| 1)?;
     let reissued = latest_with_status(&run.engine, &batch_payouts, PayoutStatus::Instructed);
     let (resettled, refailed) = settle(&mut run, &reissued, &format!("{period}-06T03:00:00Z"), "resettle", 0)?;
-    println!(
+    outln!(
         "[6/6] corrections      {} accounts corrected, {} payouts reissued, {} settled, {} failed again  {:.2}s",
         count(out.iter().filter(|o| o.command_type == "change_payment_account" && o.status == OutcomeStatus::Accepted && !o.duplicate).count() as u64),
         count(out.iter().filter(|o| o.command_type == "reissue_payout" && o.status == OutcomeStatus::Accepted && !o.duplicate).count() as u64),
@@ -433,7 +434,7 @@ fn print_rejections(outcomes: &[Outcome]) {
         }
     }
     for (code, (n, example)) in by_code {
-        println!("      rejected {n:>6} x {code:<24} e.g. {example}");
+        outln!("      rejected {n:>6} x {code:<24} e.g. {example}");
     }
 }
 
@@ -463,7 +464,7 @@ fn summary(run: &Run<'_>, batch_ids: &[String], head_before: &crate::log::Head, 
             *rejected.entry(code.clone()).or_default() += n;
         }
     }
-    println!(
+    outln!(
         "\nSummary for {} {} ({} batches, {} lines submitted, {} rejected)",
         run.args.province,
         run.period,
@@ -471,7 +472,7 @@ fn summary(run: &Run<'_>, batch_ids: &[String], head_before: &crate::log::Head, 
         count(lines_total),
         count(lines_rejected)
     );
-    println!("\nPayouts by status");
+    outln!("\nPayouts by status");
     let order = [
         ("instructed", "in flight (instructed)"),
         ("settled", "settled"),
@@ -483,7 +484,7 @@ fn summary(run: &Run<'_>, batch_ids: &[String], head_before: &crate::log::Head, 
     let rows: Vec<Vec<String>> = order.iter().filter_map(|(s, label)| by_status.get(*s).map(|(n, a)| vec![label.to_string(), count(*n), vnd(*a)])).collect();
     print_table(&["status", "payouts", "amount VND"], &rows);
 
-    println!("\nPer bank");
+    outln!("\nPer bank");
     let mut rows = Vec::new();
     for (bin, statuses) in &by_bank {
         let get = |s: &str| statuses.get(s).copied().unwrap_or_default();
@@ -503,7 +504,7 @@ fn summary(run: &Run<'_>, batch_ids: &[String], head_before: &crate::log::Head, 
     print_table(&["bank", "BIN", "payouts", "amount VND", "settled", "settled VND", "ever failed", "in flight"], &rows);
 
     if let Some(b) = views.budget(&run.args.province, PROGRAM_ID, &run.period.to_string()).map_err(|e| e.to_string())? {
-        println!("\nBudget {} / {PROGRAM_ID} / {}", run.args.province, run.period);
+        outln!("\nBudget {} / {PROGRAM_ID} / {}", run.args.province, run.period);
         let rows = vec![
             vec!["funded".into(), vnd(b.funded.0)],
             vec!["instructed".into(), vnd(b.instructed.0)],
@@ -516,29 +517,29 @@ fn summary(run: &Run<'_>, batch_ids: &[String], head_before: &crate::log::Head, 
         print_table(&["budget", "VND"], &rows);
     }
 
-    println!("\nRejected lines by reason code");
+    outln!("\nRejected lines by reason code");
     if rejected.is_empty() {
-        println!("  (none)");
+        outln!("  (none)");
     } else {
         let rows: Vec<Vec<String>> = rejected.iter().map(|(c, n)| vec![c.clone(), count(*n)]).collect();
         print_table(&["code", "lines"], &rows);
     }
     let head = run.engine.head();
     let ledger = views.ledger_total().map_err(|e| e.to_string())?;
-    println!("\nEvents written this run  {} (log seq {} -> {})", count(head.seq - head_before.seq), head_before.seq, head.seq);
-    println!(
+    outln!("\nEvents written this run  {} (log seq {} -> {})", count(head.seq - head_before.seq), head_before.seq, head.seq);
+    outln!(
         "Throughput               {} payout lines + settlement items in {secs:.2}s overall ({} lines/s end to end, enrollment included)",
         count(lines as u64),
         rate(lines as u64, secs)
     );
-    println!("Double-entry ledger sum  {} (must be 0)", ledger);
+    outln!("Double-entry ledger sum  {} (must be 0)", ledger);
     let [decide, write, flush, apply] = run.stages.map(|d| d.as_secs_f64());
-    println!("Time by stage            decide+seal {decide:.2}s, batch write {write:.2}s, flush {flush:.2}s, views {apply:.2}s");
-    println!("Chain head               seq {}  hash {}", head.seq, head.hash);
+    outln!("Time by stage            decide+seal {decide:.2}s, batch write {write:.2}s, flush {flush:.2}s, views {apply:.2}s");
+    outln!("Chain head               seq {}  hash {}", head.seq, head.hash);
     let unpaid: HashMap<&str, u64> =
         HashMap::from([("failed", by_status.get("failed").map(|x| x.0).unwrap_or(0)), ("instructed", by_status.get("instructed").map(|x| x.0).unwrap_or(0))]);
     if unpaid.values().any(|n| *n > 0) {
-        println!("Unpaid at the end        {} failed, {} still in flight (carried to the next cycle)", unpaid["failed"], unpaid["instructed"]);
+        outln!("Unpaid at the end        {} failed, {} still in flight (carried to the next cycle)", unpaid["failed"], unpaid["instructed"]);
     }
     Ok(())
 }

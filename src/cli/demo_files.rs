@@ -9,6 +9,7 @@ use super::CliResult;
 use crate::command::*;
 use crate::domain::program::DECREE_20_CATEGORIES;
 use crate::domain::{Coefficient, Period, ProgramRules, Vnd};
+use crate::outln;
 use rust_decimal::Decimal;
 use std::io::Write;
 use std::path::PathBuf;
@@ -108,7 +109,7 @@ pub fn run(args: &DemoFilesArgs) -> CliResult {
     write(&args.out.join("rules.jsonl"), &rules_cmds)?;
     write(&args.out.join("enroll.jsonl"), &enroll)?;
     write(&args.out.join("batch.jsonl"), &batches)?;
-    println!(
+    outln!(
         "wrote {}: rules.jsonl ({} commands, for an admin user), enroll.jsonl ({}), batch.jsonl ({} batches, {} lines, {} VND) for an agency user",
         args.out.display(),
         rules_cmds.len(),

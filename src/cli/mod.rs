@@ -8,6 +8,7 @@ pub mod bench;
 pub mod demo;
 pub mod demo_data;
 pub mod demo_files;
+pub mod out;
 pub mod publish;
 pub mod serve;
 pub mod show;
@@ -15,6 +16,7 @@ pub mod submit;
 
 use crate::config::Config;
 use crate::engine::{Engine, EngineOptions};
+use crate::outln;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 
@@ -78,10 +80,10 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
                 }
             })
             .collect();
-        println!("  {}", parts.join("  ").trim_end());
+        outln!("  {}", parts.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
-    println!("  {}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    outln!("  {}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
     for row in rows {
         line(row.clone());
     }

@@ -9,6 +9,7 @@ use super::CliResult;
 use crate::bus::config::user_of;
 use crate::config::Config;
 use crate::outcome::{Outcome, OutcomeStatus};
+use crate::outln;
 use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
@@ -51,9 +52,10 @@ pub fn run(config: &Config, args: &PublishArgs) -> CliResult {
             }
             None => {
                 totals[3] += 1;
-                println!(
+                outln!(
                     "line {line_no:>6}  {:<24} no reply within {} s (re-run to ask again; nothing will be applied twice)",
-                    envelope.command_id, args.timeout_secs
+                    envelope.command_id,
+                    args.timeout_secs
                 );
             }
         }
@@ -61,7 +63,7 @@ pub fn run(config: &Config, args: &PublishArgs) -> CliResult {
     let lines: usize = replies.values().map(|o| o.lines.len().max(1)).sum();
     let secs = started.elapsed().as_secs_f64();
     if !args.input.json {
-        println!(
+        outln!(
             "\n{} commands published as {user}: {} accepted, {} rejected, {} already applied, {} without reply, {invalid} invalid lines not sent; {lines} lines in {secs:.2}s ({:.0} lines/s)",
             envelopes.len(),
             totals[0],

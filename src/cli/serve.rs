@@ -14,9 +14,21 @@ use tokio::sync::watch;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Do not serve the HTTP API (it listens on api.listen by default).
+    /// Do not serve the HTTP API. Without it, serve listens on api.listen and refuses to start
+    /// when it cannot (the address is taken, or not an address).
     #[arg(long)]
     pub no_api: bool,
+}
+
+/// Binds the API's address before anything else starts, so that a taken port stops serve at
+/// once with an error that names it, rather than leaving it running without its API.
+fn bind_api(listen: &str) -> Result<std::net::TcpListener, String> {
+    let addr: std::net::SocketAddr = listen.parse().map_err(|e| format!("api.listen {listen:?} is not an address and port ({e})"))?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        format!("cannot listen on {addr} for the HTTP API: {e} (is another process using the port? set api.listen to a free address, or pass --no-api to run without the API)")
+    })?;
+    listener.set_nonblocking(true).map_err(|e| format!("the API listener on {addr}: {e}"))?;
+    Ok(listener)
 }
 
 struct MetricsObserver(Arc<Metrics>);
@@ -24,6 +36,12 @@ struct MetricsObserver(Arc<Metrics>);
 impl IntakeObserver for MetricsObserver {
     fn dead_lettered(&self, reason: &str) {
         self.0.dead_lettered(reason);
+    }
+    fn reply_refused(&self) {
+        self.0.reply_refused();
+    }
+    fn isolated(&self) {
+        self.0.isolated();
     }
 }
 
@@ -61,6 +79,8 @@ pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
 
 pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
     config.bus.validate()?;
+    let api_listener = if args.no_api { None } else { Some(bind_api(&config.api.listen)?) };
+    let api_addr = api_listener.as_ref().and_then(|l| l.local_addr().ok());
     let engine = open_engine(&config.engine_options())?;
     eprintln!(
         "ansinh serve: data dir {} (log head seq {}), broker {}, queue {}{}",
@@ -68,7 +88,7 @@ pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
         engine.head().seq,
         crate::bus::config::redact(&config.bus.amqp_url),
         config.bus.commands_queue(),
-        if args.no_api { String::new() } else { format!(", HTTP API on {}", config.api.listen) }
+        api_addr.map(|a| format!(", HTTP API on {a}")).unwrap_or_else(|| ", no HTTP API (--no-api)".into())
     );
     let metrics = Arc::new(Metrics::new());
     metrics.head_seq(engine.head().seq);
@@ -77,8 +97,8 @@ pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
     let rt = runtime()?;
     rt.block_on(async {
         let shutdown = shutdown_signal();
-        if !args.no_api {
-            let listen = config.api.listen.parse().map_err(|e| format!("api.listen {:?}: {e}", config.api.listen))?;
+        if let Some(listener) = api_listener {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("the API listener: {e}"))?;
             let (c, s) = (connected.clone(), storage.clone());
             let readiness = Arc::new(move || {
                 let (broker, fault) = (c.load(Ordering::SeqCst), s.fault());
@@ -100,7 +120,7 @@ pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let stopped = async move { while !*stop.borrow() && stop.changed().await.is_ok() {} };
-                if let Err(e) = crate::api::serve_api(listen, state, stopped).await {
+                if let Err(e) = crate::api::serve_listener(listener, state, stopped).await {
                     tracing::error!(error = %e, "the HTTP API stopped");
                 }
             });

@@ -4,6 +4,7 @@ use super::{count, print_table, vnd, CliResult};
 use crate::config::Config;
 use crate::domain::reference;
 use crate::engine::Engine;
+use crate::outln;
 use crate::projection::ViewReader;
 use serde::Serialize;
 
@@ -42,7 +43,7 @@ fn not_found(what: &str, key: &str) -> String {
 }
 
 fn json<T: Serialize>(v: &T) -> CliResult {
-    println!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?);
+    outln!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?);
     Ok(())
 }
 
@@ -63,7 +64,7 @@ pub(crate) fn budget(views: &ViewReader, province: &str, program: &str, period: 
     if as_json {
         return json(&b);
     }
-    println!("Budget {province} / {program} / {period}");
+    outln!("Budget {province} / {program} / {period}");
     let rows = [
         ("funded", b.funded),
         ("instructed", b.instructed),
@@ -87,31 +88,31 @@ pub(crate) fn citizen(views: &ViewReader, citizen_id: &str, as_json: bool) -> Cl
     if as_json {
         return json(&c);
     }
-    println!("Citizen {}  {}  born {}  {}", c.citizen_id, c.full_name, c.date_of_birth, c.sex);
+    outln!("Citizen {}  {}  born {}  {}", c.citizen_id, c.full_name, c.date_of_birth, c.sex);
     if let Some(new) = &c.reassigned_to {
-        println!("  re-determined: this number is now {new}; see that citizen for current data");
+        outln!("  re-determined: this number is now {new}; see that citizen for current data");
     }
     if !c.previous_citizen_ids.is_empty() {
-        println!("  previous numbers: {}", c.previous_citizen_ids.join(", "));
+        outln!("  previous numbers: {}", c.previous_citizen_ids.join(", "));
     }
     if let Some(a) = &c.account {
-        println!("  account: {} ({}) {}  holder {}", reference::bank(&a.bin).map(|b| b.short_name).unwrap_or("?"), a.bin, a.account_no, a.holder_name);
+        outln!("  account: {} ({}) {}  holder {}", reference::bank(&a.bin).map(|b| b.short_name).unwrap_or("?"), a.bin, a.account_no, a.holder_name);
     }
-    println!("\nEnrollments");
+    outln!("\nEnrollments");
     let rows: Vec<Vec<String>> = c
         .enrollments
         .iter()
         .map(|(p, e)| vec![p.clone(), e.province.clone(), e.category.clone(), e.status.clone(), e.effective_from.clone(), e.history.len().to_string()])
         .collect();
     print_table(&["program", "province", "category", "status", "since", "changes"], &rows);
-    println!("\nBalances (VND)");
+    outln!("\nBalances (VND)");
     let rows: Vec<Vec<String>> = c
         .balances
         .iter()
         .map(|(p, b)| vec![p.clone(), vnd(b.instructed.0), vnd(b.settled.0), vnd(b.failed.0), vnd(b.returned.0), vnd(b.in_flight.0), vnd(b.owed.0)])
         .collect();
     print_table(&["program", "instructed", "settled", "failed", "returned", "in flight", "owed"], &rows);
-    println!("\nPayouts");
+    outln!("\nPayouts");
     let rows: Vec<Vec<String>> = c
         .payouts
         .iter()
@@ -128,22 +129,27 @@ pub(crate) fn batch(views: &ViewReader, batch_id: &str, lines: bool, after: u32,
     if as_json {
         return json(&serde_json::json!({"batch": b, "lines": page}));
     }
-    println!(
+    outln!(
         "Batch {}  program {}  province {}  period {}  submitted {} (seq {})",
-        b.batch_id, b.program_id, b.province, b.period, b.submitted_at, b.submitted_seq
+        b.batch_id,
+        b.program_id,
+        b.province,
+        b.period,
+        b.submitted_at,
+        b.submitted_seq
     );
-    println!(
+    outln!(
         "  lines: {} submitted, {} instructed, {} rejected",
         count(u64::from(b.lines_total)),
         count(u64::from(b.lines_instructed)),
         count(u64::from(b.lines_rejected))
     );
-    println!("\nPayouts by status");
+    outln!("\nPayouts by status");
     print_table(
         &["status", "payouts", "amount VND"],
         &b.by_status.iter().filter(|(_, ca)| ca.count > 0).map(|(s, ca)| vec![s.clone(), count(ca.count), vnd(ca.amount.0)]).collect::<Vec<_>>(),
     );
-    println!("\nPer bank");
+    outln!("\nPer bank");
     let mut rows = Vec::new();
     for (bin, statuses) in &b.by_bank {
         // A status a batch's payouts have all left (count 0) is history, not a row.
@@ -153,11 +159,11 @@ pub(crate) fn batch(views: &ViewReader, batch_id: &str, lines: bool, after: u32,
     }
     print_table(&["bank", "BIN", "status", "payouts", "amount VND"], &rows);
     if !b.rejected_by_reason.is_empty() {
-        println!("\nRejected lines by reason");
+        outln!("\nRejected lines by reason");
         print_table(&["code", "lines"], &b.rejected_by_reason.iter().map(|(c, n)| vec![c.clone(), count(*n)]).collect::<Vec<_>>());
     }
     if lines {
-        println!("\nLines after {after}");
+        outln!("\nLines after {after}");
         let rows: Vec<Vec<String>> = page
             .iter()
             .map(|l| {
@@ -166,7 +172,7 @@ pub(crate) fn batch(views: &ViewReader, batch_id: &str, lines: bool, after: u32,
             .collect();
         print_table(&["line", "citizen_id", "amount", "payout", "rejected"], &rows);
         if let Some(last) = page.last() {
-            println!("  next page: --after {}", last.line_no);
+            outln!("  next page: --after {}", last.line_no);
         }
     }
     Ok(())
@@ -177,24 +183,24 @@ fn payout(views: &ViewReader, payout_id: &str, as_json: bool) -> CliResult {
     if as_json {
         return json(&p);
     }
-    println!("Payout {} ({})  batch {} line {}", p.payout_id, p.kind, p.batch_id, p.line_no);
-    println!("  citizen {}  program {}  province {}  period {}", p.citizen_id, p.program_id, p.province, p.period);
-    println!(
+    outln!("Payout {} ({})  batch {} line {}", p.payout_id, p.kind, p.batch_id, p.line_no);
+    outln!("  citizen {}  program {}  province {}  period {}", p.citizen_id, p.program_id, p.province, p.period);
+    outln!(
         "  amount {} VND  status {}{}",
         p.amount.map(|a| vnd(a.as_decimal())).unwrap_or_default(),
         p.status,
         p.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
     );
     if let Some(a) = &p.account {
-        println!("  to {} ({}) account {} holder {}", reference::bank(&a.bin).map(|b| b.short_name).unwrap_or("?"), a.bin, a.account_no, a.holder_name);
+        outln!("  to {} ({}) account {} holder {}", reference::bank(&a.bin).map(|b| b.short_name).unwrap_or("?"), a.bin, a.account_no, a.holder_name);
     }
     if let Some(o) = &p.reissue_of {
-        println!("  reissue of {o}");
+        outln!("  reissue of {o}");
     }
     if let Some(n) = &p.reissued_as {
-        println!("  reissued as {n}");
+        outln!("  reissued as {n}");
     }
-    println!("\nHistory");
+    outln!("\nHistory");
     let rows: Vec<Vec<String>> =
         p.history.iter().map(|h| vec![h.seq.to_string(), h.at.clone(), h.status.clone(), h.reason.clone().unwrap_or_default(), h.reference.clone()]).collect();
     print_table(&["seq", "at", "status", "reason", "reference"], &rows);

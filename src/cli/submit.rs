@@ -9,6 +9,7 @@ use crate::domain::{valid_identifier, IDENTIFIER_LEN_MAX};
 use crate::engine::COMMAND_ID_LEN_MAX;
 use crate::intake::{decode_command, payout_batch_from_csv};
 use crate::outcome::{Outcome, OutcomeStatus};
+use crate::outln;
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -82,9 +83,9 @@ pub(crate) fn read_input(args: &SubmitArgs, sender: Option<&str>) -> Result<Inpu
                 Err(e) => {
                     invalid += 1;
                     if args.json {
-                        println!("{}", serde_json::json!({"line": line_no, "status": "invalid", "code": e.reason(), "message": e.to_string()}));
+                        outln!("{}", serde_json::json!({"line": line_no, "status": "invalid", "code": e.reason(), "message": e.to_string()}));
                     } else {
-                        println!("line {line_no:>6}  invalid    {}: {e}", e.reason());
+                        outln!("line {line_no:>6}  invalid    {}: {e}", e.reason());
                     }
                 }
             }
@@ -129,7 +130,7 @@ pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
     engine.flush().map_err(|e| e.to_string())?;
     let head = engine.head();
     if !args.json {
-        println!(
+        outln!(
             "\n{} commands: {} accepted, {} rejected, {} already applied (nothing written), {} invalid; {} events written, log head seq {} hash {}",
             envelopes.len() + invalid,
             totals[0],
@@ -146,7 +147,7 @@ pub fn run(config: &Config, args: &SubmitArgs) -> CliResult {
 
 pub(crate) fn print_outcome(line_no: usize, o: &Outcome, json: bool, csv: bool) {
     if json {
-        println!("{}", serde_json::to_string(&serde_json::json!({"line": line_no, "outcome": o})).expect("outcomes serialize"));
+        outln!("{}", serde_json::to_string(&serde_json::json!({"line": line_no, "outcome": o})).expect("outcomes serialize"));
         return;
     }
     let status = match (o.duplicate, o.status) {
@@ -161,10 +162,10 @@ pub(crate) fn print_outcome(line_no: usize, o: &Outcome, json: bool, csv: bool) 
         (Some(c), Some(m)) => format!("  {c}: {m}"),
         _ => String::new(),
     };
-    println!("line {line_no:>6}  {:<24} {:<22} {status}{seqs}{why}", o.command_id, o.command_type);
+    outln!("line {line_no:>6}  {:<24} {:<22} {status}{seqs}{why}", o.command_id, o.command_type);
     if !o.lines.is_empty() {
         let rejected = o.count_lines("rejected");
-        println!("              {} lines: {} ok, {} rejected", o.lines.len(), o.lines.len() - rejected, rejected);
+        outln!("              {} lines: {} ok, {} rejected", o.lines.len(), o.lines.len() - rejected, rejected);
         for l in &o.lines {
             // A CSV list gets a full per-line report (row = line + 1 for the header); JSON Lines batches list their refused lines.
             if csv || l.status == "rejected" {
@@ -174,7 +175,7 @@ pub(crate) fn print_outcome(line_no: usize, o: &Outcome, json: bool, csv: bool) 
                     (Some(p), None) => p.clone(),
                     _ => String::new(),
                 };
-                println!("              {row}  {:<10} {detail}", l.status);
+                outln!("              {row}  {:<10} {detail}", l.status);
             }
         }
     }

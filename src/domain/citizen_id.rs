@@ -102,6 +102,7 @@ impl CitizenId {
 }
 
 /// Masks any string that may hold a citizen ID, keeping the first 3 and last 3 characters.
+/// For text that merely contains one (an id, a message), use [`mask_digit_runs`] or [`log_safe`].
 pub fn mask(raw: &str) -> String {
     let chars: Vec<char> = raw.chars().collect();
     if chars.len() <= 6 {
@@ -110,6 +111,71 @@ pub fn mask(raw: &str) -> String {
     let mut out: String = chars[..3].iter().collect();
     out.push_str(&"*".repeat(chars.len() - 6));
     out.extend(&chars[chars.len() - 3..]);
+    out
+}
+
+/// Shortest run of digits masked by [`mask_digit_runs`]: a 12-digit citizen ID, or most of one
+/// (a run of 9 or more digits is not a seq, an amount or a BIN in a log line).
+pub const DIGIT_RUN_MASKED_MIN: usize = 9;
+
+/// Masks every run of [`DIGIT_RUN_MASKED_MIN`] or more ASCII digits in `text` as [`mask`] does
+/// (`enr-056185000123` -> `enr-056******123`): for text that may carry a citizen ID without being
+/// one, such as a sender-chosen command, batch or payout id, or an error message quoting one.
+pub fn mask_digit_runs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            run.push(c);
+            continue;
+        }
+        if run.len() >= DIGIT_RUN_MASKED_MIN {
+            out.push_str(&mask(&run));
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Longest sender-chosen text put in a log field, in characters; the rest is cut (`…`).
+pub const LOG_TEXT_CHARS_MAX: usize = 200;
+/// Longest error message put in a log field, in characters.
+pub const LOG_ERROR_CHARS_MAX: usize = 2_000;
+
+/// A sender-chosen string made fit for a log line: digit runs masked ([`mask_digit_runs`]),
+/// control characters escaped (a newline cannot forge a log line), at most
+/// [`LOG_TEXT_CHARS_MAX`] characters. Every tracing field that carries a string the sender chose
+/// (command id, batch id, payout id, `reply_to`, a decode error quoting the body) goes through it.
+pub fn log_safe(text: &str) -> String {
+    log_safe_max(text, LOG_TEXT_CHARS_MAX)
+}
+
+/// An error message made fit for a log line (see [`log_safe`]), up to [`LOG_ERROR_CHARS_MAX`].
+pub fn log_safe_error(error: &dyn fmt::Display) -> String {
+    log_safe_max(&error.to_string(), LOG_ERROR_CHARS_MAX)
+}
+
+/// [`log_safe`] with another bound: error messages, which may quote sender-chosen ids (a view
+/// key holding a payout id, a decode error quoting the body), are kept longer.
+pub fn log_safe_max(text: &str, chars_max: usize) -> String {
+    let masked = mask_digit_runs(text);
+    let mut out = String::with_capacity(masked.len().min(chars_max + 8));
+    for (n, c) in masked.chars().enumerate() {
+        if n == chars_max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
     out
 }
 
@@ -185,6 +251,19 @@ mod tests {
         assert!(id.check_consistency(1985, Sex::Female).is_ok());
         assert_eq!(id.check_consistency(2085, Sex::Female).unwrap_err().code(), "citizen_id_birth_year_mismatch");
         assert_eq!(id.check_consistency(1985, Sex::Male).unwrap_err().code(), "citizen_id_sex_mismatch");
+    }
+
+    #[test]
+    fn masks_digit_runs_in_sender_chosen_text() {
+        assert_eq!(mask_digit_runs("enr-056185000123"), "enr-056******123");
+        assert_eq!(mask_digit_runs("view cit/056185000123 is corrupt at 42"), "view cit/056******123 is corrupt at 42");
+        assert_eq!(mask_digit_runs("056185000123"), "056******123");
+        assert_eq!(mask_digit_runs("a056185000123b079190000001"), "a056******123b079******001");
+        assert_eq!(mask_digit_runs("seq 12345678 of batch KH-2025-01"), "seq 12345678 of batch KH-2025-01");
+        assert_eq!(mask_digit_runs("0561850001234"), "056*******234");
+        assert_eq!(log_safe("amq.gen-1\nERROR forged 056185000123"), "amq.gen-1\\nERROR forged 056******123");
+        let long = "x".repeat(LOG_TEXT_CHARS_MAX + 50);
+        assert_eq!(log_safe(&long).chars().count(), LOG_TEXT_CHARS_MAX + 1);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use ansinh::{Engine, EngineOptions};
 use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
 use std::net::{SocketAddr, TcpStream};
@@ -26,6 +26,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+mod client;
+pub use client::*;
 
 pub const ENGINE: &str = "ansinh-engine";
 pub const ADMIN: &str = "ansinh-admin";
@@ -46,6 +49,22 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs `scripts/rabbitmq-setup.sh` with `args` (VHOST, PREFIX); its output when it fails.
+pub fn run_setup_script(args: &[&str]) -> Result<(), String> {
+    let script = repo().join("scripts/rabbitmq-setup.sh");
+    let out = Command::new("bash").arg(&script).args(args).stdin(Stdio::null()).output().map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}{}\nThe broker must be running and rabbitmqctl usable by this user.",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
 /// Fails (never skips) when the broker is unreachable, saying how to start it; then creates the
 /// users once per test process (the setup script is idempotent).
 pub fn ensure_broker() {
@@ -59,18 +78,7 @@ pub fn ensure_broker() {
                  then run them again; .ci/run does both"
             )
         })?;
-        let script = repo().join("scripts/rabbitmq-setup.sh");
-        let out = Command::new("bash").arg(&script).stdin(Stdio::null()).output().map_err(|e| format!("running {}: {e}", script.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{} failed ({}): {}{}\nThe broker must be running and rabbitmqctl usable by this user.",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
+        run_setup_script(&[])
     });
     if let Err(message) = ready {
         panic!("{message}");
@@ -109,6 +117,8 @@ pub struct Fixture {
     pub rt: tokio::runtime::Runtime,
     serve: Option<Child>,
     serve_runs: usize,
+    /// `RUST_LOG` of the serve children (default `info`).
+    pub serve_rust_log: String,
     children: Vec<(String, Child)>,
     /// Queues the test itself declared (deleted at the end with the topology).
     extra_queues: Mutex<Vec<String>>,
@@ -127,8 +137,19 @@ impl Fixture {
         // One worker: the collector and reply consumers run while the test thread waits.
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a tokio runtime");
         let conn = rt.block_on(connect(ENGINE));
-        let fixture =
-            Fixture { prefix, dir, data_dir, config, rt, serve: None, serve_runs: 0, children: Vec::new(), extra_queues: Mutex::new(Vec::new()), conn };
+        let fixture = Fixture {
+            prefix,
+            dir,
+            data_dir,
+            config,
+            rt,
+            serve: None,
+            serve_runs: 0,
+            serve_rust_log: "info".into(),
+            children: Vec::new(),
+            extra_queues: Mutex::new(Vec::new()),
+            conn,
+        };
         fixture.write_config(&settings);
         fixture
     }
@@ -154,6 +175,11 @@ impl Fixture {
         std::fs::write(&self.config, toml).expect("the config is written");
     }
 
+    /// The bus names of this test (its prefix, defaults otherwise).
+    pub fn bus(&self) -> ansinh::bus::BusConfig {
+        ansinh::bus::BusConfig { prefix: self.prefix.clone(), ..ansinh::bus::BusConfig::default() }
+    }
+
     pub fn options(&self) -> EngineOptions {
         EngineOptions::new(&self.data_dir)
     }
@@ -174,8 +200,14 @@ impl Fixture {
         assert!(self.serve.is_none(), "serve is already running");
         self.serve_runs += 1;
         let log = self.log_file(&format!("serve-{}", self.serve_runs));
-        let child =
-            self.ansinh().arg("serve").env("RUST_LOG", "info").stdout(log.try_clone().expect("a log handle")).stderr(log).spawn().expect("serve starts");
+        let child = self
+            .ansinh()
+            .arg("serve")
+            .env("RUST_LOG", &self.serve_rust_log)
+            .stdout(log.try_clone().expect("a log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("serve starts");
         self.serve = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -188,6 +220,26 @@ impl Fixture {
             assert!(Instant::now() < deadline, "serve did not start consuming within 60 s:\n{}", self.log_tail(&format!("serve-{}", self.serve_runs)));
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Everything the serve runs so far wrote to their logs.
+    pub fn serve_logs(&self) -> String {
+        (1..=self.serve_runs).map(|run| std::fs::read_to_string(self.dir.path().join(format!("serve-{run}.log"))).unwrap_or_default()).collect()
+    }
+
+    /// `GET path` on the running serve's HTTP API (its address is in its log): (status, body).
+    pub fn serve_http_get(&self, path: &str) -> (u16, String) {
+        let log = std::fs::read_to_string(self.dir.path().join(format!("serve-{}.log", self.serve_runs))).expect("serve's log");
+        let line = log.lines().find(|l| l.contains("HTTP API listening")).expect("serve logs its API address");
+        let at = line.rfind("127.0.0.1:").expect("an address");
+        let port: String = line[at + 10..].chars().take_while(char::is_ascii_digit).collect();
+        let mut s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("a port"))).expect("the API answers");
+        use std::io::Write;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request sent");
+        let mut response = String::new();
+        s.read_to_string(&mut response).expect("a response");
+        let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line");
+        (status, response)
     }
 
     /// SIGKILL: no clean shutdown, nothing flushed beyond what the engine already made durable.
@@ -325,10 +377,17 @@ impl Fixture {
         Collector { seen }
     }
 
+    /// Deletes `queue` with the test's topology at the end (a queue the test declared itself).
+    pub fn delete_at_end(&self, queue: &str) {
+        self.extra_queues.lock().expect("lock").push(queue.to_string());
+    }
+
     /// A client publishing as `user` with its own reply queue.
     pub fn client(&self, user: &str) -> Client {
         let replies = Arc::new(Mutex::new(Vec::new()));
+        let poison_replies = Arc::new(Mutex::new(Vec::new()));
         let sink = replies.clone();
+        let poison_sink = poison_replies.clone();
         let (channel, reply_queue, conn) = self.rt.block_on(async {
             let conn = connect(user).await;
             let ch = conn.create_channel().await.expect("a channel");
@@ -345,13 +404,47 @@ impl Fixture {
                 while let Some(Ok(d)) = consumer.next().await {
                     let outcome: Outcome = serde_json::from_slice(&d.data).expect("replies are outcomes");
                     let correlation = d.properties.correlation_id().as_ref().map(|c| c.to_string());
+                    if outcome.status == ansinh::outcome::OutcomeStatus::Invalid {
+                        // Poison: matched by correlation id (its body may name no command id).
+                        poison_sink.lock().expect("lock").push((correlation, outcome));
+                        continue;
+                    }
                     assert_eq!(correlation.as_deref(), Some(outcome.command_id.as_str()), "a reply carries its command's correlation id");
                     sink.lock().expect("lock").push(outcome);
                 }
             });
             (ch, q.name().to_string(), conn)
         });
-        Client { user: user.to_string(), exchange: format!("{}.commands", self.prefix), channel, reply_queue, replies, _conn: conn }
+        Client { user: user.to_string(), exchange: format!("{}.commands", self.prefix), channel, reply_queue, replies, poison_replies, _conn: conn }
+    }
+
+    /// Takes a delivery of `queue` and gives it back `times` times (its channel closed with the
+    /// delivery unacknowledged, as when serve dies holding it): each return counts against the
+    /// quorum queue's delivery limit. Waits for a message to be there each time.
+    pub fn give_back(&self, queue: &str, times: usize) {
+        self.rt.block_on(async {
+            for n in 0..times {
+                let ch = self.conn.create_channel().await.expect("a channel");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    if ch.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await.expect("basic.get").is_some() {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "{queue} had no message to give back (time {n})");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                ch.close(200, "given back".into()).await.expect("the channel closes");
+            }
+        })
+    }
+
+    /// Declares the engine's topology for this test's prefix, as serve would (before serve runs).
+    pub fn declare_topology(&self) {
+        self.rt.block_on(async {
+            let ch = self.conn.create_channel().await.expect("a channel");
+            ansinh::bus::topology::declare(&ch, &self.bus()).await.expect("the topology is declared");
+            let _ = ch.close(200, "".into()).await;
+        })
     }
 
     /// Reads every message of a queue (as the engine user) until `count` arrived or `timeout`.
@@ -375,15 +468,13 @@ impl Fixture {
             Ok(ch) => ch,
             Err(_) => return,
         };
-        let p = &self.prefix;
-        let mut queues: Vec<String> = vec![format!("{p}.commands"), format!("{p}.dead")];
-        queues.extend(ansinh::domain::reference::bank_bins().map(|bin| format!("{p}.bank.{bin}")));
+        let (mut queues, exchanges) = self.bus().topology_names();
         queues.extend(self.extra_queues.lock().expect("lock").iter().cloned());
         for q in queues {
             let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         }
-        for x in ["commands", "events", "dlx", "checkpoints"] {
-            let _ = ch.exchange_delete(format!("{p}.{x}").as_str().into(), ExchangeDeleteOptions::default()).await;
+        for x in exchanges {
+            let _ = ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
         }
     }
 }
@@ -442,82 +533,6 @@ impl Collector {
     /// The first arrival of each event of this type, by seq.
     pub fn of_type(&self, type_name: &str) -> BTreeMap<u64, Record> {
         self.with(|s| s.iter().filter(|x| x.record.event.data.type_name() == type_name).map(|x| (x.record.seq, x.record.clone())).collect())
-    }
-}
-
-pub struct Client {
-    pub user: String,
-    exchange: String,
-    channel: Channel,
-    reply_queue: String,
-    pub replies: Arc<Mutex<Vec<Outcome>>>,
-    _conn: Connection,
-}
-
-impl Client {
-    /// Publishes raw bytes to the command exchange, with `user_id` (or without: `None`), a
-    /// reply queue and correlation id, and `headers`; waits for the broker's confirm.
-    pub fn publish_raw(&self, rt: &tokio::runtime::Runtime, body: &[u8], correlation_id: &str, user_id: Option<&str>, headers: FieldTable) {
-        rt.block_on(async {
-            let mut props = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_reply_to(self.reply_queue.as_str().into())
-                .with_correlation_id(correlation_id.into())
-                .with_headers(headers);
-            if let Some(user) = user_id {
-                props = props.with_user_id(user.into());
-            }
-            let confirm = self
-                .channel
-                .basic_publish(self.exchange.as_str().into(), "command".into(), BasicPublishOptions::default(), body, props)
-                .await
-                .expect("publish")
-                .await
-                .expect("confirm");
-            assert!(confirm.is_ack(), "the broker refused a publish");
-        })
-    }
-
-    /// Publishes commands as this client's user (confirms awaited per window of 500).
-    pub fn send(&self, rt: &tokio::runtime::Runtime, envelopes: &[CommandEnvelope]) {
-        rt.block_on(async {
-            for chunk in envelopes.chunks(500) {
-                let mut confirms = Vec::new();
-                for e in chunk {
-                    let body = serde_json::to_vec(e).expect("commands serialize");
-                    let props = BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_user_id(self.user.as_str().into())
-                        .with_reply_to(self.reply_queue.as_str().into())
-                        .with_correlation_id(e.command_id.as_str().into());
-                    confirms.push(
-                        self.channel
-                            .basic_publish(self.exchange.as_str().into(), "command".into(), BasicPublishOptions::default(), &body, props)
-                            .await
-                            .expect("publish"),
-                    );
-                }
-                for c in confirms {
-                    assert!(c.await.expect("confirm").is_ack(), "the broker refused a command");
-                }
-            }
-        })
-    }
-
-    /// Waits until every id has at least one reply; returns all replies so far.
-    pub fn wait_replies<'a>(&self, ids: impl IntoIterator<Item = &'a str>, timeout: Duration) -> Vec<Outcome> {
-        let ids: Vec<&str> = ids.into_iter().collect();
-        wait_for(timeout, &format!("replies to {} commands", ids.len()), || {
-            let replies = self.replies.lock().expect("lock");
-            ids.iter().all(|id| replies.iter().any(|o| o.command_id == *id))
-        });
-        self.replies.lock().expect("lock").clone()
-    }
-
-    /// The first reply to `id`.
-    pub fn reply(&self, id: &str, timeout: Duration) -> Outcome {
-        let replies = self.wait_replies([id], timeout);
-        replies.into_iter().find(|o| o.command_id == id).expect("waited for it")
     }
 }
 
