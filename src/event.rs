@@ -16,8 +16,10 @@ use std::collections::BTreeMap;
 /// debug assertion in `seal` compare them with the generic canonicalizer).
 #[derive(Clone, Debug, PartialEq, JsonSchema)]
 pub struct Event {
-    /// `<command_id>/<n>`: unique, stable across redeliveries (a redelivery writes nothing).
-    /// A `command_id_reused` rejection: `<command_id>/reused-<16 hex of its payload digest>/<n>`.
+    /// `<command_id>/<n>@<sender>` (`<command_id>/<n>` without a sender): unique in the log,
+    /// stable across redeliveries (a redelivery writes nothing). Command ids are scoped by
+    /// sender, hence the sender in the id. A `command_id_reused` rejection:
+    /// `<command_id>/reused-<16 hex of its payload digest>/<n>@<sender>`.
     pub id: String,
     pub command_id: String,
     /// Time of the command that caused it (its `issued_at`, never a clock): RFC 3339 as the
@@ -25,7 +27,9 @@ pub struct Event {
     #[schemars(schema_with = "at_schema")]
     pub at: String,
     /// Who sent the command: the broker-validated AMQP user over RabbitMQ, `file` for the
-    /// embedded intake (`submit`, `demo`). Absent only in logs written before it was recorded.
+    /// embedded intake (`submit`, `demo`), which believes no sender a file claims. Absent when an
+    /// AMQP message carried no user id (such a command is refused as unauthorized), and in logs
+    /// written before senders were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<String>,
     /// Version of this event type's `data`.

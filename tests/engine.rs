@@ -572,7 +572,7 @@ fn an_invalid_envelope_records_nothing() {
     assert!(execute(&mut engine, &invalid).iter().all(|o| o.status == OutcomeStatus::Invalid));
     assert_eq!(engine.head(), &head);
     assert!(dump(&engine) == views, "the views are untouched");
-    assert!(engine.log().command("late-fund").unwrap().is_none(), "no index entry for an invalid envelope");
+    assert!(engine.log().command("late-fund", None).unwrap().is_none(), "no index entry for an invalid envelope");
 
     // Mixed with valid commands: those are decided as usual, with contiguous seqs.
     let mixed = vec![envelope("fund-a", fund("2025-01", "1000")), invalid[4].clone(), envelope("fund-b", fund("2025-01", "2000"))];

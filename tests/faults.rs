@@ -517,7 +517,7 @@ fn a_full_disk_stops_the_engine_and_it_resumes_with_no_half_group() {
     assert_eq!(closed.durable_head().seq, head_before, "the durable head is the last group stored");
     disk.resize("256m");
     let mut engine = closed.reopen().expect("the engine reopens in the same process once space is back");
-    let present: Vec<bool> = failed_group.iter().map(|e| engine.log().command(&e.command_id).expect("index read").is_some()).collect();
+    let present: Vec<bool> = failed_group.iter().map(|e| engine.log().command(&e.command_id, e.sender.as_deref()).expect("index read").is_some()).collect();
     assert!(present.iter().all(|p| *p) || present.iter().all(|p| !*p), "the failed group is wholly durable or wholly absent: {present:?}");
     assert_chain(&engine);
     let outcomes = engine.execute(&failed_group).expect("the failed group is stored after the fault");

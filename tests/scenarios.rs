@@ -1084,8 +1084,40 @@ fn each_role_may_send_only_its_own_commands_and_refusals_are_recorded() {
     let settled = t.execute_one(sent_by(Some("bank-vcb"), "settle-3", settlements_cmd(VCB, vec![settled_item(&payout, "FT1")])));
     settled.then_accepted();
     assert_eq!(settled.lines[0].status, "settled");
-    // The same command id from another user is not the first sender's command.
-    t.execute_one(sent_by(Some("stranger"), "settle-3", settlements_cmd(VCB, vec![settled_item(&payout, "FT1")]))).then_rejected("command_id_reused");
+    // Command ids are scoped by sender: the same id from another user is that user's own command,
+    // decided on its own (here refused: no role), and it takes nothing from the first sender,
+    // whose redelivery is still answered from the index.
+    t.execute_one(sent_by(Some("stranger"), "settle-3", settlements_cmd(VCB, vec![settled_item(&payout, "FT1")]))).then_rejected("unauthorized");
+    let again = t.execute_one(sent_by(Some("bank-vcb"), "settle-3", settlements_cmd(VCB, vec![settled_item(&payout, "FT1")])));
+    assert!(again.duplicate, "{again:?}");
+    assert_eq!(again.lines[0].status, "settled");
+}
+
+/// Issue 16: command ids are one namespace per sender. A bank (or a message with no user id)
+/// that sends a command under an id the ministry will use next takes nothing from it: the
+/// ministry's command is decided as its own, each event id stays unique in the log (`@sender`),
+/// and each sender's redelivery gets its own outcome.
+#[test]
+fn another_sender_cannot_take_a_command_id() {
+    let mut t = TestEngine::open();
+    t.engine.set_roles(roles());
+    t.execute_one(sent_by(Some("ministry"), "rules", define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", "1.5")]))).then_accepted();
+    t.execute_one(sent_by(Some("bank-vcb"), "fund-2025-02", fund_cmd("2025-02", "100000000"))).then_rejected("unauthorized");
+    t.execute_one(sent_by(None, "fund-2025-02", fund_cmd("2025-02", "100000000"))).then_rejected("unauthorized");
+    let funded = t.execute_one(sent_by(Some("ministry"), "fund-2025-02", fund_cmd("2025-02", "100000000")));
+    funded.then_accepted();
+    assert!(!funded.duplicate);
+    // Each sender's redelivery is answered from its own entry.
+    assert!(t.execute_one(sent_by(Some("ministry"), "fund-2025-02", fund_cmd("2025-02", "100000000"))).duplicate);
+    let bank_again = t.execute_one(sent_by(Some("bank-vcb"), "fund-2025-02", fund_cmd("2025-02", "100000000")));
+    assert!(bank_again.duplicate && bank_again.code.as_deref() == Some("unauthorized"), "{bank_again:?}");
+    // Three events under one command id, three distinct event ids, each naming its sender.
+    let head = t.engine.head().seq;
+    let events: Vec<ansinh::event::Event> =
+        (1..=head).map(|s| t.engine.log().read(s).unwrap().unwrap().event).filter(|e| e.command_id == "fund-2025-02").collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["fund-2025-02/1@bank-vcb", "fund-2025-02/1", "fund-2025-02/1@ministry"]);
+    assert_eq!(events.iter().map(|e| e.sender.as_deref()).collect::<Vec<_>>(), [Some("bank-vcb"), None, Some("ministry")]);
 }
 
 #[test]

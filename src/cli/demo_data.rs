@@ -139,64 +139,97 @@ pub struct Beneficiary {
 
 /// Generates `n` distinct beneficiaries administered by `province`.
 pub fn beneficiaries(seed: u64, n: usize, province: &str, program_id: &str) -> Vec<Beneficiary> {
-    let mut rng = Rng::new(seed);
-    let weights: Vec<u32> = CATEGORY_MIX.iter().map(|c| c.1).collect();
-    let prov_weights: Vec<u32> = BIRTH_PROVINCES.iter().map(|p| p.1).collect();
-    let bank_weights: Vec<u32> = BANK_MIX.iter().map(|b| b.1).collect();
-    let mut used: HashSet<String> = HashSet::with_capacity(n);
-    let mut out = Vec::with_capacity(n);
-    const REFERENCE_YEAR: u32 = 2025;
-    const BORN_BY: (u32, u32, u32) = (2024, 12, 19);
-    while out.len() < n {
-        let (category, _, (age_lo, age_hi)) = CATEGORY_MIX[rng.weighted(&weights)];
-        let age = age_lo + rng.below(u64::from(age_hi - age_lo + 1)) as u32;
-        let mut year = REFERENCE_YEAR - age;
-        let month = 1 + rng.below(12) as u32;
-        let day = 1 + rng.below(28) as u32;
-        // Born before the enrollment is issued (2024-12-20): a later birth date is refused
-        // (`date_of_birth_in_future`). Only the youngest move, a year earlier each time.
-        while (year, month, day) > BORN_BY {
-            year -= 1;
+    Beneficiaries::new(seed, province, program_id).take(n).collect()
+}
+
+/// Distinct synthetic beneficiaries, one at a time (a national month is millions: the
+/// benchmarks stream them rather than hold them). The same seed gives the same people.
+pub struct Beneficiaries {
+    seed: u64,
+    rng: Rng,
+    province: String,
+    program_id: String,
+    weights: Vec<u32>,
+    prov_weights: Vec<u32>,
+    bank_weights: Vec<u32>,
+    used: HashSet<u64>,
+    made: usize,
+}
+
+impl Beneficiaries {
+    pub fn new(seed: u64, province: &str, program_id: &str) -> Beneficiaries {
+        Beneficiaries {
+            seed,
+            rng: Rng::new(seed),
+            province: province.to_string(),
+            program_id: program_id.to_string(),
+            weights: CATEGORY_MIX.iter().map(|c| c.1).collect(),
+            prov_weights: BIRTH_PROVINCES.iter().map(|p| p.1).collect(),
+            bank_weights: BANK_MIX.iter().map(|b| b.1).collect(),
+            used: HashSet::new(),
+            made: 0,
         }
-        let sex = if rng.below(100) < 55 { Sex::Female } else { Sex::Male };
-        let century = (year - 1900) / 100;
-        let g = century * 2 + u32::from(sex == Sex::Female);
-        let birth_province = BIRTH_PROVINCES[rng.weighted(&prov_weights)].0;
-        let citizen_id = format!("{birth_province}{g}{:02}{:06}", year % 100, rng.below(1_000_000));
-        if !used.insert(citizen_id.clone()) {
-            continue;
-        }
-        let family = rng.below(FAMILY.len() as u64) as usize;
-        let (given, given_ascii) = if sex == Sex::Female { GIVEN_F[rng.below(10) as usize] } else { GIVEN_M[rng.below(10) as usize] };
-        let bin = BANK_MIX[rng.weighted(&bank_weights)].0;
-        let account_no = account_number(&mut rng);
-        // Entitlement from the month the decision was signed: between 2021-07 and 2024-12,
-        // never before birth.
-        let start_index = 2021 * 12 + 6 + rng.below(42) as u32;
-        let birth_index = year * 12 + (month - 1);
-        let start = start_index.max(birth_index + 1);
-        let i = out.len();
-        out.push(Beneficiary {
-            enroll: EnrollBeneficiary {
-                citizen_id,
-                program_id: program_id.to_string(),
-                province: province.to_string(),
-                full_name: format!("{} {given}", FAMILY[family]),
-                date_of_birth: format!("{year:04}-{month:02}-{day:02}"),
-                sex,
-                category: category.to_string(),
-                effective_from: format!("{:04}-{:02}", start / 12, start % 12 + 1),
-                account: AccountInput { bin: bin.to_string(), account_no, holder_name: format!("{} {given_ascii}", FAMILY_ASCII[family]) },
-                attestation: Some(Attestation {
-                    provider: "VNeID".into(),
-                    level: 2,
-                    reference: format!("VNEID-L2-{seed}-{i:07}"),
-                    verified_at: "2024-12-15T09:30:00+07:00".into(),
-                }),
-            },
-        });
     }
-    out
+}
+
+impl Iterator for Beneficiaries {
+    type Item = Beneficiary;
+
+    fn next(&mut self) -> Option<Beneficiary> {
+        const REFERENCE_YEAR: u32 = 2025;
+        const BORN_BY: (u32, u32, u32) = (2024, 12, 19);
+        let rng = &mut self.rng;
+        loop {
+            let (category, _, (age_lo, age_hi)) = CATEGORY_MIX[rng.weighted(&self.weights)];
+            let age = age_lo + rng.below(u64::from(age_hi - age_lo + 1)) as u32;
+            let mut year = REFERENCE_YEAR - age;
+            let month = 1 + rng.below(12) as u32;
+            let day = 1 + rng.below(28) as u32;
+            // Born before the enrollment is issued (2024-12-20): a later birth date is refused
+            // (`date_of_birth_in_future`). Only the youngest move, a year earlier each time.
+            while (year, month, day) > BORN_BY {
+                year -= 1;
+            }
+            let sex = if rng.below(100) < 55 { Sex::Female } else { Sex::Male };
+            let century = (year - 1900) / 100;
+            let g = century * 2 + u32::from(sex == Sex::Female);
+            let birth_province = BIRTH_PROVINCES[rng.weighted(&self.prov_weights)].0;
+            let citizen_id = format!("{birth_province}{g}{:02}{:06}", year % 100, rng.below(1_000_000));
+            if !self.used.insert(citizen_id.parse().expect("12 digits")) {
+                continue;
+            }
+            let family = rng.below(FAMILY.len() as u64) as usize;
+            let (given, given_ascii) = if sex == Sex::Female { GIVEN_F[rng.below(10) as usize] } else { GIVEN_M[rng.below(10) as usize] };
+            let bin = BANK_MIX[rng.weighted(&self.bank_weights)].0;
+            let account_no = account_number(rng);
+            // Entitlement from the month the decision was signed: between 2021-07 and 2024-12,
+            // never before birth.
+            let start_index = 2021 * 12 + 6 + rng.below(42) as u32;
+            let birth_index = year * 12 + (month - 1);
+            let start = start_index.max(birth_index + 1);
+            let i = self.made;
+            self.made += 1;
+            return Some(Beneficiary {
+                enroll: EnrollBeneficiary {
+                    citizen_id,
+                    program_id: self.program_id.clone(),
+                    province: self.province.clone(),
+                    full_name: format!("{} {given}", FAMILY[family]),
+                    date_of_birth: format!("{year:04}-{month:02}-{day:02}"),
+                    sex,
+                    category: category.to_string(),
+                    effective_from: format!("{:04}-{:02}", start / 12, start % 12 + 1),
+                    account: AccountInput { bin: bin.to_string(), account_no, holder_name: format!("{} {given_ascii}", FAMILY_ASCII[family]) },
+                    attestation: Some(Attestation {
+                        provider: "VNeID".into(),
+                        level: 2,
+                        reference: format!("VNEID-L2-{}-{i:07}", self.seed),
+                        verified_at: "2024-12-15T09:30:00+07:00".into(),
+                    }),
+                },
+            });
+        }
+    }
 }
 
 /// A fresh account number (10-14 digits), as the beneficiary gives after a failure.

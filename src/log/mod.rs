@@ -5,8 +5,10 @@
 //! Keys of the `journal` tree:
 //! - `s` + first seq (u64 big-endian) -> a segment: the audit records (canonical JSON, see
 //!   `chain`) of a run of consecutive seqs of one group, with a small index (`segment`)
-//! - `c` + command_id -> `CommandEntry` (payload digest and the seq range of its events)
-//! - `r` + command_id + 0x00 + digest -> `CommandEntry` of a `command_id_reused` rejection
+//! - `c` + command_id [+ 0x00 + sender] -> `CommandEntry` (payload digest and the seq range of
+//!   its events): command ids are scoped by sender (`command_key`)
+//! - `r` + command_id + 0x00 + digest -> `CommandEntry` of a `command_id_reused` rejection (the
+//!   digest covers the sender)
 //! - `h` -> `Head` (seq and hash of the last record)
 
 pub mod chain;
@@ -75,8 +77,10 @@ impl CommandEntry {
 #[derive(Default)]
 pub struct Group {
     pub records: Vec<SealedRecord>,
-    pub commands: Vec<(String, CommandEntry)>,
-    pub reuses: Vec<(String, CommandEntry)>,
+    /// (`command_key`, entry) of each command decided, (`reuse_key`, entry) of each
+    /// `command_id_reused` rejection.
+    pub commands: Vec<(Vec<u8>, CommandEntry)>,
+    pub reuses: Vec<(Vec<u8>, CommandEntry)>,
     pub head: Option<Head>,
 }
 
@@ -91,20 +95,38 @@ pub struct Log {
     head: Head,
 }
 
-fn command_key(id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(id.len() + 1);
+/// The index key of a command id: command ids are a namespace per sender (the broker-validated
+/// user; `file` for the embedded intake), so one sender can never take, or learn about, an id of
+/// another's. A command without a sender (an AMQP message with no user id, refused as
+/// unauthorized) has the key without a sender part; command ids hold no 0x00.
+pub fn command_key(id: &str, sender: Option<&str>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + 2 + sender.map_or(0, str::len));
     k.push(b'c');
     k.extend_from_slice(id.as_bytes());
+    if let Some(sender) = sender {
+        k.push(0);
+        k.extend_from_slice(sender.as_bytes());
+    }
     k
 }
 
-fn reuse_key(id: &str, digest: &str) -> Vec<u8> {
+/// The key of a `command_id_reused` rejection: the digest covers the payload and the sender.
+pub fn reuse_key(id: &str, digest: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(id.len() + digest.len() + 2);
     k.push(b'r');
     k.extend_from_slice(id.as_bytes());
     k.push(0);
     k.extend_from_slice(digest.as_bytes());
     k
+}
+
+fn entry(journal: &sled::Tree, key: &[u8]) -> Result<Option<CommandEntry>, LogError> {
+    match journal.get(key)? {
+        Some(bytes) => {
+            CommandEntry::from_bytes(&bytes).map(Some).ok_or_else(|| LogError::Corrupt { seq: 0, detail: "command index entry is not 48 bytes".into() })
+        }
+        None => Ok(None),
+    }
 }
 
 impl Log {
@@ -132,21 +154,14 @@ impl Log {
         &self.head
     }
 
-    pub fn command(&self, command_id: &str) -> Result<Option<CommandEntry>, LogError> {
-        self.entry(&command_key(command_id))
+    /// The index entry under a key (`command_key`, `reuse_key`).
+    pub fn entry(&self, key: &[u8]) -> Result<Option<CommandEntry>, LogError> {
+        entry(&self.journal, key)
     }
 
-    pub fn reuse(&self, command_id: &str, digest: &str) -> Result<Option<CommandEntry>, LogError> {
-        self.entry(&reuse_key(command_id, digest))
-    }
-
-    fn entry(&self, key: &[u8]) -> Result<Option<CommandEntry>, LogError> {
-        match self.journal.get(key)? {
-            Some(bytes) => {
-                CommandEntry::from_bytes(&bytes).map(Some).ok_or_else(|| LogError::Corrupt { seq: 0, detail: "command index entry is not 48 bytes".into() })
-            }
-            None => Ok(None),
-        }
+    /// The index entry of a sender's command id.
+    pub fn command(&self, command_id: &str, sender: Option<&str>) -> Result<Option<CommandEntry>, LogError> {
+        self.entry(&command_key(command_id, sender))
     }
 
     /// The record at `seq`, parsed.
@@ -188,11 +203,8 @@ impl Log {
         for (key, value) in segment::pack(&group.records) {
             batch.insert(&key, value);
         }
-        for (id, entry) in &group.commands {
-            batch.insert(command_key(id), entry.to_bytes());
-        }
-        for (key, entry) in &group.reuses {
-            batch.insert(key.as_bytes(), entry.to_bytes());
+        for (key, entry) in group.commands.iter().chain(&group.reuses) {
+            batch.insert(key.as_slice(), entry.to_bytes());
         }
         batch.insert(b"h", serde_json::to_vec(&head).expect("head serializes"));
         let started = std::time::Instant::now();
@@ -202,11 +214,6 @@ impl Log {
         let timings = AppendTimings { write: written - started, flush: written.elapsed() };
         self.head = head;
         Ok(timings)
-    }
-
-    /// Key for a reuse entry, exposed so the engine can build `Group::reuses`.
-    pub fn reuse_index_key(command_id: &str, digest: &str) -> String {
-        String::from_utf8(reuse_key(command_id, digest)).expect("command ids and digests are ASCII")
     }
 }
 
@@ -247,6 +254,11 @@ pub struct LogReader {
 }
 
 impl LogReader {
+    /// The index entry under a key (`command_key`, `reuse_key`).
+    pub fn entry(&self, key: &[u8]) -> Result<Option<CommandEntry>, LogError> {
+        entry(&self.journal, key)
+    }
+
     pub fn head(&self) -> Result<Head, LogError> {
         match self.journal.get(b"h")? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt { seq: 0, detail: format!("head: {e}") }),

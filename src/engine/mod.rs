@@ -3,15 +3,15 @@
 //! whole group in one atomic batch with one flush, applies the projections, and only then
 //! returns the outcomes (the point where a transport may acknowledge).
 
+mod group;
+
 use crate::command::CommandEnvelope;
-use crate::core::{decide, Limits, Rejection, State};
+use crate::core::{Limits, State};
 use crate::domain::valid_identifier;
-use crate::event::{CommandRejected, Event, EventData};
-use crate::log::chain::{seal, sha256_hex};
-use crate::log::{parse_event, CommandEntry, Group, Head, Log, LogError};
+use crate::log::{parse_event, Head, Log, LogError, LogReader};
 use crate::outcome::Outcome;
 use crate::projection::{ViewError, Views};
-use std::collections::HashMap;
+use group::{Decided, Decider, InFlight, Store};
 use std::path::{Path, PathBuf};
 
 pub const COMMAND_ID_LEN_MAX: usize = 128;
@@ -82,11 +82,21 @@ pub struct Engine {
     state: State,
     poisoned: bool,
     checkpoint_every_events: u64,
-    /// sled's data file, opened read-only to fsync it after each append (see `fsync_log`).
+    /// sled's data file, opened read-only to fsync it after each append (see `fsync`).
     data_file: std::fs::File,
     /// The head of the last group fsynced: what a reopened log must pass through.
     durable: Head,
+    /// Where the log ends once the groups decided so far are stored (ahead of the log's head
+    /// while a group is in flight).
+    tip: Head,
+    in_flight: InFlight,
+    /// The journal, for the deciding side's command index reads.
+    index: LogReader,
 }
+
+/// The answer to one group of a pipeline: its outcomes and stage timings, or why it was not
+/// stored.
+pub type GroupResult = Result<(Vec<Outcome>, GroupStats), String>;
 
 /// Progress of start-up work: (step, events done so far).
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64);
@@ -112,7 +122,11 @@ impl Engine {
         let views = Views::open(&db, &log, &mut |n| progress("views", n))?;
         let checkpoint_every_events = options.checkpoint_every_events;
         let durable = log.head().clone();
+        let index = log.reader();
         Ok(Engine {
+            tip: durable.clone(),
+            in_flight: InFlight::default(),
+            index,
             durable,
             options: options.clone(),
             roles: None,
@@ -164,162 +178,148 @@ impl Engine {
         self.last_group
     }
 
-    /// Decides, appends (one atomic batch, one flush) and projects a group of commands.
-    /// Outcomes come back in input order. When this returns `Ok`, every accepted command of the
-    /// group is durable. On a storage error the engine refuses further work until reopened,
-    /// because its in-memory state may be ahead of the disk.
+    /// The two sides of a group: deciding, and storing.
+    fn parts(&mut self) -> (Decider<'_>, Store<'_>) {
+        let decider = Decider { state: &mut self.state, roles: self.roles.as_ref(), index: &self.index, tip: &mut self.tip, in_flight: &mut self.in_flight };
+        let store = Store {
+            log: &mut self.log,
+            views: &mut self.views,
+            db: &self.db,
+            data_file: &self.data_file,
+            checkpoint_every_events: self.checkpoint_every_events,
+        };
+        (decider, store)
+    }
+
+    /// Decides, appends (one atomic batch, one flush and fsync) and projects a group of
+    /// commands. Outcomes come back in input order. When this returns `Ok`, every accepted
+    /// command of the group is durable. On a storage error the engine refuses further work
+    /// until reopened, because its in-memory state may be ahead of the disk.
     pub fn execute(&mut self, commands: &[CommandEnvelope]) -> Result<Vec<Outcome>, EngineError> {
         if self.poisoned {
             return Err(EngineError::Poisoned);
         }
-        let result = self.execute_group(commands);
-        if let Err(e) = &result {
-            // Any error, a failed read of the command index included, can come after earlier
-            // commands of the group were evolved into the state: it is ahead of the log now.
-            self.poisoned = true;
-            tracing::error!(error = %crate::domain::citizen_id::log_safe_error(e), "group failed; the engine must be reopened");
-        }
-        result
-    }
-
-    fn execute_group(&mut self, commands: &[CommandEnvelope]) -> Result<Vec<Outcome>, EngineError> {
-        let span = tracing::debug_span!("group", commands = commands.len(), first_seq = self.log.head().seq + 1);
+        let span = tracing::debug_span!("group", commands = commands.len(), first_seq = self.tip.seq + 1);
         let _guard = span.enter();
-        let started = std::time::Instant::now();
-        self.last_group = GroupStats { commands: commands.len(), ..GroupStats::default() };
-        let mut seq = self.log.head().seq;
-        let mut prev_hash = self.log.head().hash.clone();
-        let mut group = Group::default();
-        let mut events: Vec<(u64, Event)> = Vec::new();
-        // Commands decided earlier in this group: id -> (digest, first seq, last seq).
-        let mut pending: HashMap<String, CommandEntry> = HashMap::new();
-        let mut pending_reuse: HashMap<String, CommandEntry> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(commands.len());
+        let (mut decider, mut store) = self.parts();
+        let result = decider.decide(commands).map_err(EngineError::from).and_then(|decided| store.store(decided));
+        match result {
+            Ok((outcomes, stats)) => {
+                self.stored(stats);
+                Ok(outcomes)
+            }
+            Err(e) => Err(self.poison(e)),
+        }
+    }
 
-        for envelope in commands {
-            let issued_at = match check_envelope(envelope) {
-                Ok(issued_at) => issued_at,
-                Err(why) => {
-                    outcomes.push(Outcome::invalid(&envelope.command_id, envelope.command.type_name(), why));
-                    continue;
+    /// Executes groups one after another with the next group decided while the previous one
+    /// is written and fsynced (two threads; at most one group decided ahead of the one being
+    /// stored). `done` is called on the storing thread for each group taken from `groups`, in
+    /// order, once it is durable and its views applied (or with why it was not stored), with
+    /// the tag that came with it. After a storage error no further group is taken, the groups
+    /// taken are answered with errors, and the engine is poisoned (it returns the error).
+    pub fn execute_pipelined<T: Send>(
+        &mut self,
+        groups: impl Iterator<Item = (Vec<CommandEnvelope>, T)>,
+        done: impl FnMut(T, GroupResult) + Send,
+    ) -> Result<(), EngineError> {
+        if self.poisoned {
+            return Err(EngineError::Poisoned);
+        }
+        enum Job<T> {
+            Store(Decided, T),
+            Refuse(T, String),
+        }
+        let (mut decider, mut store) = self.parts();
+        let mut failure: Option<EngineError> = None;
+        let mut last: Option<GroupStats> = None;
+        std::thread::scope(|scope| {
+            let (jobs, inbox) = std::sync::mpsc::sync_channel::<Job<T>>(1);
+            let (stored_tx, stored) = std::sync::mpsc::channel::<Result<(u64, GroupStats), EngineError>>();
+            let storer = std::thread::Builder::new()
+                .name("ansinh-store".into())
+                .spawn_scoped(scope, move || {
+                    let mut done = done;
+                    let mut failed = false;
+                    for job in inbox {
+                        match job {
+                            Job::Refuse(tag, why) => done(tag, Err(why)),
+                            Job::Store(_, tag) if failed => done(tag, Err("not stored: an earlier group of this run was not".into())),
+                            Job::Store(decided, tag) => match store.store(decided) {
+                                Ok((outcomes, stats)) => {
+                                    let _ = stored_tx.send(Ok((store.log.head().seq, stats)));
+                                    done(tag, Ok((outcomes, stats)));
+                                }
+                                Err(e) => {
+                                    done(tag, Err(e.to_string()));
+                                    let _ = stored_tx.send(Err(e));
+                                    failed = true;
+                                }
+                            },
+                        }
+                    }
+                })
+                .expect("the storing thread can be spawned");
+            let mut settle = |decider: &mut Decider<'_>, r: Result<(u64, GroupStats), EngineError>, failure: &mut Option<EngineError>| match r {
+                Ok((seq, stats)) => {
+                    decider.in_flight.retire(seq);
+                    last = Some(stats);
                 }
+                Err(e) => *failure = failure.take().or(Some(e)),
             };
-            let id = envelope.command_id.as_str();
-            let digest = digest(envelope);
-            let known = match pending.get(id) {
-                Some(e) => Some(e.clone()),
-                None => self.log.command(id)?,
-            };
-            let reuse_key = Log::reuse_index_key(id, &digest);
-            let decided = match &known {
-                Some(entry) if entry.digest == digest => Some(entry.clone()),
-                Some(_) => match pending_reuse.get(&reuse_key) {
-                    Some(e) => Some(e.clone()),
-                    None => self.log.reuse(id, &digest)?,
-                },
-                None => None,
-            };
-            if let Some(entry) = decided {
-                let past = self.events_of(&entry, &events)?;
-                outcomes.push(Outcome::from_events(id, envelope.command.type_name(), &past, true));
-                continue;
+            for (commands, tag) in groups {
+                for r in stored.try_iter() {
+                    settle(&mut decider, r, &mut failure);
+                }
+                if failure.is_some() {
+                    let _ = jobs.send(Job::Refuse(tag, "not stored: an earlier group of this run was not".into()));
+                    break;
+                }
+                match decider.decide(&commands) {
+                    Ok(decided) => {
+                        if jobs.send(Job::Store(decided, tag)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = jobs.send(Job::Refuse(tag, e.to_string()));
+                        failure = Some(e.into());
+                        break;
+                    }
+                }
             }
-            let result = if known.is_some() {
-                Err(Rejection::new("command_id_reused", format!("command id {id:?} was already used with a different payload")))
-            } else if envelope.v != 1 {
-                Err(Rejection::new(
-                    "version_unsupported",
-                    format!("{} version {} is not supported (this engine reads version 1)", envelope.command.type_name(), envelope.v),
-                ))
-            } else if let Some(roles) = &self.roles {
-                crate::core::authz::authorize(roles, &self.state, envelope.sender.as_deref(), &envelope.command)
-                    .and_then(|()| decide(&self.state, &envelope.command, &issued_at))
-            } else {
-                decide(&self.state, &envelope.command, &issued_at)
-            };
-            let data = result.unwrap_or_else(|r| {
-                tracing::debug!(command_id = %crate::domain::citizen_id::log_safe(id), code = r.code, "command rejected");
-                vec![EventData::CommandRejected(CommandRejected { command_type: envelope.command.type_name().into(), code: r.code.into(), message: r.message })]
-            });
-            let first = seq + 1;
-            let start = events.len();
-            // Event ids are unique in the log: a `command_id_reused` rejection shares its
-            // command id with the first use, so its ids carry the digest of the other payload.
-            let id_prefix = if known.is_some() { format!("{id}/reused-{}", &digest[..16]) } else { id.to_string() };
-            for (n, data) in data.into_iter().enumerate() {
-                self.state.evolve(&data);
-                seq += 1;
-                let event = Event {
-                    id: format!("{id_prefix}/{}", n + 1),
-                    command_id: id.to_string(),
-                    at: envelope.issued_at.clone(),
-                    sender: Some(envelope.sender.clone().unwrap_or_else(|| FILE_SENDER.to_string())),
-                    v: 1,
-                    data,
-                };
-                let (bytes, hash) = seal(seq, &prev_hash, &event);
-                prev_hash = hash;
-                group.records.push(crate::log::segment::SealedRecord { seq, bytes, meta: crate::log::segment::RecordMeta::of(&event) });
-                events.push((seq, event));
+            drop(jobs);
+            if storer.join().is_err() {
+                failure = failure.take().or(Some(EngineError::Panicked));
             }
-            let entry = CommandEntry { digest: digest.clone(), first_seq: first, last_seq: seq };
-            outcomes.push(Outcome::from_events(id, envelope.command.type_name(), &events[start..], false));
-            if known.is_some() {
-                pending_reuse.insert(reuse_key.clone(), entry.clone());
-                group.reuses.push((reuse_key, entry));
-            } else {
-                pending.insert(id.to_string(), entry.clone());
-                group.commands.push((id.to_string(), entry));
+            for r in stored.try_iter() {
+                settle(&mut decider, r, &mut failure);
             }
+        });
+        match failure {
+            None => {
+                if let Some(stats) = last {
+                    self.stored(stats);
+                }
+                Ok(())
+            }
+            Some(e) => Err(self.poison(e)),
         }
-        if events.is_empty() {
-            return Ok(outcomes);
-        }
-        group.head = Some(Head { seq, hash: prev_hash });
-        self.last_group.decide = started.elapsed();
-        self.last_group.events = events.len();
-        let t = self.log.append(group)?;
-        let fsync = self.fsync_log()?;
+    }
+
+    /// After a group was stored: the durable head moves.
+    fn stored(&mut self, stats: GroupStats) {
         self.durable = self.log.head().clone();
-        (self.last_group.append, self.last_group.flush) = (t.write, t.flush + fsync);
-        crate::audit::checkpoint::after_append(&self.db, self.log.head(), events.len() as u64, self.checkpoint_every_events);
-        let applying = std::time::Instant::now();
-        let applied = self.views.apply(&events);
-        self.last_group.apply = applying.elapsed();
-        // On an error the group is durable all the same; the views catch up from the log when
-        // the engine is reopened.
-        applied?;
-        tracing::debug!(last_seq = seq, events = events.len(), "group committed");
-        Ok(outcomes)
+        self.in_flight.retire(self.durable.seq);
+        self.last_group = stats;
     }
 
-    /// Makes the appended group durable for real. sled 0.34's flush ends, on Linux, with
-    /// `sync_file_range` on the pages it wrote, not `fsync`: the data pages reach the device,
-    /// but not the file's metadata (its size and newly allocated blocks wait for the
-    /// filesystem's next journal commit, up to 5 s on ext4) nor the device's write cache. A
-    /// process crash loses nothing (the page cache survives it), but a power loss, a kernel
-    /// crash or a filesystem error that aborts the journal loses groups already acknowledged
-    /// (found by the read-only data dir test: after ext4 turned read-only and was mounted
-    /// again, sled's file was empty). An fsync of the same file, through a descriptor of our
-    /// own, commits both. Returns how long it took.
-    fn fsync_log(&self) -> Result<std::time::Duration, EngineError> {
-        let started = std::time::Instant::now();
-        self.data_file.sync_all().map_err(|e| LogError::Sled(sled::Error::Io(e)))?;
-        Ok(started.elapsed())
-    }
-
-    /// The events a command wrote, from this group's pending events or from the log.
-    fn events_of(&self, entry: &CommandEntry, pending: &[(u64, Event)]) -> Result<Vec<(u64, Event)>, EngineError> {
-        if let Some(pos) = pending.iter().position(|(s, _)| *s == entry.first_seq) {
-            let len = (entry.last_seq - entry.first_seq + 1) as usize;
-            return Ok(pending[pos..pos + len].to_vec());
-        }
-        let mut out = Vec::new();
-        for item in self.log.range(entry.first_seq, entry.last_seq) {
-            let (seq, bytes) = item?;
-            out.push((seq, parse_event(seq, &bytes)?));
-        }
-        Ok(out)
+    /// Any error of a group, a failed read of the command index included, can come after
+    /// earlier commands were evolved into the state: it is ahead of the log now.
+    fn poison(&mut self, e: EngineError) -> EngineError {
+        self.poisoned = true;
+        tracing::error!(error = %crate::domain::citizen_id::log_safe_error(&e), "group failed; the engine must be reopened");
+        e
     }
 
     /// Closes the engine, releasing its handles on the data dir (sled locks the directory while
@@ -435,7 +435,7 @@ pub fn sled_config(path: &Path, cache_capacity_bytes: u64) -> sled::Config {
 /// silently change behaviour. `LowSpace` measured faster than `HighThroughput` for our pattern
 /// (12.0k vs 6.8k payout lines/s, 50,000-beneficiary demo).
 /// Durability cannot silently weaken either: we flush and fsync before every acknowledgement
-/// ourselves (`Engine::fsync_log`); the background flush only bounds what a crash loses of work
+/// ourselves (`engine::fsync`); the background flush only bounds what a crash loses of work
 /// nobody was told about.
 /// An open that fails on an unfinished snapshot left behind by sled itself is tried again
 /// without it (`remove_unfinished_snapshots`).
@@ -475,6 +475,20 @@ pub fn remove_unfinished_snapshots(data_dir: &Path) -> usize {
     removed
 }
 
+/// Makes an appended group durable for real. sled 0.34's flush ends, on Linux, with
+/// `sync_file_range` on the pages it wrote, not `fsync`: the data pages reach the device, but
+/// not the file's metadata (its size and newly allocated blocks wait for the filesystem's next
+/// journal commit, up to 5 s on ext4) nor the device's write cache. A process crash loses
+/// nothing (the page cache survives it), but a power loss, a kernel crash or a filesystem error
+/// that aborts the journal loses groups already acknowledged (found by the read-only data dir
+/// test: after ext4 turned read-only and was mounted again, sled's file was empty). An fsync of
+/// the same file, through a descriptor of our own, commits both. Returns how long it took.
+fn fsync(data_file: &std::fs::File) -> Result<std::time::Duration, EngineError> {
+    let started = std::time::Instant::now();
+    data_file.sync_all().map_err(|e| LogError::Sled(sled::Error::Io(e)))?;
+    Ok(started.elapsed())
+}
+
 /// Checks what the envelope itself must carry (command id, time) and returns the parsed time
 /// the command is decided at; a transport dead-letters an envelope that fails here instead of
 /// sending it to `execute`.
@@ -485,17 +499,36 @@ pub fn check_envelope(envelope: &CommandEnvelope) -> Result<crate::timefmt::Time
     crate::command::issued_at(envelope)
 }
 
-/// SHA-256 of the canonical JSON of the command's type, version, payload and sender: what "the
-/// same command" means for a redelivery. `issued_at` is not part of it (a retry may restamp it);
-/// the sender is, so another user re-using a command id gets `command_id_reused`, not the
-/// first sender's outcome.
+/// SHA-256 of the command's version, sender, type and payload (its JSON as the types write it):
+/// what "the same command" means for a redelivery. `issued_at` is not part of it (a retry may
+/// restamp it). Command ids are scoped by sender (`log::command_key`); the digest covers the
+/// sender as well.
 pub fn digest(envelope: &CommandEnvelope) -> String {
-    let mut v = serde_json::to_value(&envelope.command).expect("commands serialize to JSON");
-    let object = v.as_object_mut().expect("commands serialize as objects");
-    object.insert("v".into(), serde_json::Value::from(envelope.v));
-    if let Some(sender) = &envelope.sender {
-        object.insert("sender".into(), serde_json::Value::from(sender.as_str()));
+    use sha2::{Digest, Sha256};
+    /// Streams the command's JSON into the hash, with no copy of it in memory.
+    struct Hashing<'h>(&'h mut Sha256);
+    impl std::io::Write for Hashing<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
-    // Sorted keys, no whitespace: deterministic for any payload (keys need not be ASCII here).
-    sha256_hex(&serde_json::to_vec(&v).expect("a JSON value serializes"))
+    let mut h = Sha256::new();
+    h.update(b"ansinh command v");
+    h.update(envelope.v.to_string().as_bytes());
+    match &envelope.sender {
+        Some(sender) => {
+            h.update(b"\0sender\0");
+            h.update((sender.len() as u64).to_be_bytes());
+            h.update(sender.as_bytes());
+        }
+        None => h.update(b"\0no sender\0"),
+    }
+    // The command's JSON as its types write it: fields in declaration order, maps sorted, so the
+    // same command always gives the same bytes.
+    serde_json::to_writer(Hashing(&mut h), &envelope.command).expect("commands serialize to JSON");
+    hex::encode(h.finalize())
 }
