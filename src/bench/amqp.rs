@@ -73,7 +73,7 @@ pub fn run(config: &Config, people: usize, tmp: &Path) -> Result<Report, String>
     let month = Month::prepare(config, &data_dir, people)?;
     let setup = t.elapsed();
     // Over AMQP the sender is the broker's user id, never the body's.
-    let batches: Vec<CommandEnvelope> = month.batches().into_iter().map(|e| CommandEnvelope { sender: None, ..e }).collect();
+    let batches: Vec<CommandEnvelope> = month.batches().map(|e| CommandEnvelope { sender: None, ..e }).collect();
     let expected: HashMap<String, usize> = batches.iter().zip(month.lines.chunks(BATCH_LINES)).map(|(b, c)| (b.command_id.clone(), c.len())).collect();
     let lines = month.lines.len();
     let setup_head = month.engine.head().seq;
