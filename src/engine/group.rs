@@ -26,13 +26,16 @@ pub(crate) struct Decided {
     pub stats: GroupStats,
 }
 
+/// (last seq, index keys, events) of a group decided and not stored yet.
+type InFlightGroup = (u64, Vec<Vec<u8>>, Arc<Vec<(u64, Event)>>);
+
 /// What the deciding side knows of groups it decided that are not stored yet: their index
 /// entries and events (a redelivery in the next group is answered from them), oldest first.
 #[derive(Default)]
 pub(crate) struct InFlight {
     index: HashMap<Vec<u8>, CommandEntry>,
-    /// (last seq, index keys, events) of each group in flight.
-    groups: VecDeque<(u64, Vec<Vec<u8>>, Arc<Vec<(u64, Event)>>)>,
+    /// Each group in flight, oldest first.
+    groups: VecDeque<InFlightGroup>,
 }
 
 impl InFlight {
