@@ -317,10 +317,11 @@ fn submit_batch(state: &State, c: &SubmitPayoutBatch) -> Decision {
         return Err(Rejection::new("standard_level_missing", format!("no standard level in force for province {province} in {period}")));
     }
     let mut available = state.budget_available(&province, &c.program_id, period);
-    let mut seen: HashSet<CitizenId> = HashSet::with_capacity(c.lines.len());
+    let mut seen: HashSet<u64> = HashSet::with_capacity(c.lines.len());
     // The entitlement of each category for this province and period, computed once.
     let entitlements: Vec<Option<Vnd>> = rules.categories.keys().map(|k| rules.entitlement(k, &province, period)).collect();
-    let batch = BatchContext { program, province: province_code(&province), entitlements };
+    let program_handle = state.program(&c.program_id).map(|(h, _)| h).expect("the program was found above");
+    let batch = BatchContext { program, program_handle, province: province_code(&province), entitlements };
     let mut lines = Vec::with_capacity(c.lines.len());
     let (mut instructed, mut rejected) = (0u32, 0u32);
     for (index, line) in c.lines.iter().enumerate() {
@@ -379,6 +380,7 @@ fn truncate(raw: &str, max_chars: usize) -> String {
 /// What every line of a batch is checked against.
 struct BatchContext<'s> {
     program: &'s Program,
+    program_handle: super::handles::ProgramHandle,
     province: super::handles::ProvinceCode,
     entitlements: Vec<Option<Vnd>>,
 }
@@ -389,15 +391,17 @@ fn decide_line(
     batch: &BatchContext<'_>,
     period: Period,
     line: &PayoutLine,
-    seen: &mut HashSet<CitizenId>,
+    seen: &mut HashSet<u64>,
     available: rust_decimal::Decimal,
 ) -> Result<(CitizenId, Vnd, crate::domain::Account), Rejection> {
     let citizen_id = current_citizen(state, &line.citizen_id)?;
-    if !seen.insert(citizen_id.clone()) {
+    if !seen.insert(super::handles::cid_number(&citizen_id)) {
         return Err(Rejection::new("duplicate_line", format!("{} is on an earlier line of this batch", citizen_id.masked())));
     }
     let amount = amount(&line.amount)?;
-    let e = enrollment(state, &citizen_id, &c.program_id)?;
+    let found = state.person(&citizen_id).and_then(|(h, p)| p.enrollment(batch.program_handle).map(|e| (h, p, e)));
+    let (person_handle, person, e) =
+        found.ok_or_else(|| Rejection::new("not_enrolled", format!("{} is not enrolled in {:?}", citizen_id.masked(), c.program_id)))?;
     if e.province != batch.province {
         return Err(Rejection::new(
             "province_mismatch",
@@ -410,14 +414,13 @@ fn decide_line(
         Some(EnrollmentStatus::Terminated) => return Err(Rejection::new("beneficiary_terminated", format!("terminated for {period}"))),
         Some(EnrollmentStatus::Active) => {}
     }
-    let (person_handle, person) = state.person(&citizen_id).expect("an enrolled citizen is a person");
     if let Some(existing) = state.regular(person_handle, e.program, period) {
         return Err(Rejection::new("duplicate_payout", format!("regular payout {} already exists for {period}", existing.id())));
     }
     let index = e.category_at(period).expect("an active enrollment has a category");
-    let category = batch.program.category_code(index);
     let entitlement = batch.entitlements[usize::from(index)].expect("a category in the enrollment exists in its program and a level is in force");
     if amount != entitlement {
+        let category = batch.program.category_code(index);
         return Err(Rejection::new("amount_mismatch", format!("amount {amount} differs from the entitlement {entitlement} (category {category}, {period})")));
     }
     if available < amount.as_decimal() {

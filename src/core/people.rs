@@ -39,6 +39,12 @@ impl CompactAccount {
         format!("{:06}", self.bin)
     }
 
+    /// Whether this is `account` (compared without building it).
+    pub fn is(&self, account: &Account) -> bool {
+        let (no, holder) = self.text.split_once(SEPARATOR).expect("built with a separator");
+        account.bin.parse::<u32>().ok() == Some(self.bin) && account.bin.len() == 6 && no == account.account_no && holder == account.holder_name
+    }
+
     pub fn to_account(&self) -> Account {
         let (no, holder) = self.text.split_once(SEPARATOR).expect("built with a separator");
         Account { account_no: no.to_string(), bin: self.bin(), holder_name: holder.to_string() }

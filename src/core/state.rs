@@ -14,10 +14,9 @@ pub use super::payouts::{parse_payout_id, payout_id, Batch, BatchHandle, PayoutK
 pub use super::people::{Change, CompactAccount, Enrollment, EnrollmentStatus, People, Person, PersonHandle};
 use crate::domain::{CitizenId, FailureReason, Period, ProgramRules};
 use crate::event::{EventData, PayoutKind, PayoutTransition};
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder as RandomState, HashMap, HashTable};
 use rust_decimal::Decimal;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 
 /// Bounds on what one command may carry (TigerBeetle style: a limit on everything).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,8 +63,8 @@ fn regular_key(person: PersonHandle, program: ProgramHandle, period: Period) -> 
 
 /// The two large indexes hold handles only, hashed by what the handle points to (a person's
 /// citizen ID; a payout's person, program and period): 4 and 8 bytes an entry instead of a map's
-/// key and value. Keyed with a random seed per process, so that no list of citizen IDs can be
-/// chosen to collide.
+/// key and value. Hashed with foldhash keyed by a random seed per process (hashbrown's default),
+/// so that no list of citizen IDs can be prepared to collide.
 #[derive(Clone, Default)]
 struct Indexes {
     hasher: RandomState,
@@ -375,7 +374,7 @@ impl State {
                     Some(h) => {
                         let person = self.people.get_mut(h);
                         person.add_enrollment(enrollment);
-                        if person.account().to_account() != e.account {
+                        if !person.account().is(&e.account) {
                             person.set_account(&e.account);
                         }
                     }
@@ -466,7 +465,7 @@ impl State {
         assert!(*budget >= Decimal::ZERO, "a budget is never overdrawn");
         let person = self.person_handle(&e.citizen_id);
         let account_version = self.people.get(person).account_version();
-        assert_eq!(self.people.get(person).account().to_account(), e.account, "a payout goes to the person's current account");
+        assert!(self.people.get(person).account().is(&e.account), "a payout goes to the person's current account");
         let (batch_id, line, reissue) = parse_payout_id(&e.payout_id).expect("payout ids have their format");
         let (batch, _) = self.batch(batch_id).expect("a payout's batch was submitted");
         assert_eq!((batch_id, line), (e.batch_id.as_str(), e.line_no), "a payout id names its batch and line");
