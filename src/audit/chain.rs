@@ -8,6 +8,7 @@ use super::AuditError;
 use crate::event::Event;
 use crate::log::chain::{canonical_bytes, sha256_hex, SealedParts, GENESIS_HASH};
 use crate::log::segment::RecordMeta;
+use rayon::prelude::*;
 use serde_json::Value;
 use std::ops::ControlFlow;
 
@@ -222,10 +223,10 @@ impl ChainChecker {
     }
 }
 
-/// Records handed over in one message, and messages the reading thread may be ahead by: at
-/// most 64 x 256 checked records in memory, and one thread wake-up per 256 records.
-const HANDOVER_RECORDS: usize = 256;
-const AHEAD_HANDOVERS_MAX: usize = 64;
+/// Records inspected together and handed over in one message, and messages the reading thread
+/// may be ahead by: at most 8 x 4,096 checked records in memory.
+const HANDOVER_RECORDS: usize = 4_096;
+const AHEAD_HANDOVERS_MAX: usize = 8;
 
 /// What a scan ended with.
 pub struct Scan<B> {
@@ -246,30 +247,58 @@ type Handover = (Vec<Checked>, Option<Result<Failure, AuditError>>);
 pub fn scan<B>(source: &Source, from: u64, mut consume: impl FnMut(Checked) -> ControlFlow<B>) -> Result<Scan<B>, AuditError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Handover>(AHEAD_HANDOVERS_MAX);
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || {
-            let mut checker = ChainChecker::new(from);
+        // Reading (sled, or the file) on one thread; inspecting on every core (rayon) a chunk
+        // at a time, linking in order, on another; the consumer on this one.
+        let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<(Vec<RawRecord>, Option<AuditError>)>(2);
+        scope.spawn(move || {
             let records = match source.records(from) {
                 Ok(records) => records,
                 Err(e) => {
-                    let _ = tx.send((Vec::new(), Some(Err(e))));
-                    return None;
+                    let _ = raw_tx.send((Vec::new(), Some(e)));
+                    return;
                 }
             };
-            let mut batch = Vec::with_capacity(HANDOVER_RECORDS);
+            let mut raws = Vec::with_capacity(HANDOVER_RECORDS);
             for raw in records {
-                match raw.map_err(Err).and_then(|raw| checker.check(raw).map_err(Ok)) {
-                    Ok(checked) => batch.push(checked),
-                    Err(stop) => {
-                        let _ = tx.send((batch, Some(stop)));
-                        return checker.anchor;
+                match raw {
+                    Ok(raw) => raws.push(raw),
+                    Err(e) => {
+                        let _ = raw_tx.send((raws, Some(e)));
+                        return;
                     }
                 }
-                // A closed channel means the consumer stopped: nothing more to read.
-                if batch.len() == HANDOVER_RECORDS && tx.send((std::mem::replace(&mut batch, Vec::with_capacity(HANDOVER_RECORDS)), None)).is_err() {
+                if raws.len() == HANDOVER_RECORDS && raw_tx.send((std::mem::replace(&mut raws, Vec::with_capacity(HANDOVER_RECORDS)), None)).is_err() {
+                    return;
+                }
+            }
+            let _ = raw_tx.send((raws, None));
+        });
+        let reader = scope.spawn(move || {
+            let mut checker = ChainChecker::new(from);
+            for (raws, read_error) in raw_rx {
+                let inspections: Vec<Inspection> = raws.par_iter().map(inspect).collect();
+                let mut batch = Vec::with_capacity(raws.len());
+                for (raw, inspection) in raws.into_iter().zip(inspections) {
+                    match checker.link(raw.place, inspection) {
+                        Ok(mut checked) => {
+                            checked.bytes = raw.bytes;
+                            batch.push(checked);
+                        }
+                        Err(failure) => {
+                            let _ = tx.send((batch, Some(Ok(failure))));
+                            return checker.anchor;
+                        }
+                    }
+                }
+                if let Some(e) = read_error {
+                    let _ = tx.send((batch, Some(Err(e))));
+                    return checker.anchor;
+                }
+                // A closed channel means the consumer stopped: nothing more to check.
+                if tx.send((batch, None)).is_err() {
                     return checker.anchor;
                 }
             }
-            let _ = tx.send((batch, None));
             checker.anchor
         });
         let mut scan = Scan { failure: None, stopped: None, anchor: None };

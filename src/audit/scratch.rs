@@ -7,13 +7,13 @@ use super::AuditError;
 use crate::event::Event;
 use crate::log::segment::{RecordMeta, SealedRecord};
 use crate::log::{Group, Head, Log};
-use crate::projection::{KeyValues, ViewReader, Views};
+use crate::projection::{Fold, KeyValues, ViewReader, Views};
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Events applied in one atomic batch: bounds memory, like the engine's catch-up.
-const CHUNK_EVENTS_MAX: usize = 10_000;
+/// Events folded at a time (the documents stay in memory across chunks, see `Fold`).
+const CHUNK_EVENTS_MAX: usize = 50_000;
 
 pub struct ScratchViews {
     /// `None` only while dropping (closed before the directory is removed).
@@ -24,6 +24,8 @@ pub struct ScratchViews {
     /// a batch's lines and a payout's history from the log.
     records: Option<Vec<SealedRecord>>,
     last_hash: String,
+    /// The views replayed so far, in memory; written to the store only for readers (`reader`).
+    fold: Fold,
 }
 
 impl ScratchViews {
@@ -38,7 +40,7 @@ impl ScratchViews {
         std::fs::create_dir_all(&dir).map_err(|source| AuditError::Scratch { path: dir.clone(), source })?;
         // From here on, Drop removes the directory whatever fails next.
         let records = keep_records.then(Vec::new);
-        let mut scratch = ScratchViews { inner: None, dir, pending: Vec::new(), records, last_hash: String::new() };
+        let mut scratch = ScratchViews { inner: None, dir, pending: Vec::new(), records, last_hash: String::new(), fold: Fold::fresh() };
         // Nothing here needs to survive a crash: no background flush, no fsync.
         let db = crate::engine::sled_config(&scratch.dir, cache_capacity_bytes).flush_every_ms(None).open()?;
         let log = Log::open(&db)?;
@@ -58,6 +60,9 @@ impl ScratchViews {
             records.push(SealedRecord { seq, bytes, meta: RecordMeta::of(&event) });
             self.last_hash = hash;
         }
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(CHUNK_EVENTS_MAX);
+        }
         self.pending.push((seq, event));
         if self.pending.len() >= CHUNK_EVENTS_MAX {
             self.apply_pending()?;
@@ -76,7 +81,8 @@ impl ScratchViews {
             let group = Group { records: std::mem::take(records), head: Some(Head { seq: last, hash: self.last_hash.clone() }), ..Group::default() };
             log.append(group).map_err(|e| Failure::at(first, format!("storing seq {first}-{last} in the temporary store failed: {e}")))?;
         }
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| views.apply(&events)));
+        let fold = &mut self.fold;
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| views.fold(fold, &events)));
         match applied {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Failure::at(first, format!("replaying seq {first}-{last} into fresh views failed: {e}"))),
@@ -94,25 +100,25 @@ impl ScratchViews {
 
     /// Seq of the last applied event (after `apply_pending`).
     pub fn applied(&self) -> u64 {
-        self.views().applied()
+        self.fold.last().unwrap_or_else(|| self.views().applied())
     }
 
-    pub fn reader(&self) -> ViewReader {
-        self.views().reader()
+    /// A reader of the views replayed so far (they are written to the store first).
+    pub fn reader(&mut self) -> Result<ViewReader, AuditError> {
+        let fold = std::mem::take(&mut self.fold);
+        let (_, _, views) = self.inner.as_mut().expect("the store is open until dropped");
+        views.finish(fold)?;
+        Ok(views.reader())
     }
 
     pub fn ledger_total(&self) -> Result<Decimal, AuditError> {
-        Ok(self.views().ledger_total()?)
+        Ok(self.views().folded_ledger_total(&self.fold)?)
     }
 
-    /// The views tree itself, to read in key order (the views of a long log are large).
-    pub fn tree(&self) -> Result<sled::Tree, AuditError> {
-        Ok(self.inner.as_ref().expect("the store is open until dropped").0.open_tree("views")?)
-    }
-
-    /// Every key and value, collected (small logs, tests).
+    /// Every key and value of the views replayed so far, in key order (what `audit verify`
+    /// compares with the live views), without writing them.
     pub fn dump(&self) -> Result<KeyValues, AuditError> {
-        Ok(self.views().dump()?)
+        Ok(self.views().folded(&self.fold)?)
     }
 }
 

@@ -110,7 +110,7 @@ fn run(source: &Source, options: &VerifyOptions, report: &mut Report, progress: 
     let mut scratch = if options.views && from == 1 { Some(ScratchViews::create(options.cache_capacity_bytes, false)?) } else { None };
     let mut compared: Option<String> = None;
     if let (Some(tree), Some(s), 0) = (&live, &scratch, live_applied) {
-        compared = Some(compare_views(tree, &s.tree()?, 0)?);
+        compared = Some(compare_views(tree, &s.dump()?, 0)?);
     }
 
     let mut on_record = |checked: Checked| -> Result<(), Stop> {
@@ -136,7 +136,7 @@ fn run(source: &Source, options: &VerifyOptions, report: &mut Report, progress: 
             s.push(checked)?;
             if let (Some(tree), true) = (&live, seq == live_applied) {
                 s.apply_pending()?;
-                compared = Some(compare_views(tree, &s.tree()?, seq)?);
+                compared = Some(compare_views(tree, &s.dump()?, seq)?);
             }
         }
         report.records += 1;
@@ -264,9 +264,9 @@ fn check_end(
 
 /// Compares the live views with the replayed ones, key by key, in key order; returns the line
 /// to report, or the first difference.
-fn compare_views(live: &sled::Tree, replayed: &sled::Tree, at: u64) -> Result<String, Stop> {
+fn compare_views(live: &sled::Tree, replayed: &crate::projection::KeyValues, at: u64) -> Result<String, Stop> {
     let mut a = live.iter();
-    let mut b = replayed.iter();
+    let mut b = replayed.iter().map(|(k, v)| Ok::<_, sled::Error>((k.as_slice(), v.as_slice())));
     let mut keys = 0u64;
     let fix = "the views do not follow from the log: run `ansinh rebuild` to derive them again (the log itself verified up to here)";
     loop {
@@ -276,17 +276,17 @@ fn compare_views(live: &sled::Tree, replayed: &sled::Tree, at: u64) -> Result<St
                 return Err(Failure { seq: None, what: format!("live view {} is not produced by replaying seq 1..{at}: {fix}", show_key(&k)) }.into())
             }
             (None, Some((k, _))) => {
-                return Err(Failure { seq: None, what: format!("replaying seq 1..{at} produces view {} that the live views lack: {fix}", show_key(&k)) }.into())
+                return Err(Failure { seq: None, what: format!("replaying seq 1..{at} produces view {} that the live views lack: {fix}", show_key(k)) }.into())
             }
             (Some((ka, va)), Some((kb, vb))) => {
-                if ka != kb {
-                    let (first, side) = if ka < kb { (ka, "only in the live views") } else { (kb, "only in the replay") };
-                    return Err(Failure { seq: None, what: format!("view {} is {side} (as of seq {at}): {fix}", show_key(&first)) }.into());
+                if ka.as_ref() != kb {
+                    let (first, side) = if ka.as_ref() < kb { (ka.as_ref(), "only in the live views") } else { (kb, "only in the replay") };
+                    return Err(Failure { seq: None, what: format!("view {} is {side} (as of seq {at}): {fix}", show_key(first)) }.into());
                 }
-                if va != vb {
+                if va.as_ref() != vb {
                     return Err(Failure {
                         seq: None,
-                        what: format!("view {} differs from its replay as of seq {at}: {}; {fix}", show_key(&ka), first_difference(&va, &vb)),
+                        what: format!("view {} differs from its replay as of seq {at}: {}; {fix}", show_key(&ka), first_difference(&va, vb)),
                     }
                     .into());
                 }

@@ -282,7 +282,8 @@ fn replay(config: &Config, args: &ReplayArgs) -> CliResult {
     } else {
         outln!("{header}\n");
     }
-    let reader = views.reader();
+    let mut views = views;
+    let reader = views.reader().map_err(|e| e.to_string())?;
     let shown = match &args.view {
         ReplayView::Citizen { citizen_id } => super::show::citizen(&reader, citizen_id, args.json),
         ReplayView::Batch { batch_id } => super::show::batch(&reader, batch_id, false, 0, 50, args.json),

@@ -36,6 +36,21 @@ fn payout_state<'t>(txn: &'t mut Txn<'_>, payout_id: &str) -> Result<&'t mut Pay
     found.ok_or_else(|| corrupt("a transition of a payout that was never instructed"))
 }
 
+/// Whether an event changes the people views (`cit/`) only; every other event changes only the
+/// money views. `Views::fold` folds the two kinds apart.
+pub(super) fn is_people(data: &EventData) -> bool {
+    matches!(
+        data,
+        EventData::BeneficiaryEnrolled(_)
+            | EventData::PaymentAccountChanged(_)
+            | EventData::CategoryChanged(_)
+            | EventData::BeneficiarySuspended(_)
+            | EventData::BeneficiaryResumed(_)
+            | EventData::BeneficiaryTerminated(_)
+            | EventData::CitizenIdReassigned(_)
+    )
+}
+
 pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), ViewError> {
     let at = event.at.as_str();
     match &event.data {
@@ -66,7 +81,11 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
             v.citizen_id = e.citizen_id.to_string();
             v.full_name = e.full_name.clone();
             v.date_of_birth = e.date_of_birth.to_string();
-            v.sex = serde_json::to_value(e.sex).ok().and_then(|s| s.as_str().map(String::from)).unwrap_or_default();
+            v.sex = match e.sex {
+                crate::domain::Sex::Male => "male",
+                crate::domain::Sex::Female => "female",
+            }
+            .to_string();
             v.account = Some(e.account.clone());
             v.enrollments.insert(
                 e.program_id.clone(),

@@ -55,6 +55,8 @@ pub struct Views {
     tree: sled::Tree,
     applied: u64,
     reader: ViewReader,
+    /// How many documents a fold holds before it writes them (`FOLD_DOCS_MAX`).
+    fold_docs_max: usize,
 }
 
 /// Reads go through `ViewReader` (`views.citizen(..)` works on `Views` too).
@@ -65,17 +67,66 @@ impl std::ops::Deref for Views {
     }
 }
 
-/// Events folded into one write of the views, at most, during catch-up and rebuild: bounds
-/// memory while keeping rewrites of the same key rare.
+/// The most keys written in one sled batch by a fold (`Views::write`).
+const WRITE_BATCH_MAX: usize = 20_000;
+
+/// Present while a fold's documents are being written in several batches.
+const FOLDING_KEY: &[u8] = b"_folding";
+
+/// Events read and parsed at a time during catch-up and rebuild.
 const CATCH_UP_EVENTS_MAX: u64 = 50_000;
+
+/// A chunk is folded on two threads (people, money) when it has at least this many of each.
+const PARALLEL_EVENTS_MIN: usize = 1_000;
+
+/// Documents a fold holds in memory before it writes them: bounds the memory of a rebuild or a
+/// verify (a document is a few hundred bytes; a million of them stay well under 1 GiB) while
+/// each key of a log of a few hundred thousand people is written once.
+pub const FOLD_DOCS_MAX: usize = 1_000_000;
+
+/// View documents folded over many events and written once (`Views::fold`, `Views::finish`):
+/// how a rebuild and `audit verify` replay the log. `fresh`: the tree held nothing when the
+/// fold began and nothing has been written since, so a key not folded yet does not exist (no
+/// read of the tree for it).
+#[derive(Default)]
+pub struct Fold {
+    /// Documents of the money views (programs, budgets, ledger, batches, payouts).
+    docs: HashMap<String, Doc>,
+    /// Documents of the people views (`cit/`): no event changes both kinds, so the two are
+    /// folded apart, on two threads when a chunk has enough of each.
+    people: HashMap<String, Doc>,
+    index: BTreeMap<String, Vec<(u64, u32)>>,
+    fresh: bool,
+    /// Keep the documents of earlier chunks encoded (`Doc::Encoded`): a fold over many chunks.
+    compact: bool,
+    /// The last seq folded.
+    last: Option<u64>,
+}
+
+impl Fold {
+    /// A fold into an empty tree, over many chunks.
+    pub fn fresh() -> Fold {
+        Fold { fresh: true, compact: true, ..Fold::default() }
+    }
+
+    pub fn last(&self) -> Option<u64> {
+        self.last
+    }
+}
 
 impl Views {
     /// Opens the views and catches them up with the log. `progress` is called with the number of
     /// events applied so far while catching up.
     pub fn open(db: &sled::Db, log: &Log, progress: &mut dyn FnMut(u64)) -> Result<Views, ViewError> {
         let tree = db.open_tree("views")?;
+        if tree.contains_key(FOLDING_KEY)? {
+            // A rebuild (or a catch-up from nothing) stopped while writing: the documents are
+            // partly of a later seq than `_applied` says. Derive them again from the log.
+            tracing::warn!("the views were being written when the process stopped; rebuilding them from the log");
+            tree.clear()?;
+        }
         let applied = read::applied_seq(&tree)?;
-        let mut views = Views { reader: ViewReader::new(tree.clone(), log.reader()), tree, applied };
+        let mut views = Views { reader: ViewReader::new(tree.clone(), log.reader()), tree, applied, fold_docs_max: FOLD_DOCS_MAX };
         let total = views.ledger_total()?;
         assert_eq!(total, Decimal::ZERO, "the double-entry ledger sums to zero at open");
         views.catch_up(log, progress)?;
@@ -84,6 +135,13 @@ impl Views {
 
     pub fn applied(&self) -> u64 {
         self.applied
+    }
+
+    /// Sets how many documents a fold holds before writing them (default `FOLD_DOCS_MAX`): a
+    /// lower bound trades memory for rewrites; tests use a tiny one to check that a fold which
+    /// writes as it goes gives the same views.
+    pub fn set_fold_docs_max(&mut self, docs: usize) {
+        self.fold_docs_max = docs.max(1);
     }
 
     /// Applies every logged event past `applied`, in chunks of bounded size. Reading and parsing
@@ -114,12 +172,25 @@ impl Views {
                     next = to + 1;
                 }
             });
+            // From an empty tree (a rebuild, or views deleted), chunks are folded in memory and
+            // written once at the end, or when the folded documents reach their bound.
+            if self.applied == 0 && !self.tree.is_empty() {
+                // Nothing applied yet but documents present: leftovers of an interrupted fold.
+                self.tree.clear()?;
+            }
+            let mut fold = if self.applied == 0 { Some(Fold::fresh()) } else { None };
             let mut done = 0;
             for chunk in rx {
                 let events = chunk?;
                 done += events.len() as u64;
-                self.apply(&events)?;
+                match fold.as_mut() {
+                    Some(f) => self.fold(f, &events)?,
+                    None => self.apply(&events)?,
+                }
                 progress(done);
+            }
+            if let Some(f) = fold {
+                self.finish(f)?;
             }
             Ok::<(), ViewError>(())
         })?;
@@ -132,28 +203,178 @@ impl Views {
     /// Applies a group of events (contiguous seqs following `applied`) in one atomic batch.
     pub fn apply(&mut self, events: &[(u64, Event)]) -> Result<(), ViewError> {
         let Some(last) = events.last().map(|(s, _)| *s) else { return Ok(()) };
-        assert_eq!(events[0].0, self.applied + 1, "views apply the seq right after the last applied");
-        let mut txn = Txn { tree: &self.tree, docs: HashMap::new(), index: BTreeMap::new() };
-        for (seq, event) in events {
-            apply::apply(&mut txn, *seq, event)?;
-        }
-        txn.write_citizen_indexes()?;
-        let mut batch = sled::Batch::default();
-        let mut delta = Decimal::ZERO;
-        for (key, doc) in txn.docs {
-            if let Doc::Account(balance, before) = &doc {
-                delta += balance.0 - before.0;
+        let mut fold = Fold::default();
+        self.fold(&mut fold, events)?;
+        self.write(fold, last)
+    }
+
+    /// Folds events (contiguous seqs following the last folded or applied) into `fold`, in
+    /// memory; writes nothing unless the folded documents reach `FOLD_DOCS_MAX`, then writes
+    /// them all (with the applied seq) and goes on from the tree.
+    pub fn fold(&mut self, fold: &mut Fold, events: &[(u64, Event)]) -> Result<(), ViewError> {
+        let Some(last) = events.last().map(|(s, _)| *s) else { return Ok(()) };
+        let expected = fold.last.unwrap_or(self.applied) + 1;
+        assert_eq!(events[0].0, expected, "views apply the seq right after the last applied");
+        type Part<'e> = Vec<&'e (u64, Event)>;
+        let (people, money): (Part<'_>, Part<'_>) = events.iter().partition(|(_, e)| apply::is_people(&e.data));
+        let (tree, fresh) = (&self.tree, fold.fresh);
+        let run = |txn: &mut Txn<'_>, events: &[&(u64, Event)]| -> Result<(), ViewError> {
+            for (seq, event) in events {
+                apply::apply(txn, *seq, event)?;
             }
-            match doc {
-                Doc::Removed => batch.remove(key.as_bytes()),
-                doc => batch.insert(key.as_bytes(), doc.to_bytes()),
+            Ok(())
+        };
+        let mut money_txn = Txn { tree, docs: std::mem::take(&mut fold.docs), index: std::mem::take(&mut fold.index), fresh };
+        let mut people_txn = Txn { tree, docs: std::mem::take(&mut fold.people), index: BTreeMap::new(), fresh };
+        if people.len() >= PARALLEL_EVENTS_MIN && money.len() >= PARALLEL_EVENTS_MIN {
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| run(&mut people_txn, &people));
+                let here = run(&mut money_txn, &money);
+                other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)).and(here)
+            })?;
+        } else {
+            run(&mut people_txn, &people)?;
+            run(&mut money_txn, &money)?;
+        }
+        assert!(people_txn.index.is_empty(), "people events index no batch lines");
+        debug_assert!(people_txn.docs.keys().all(|k| k.starts_with("cit/")), "people events change only cit/ views");
+        debug_assert!(!money_txn.docs.keys().any(|k| k.starts_with("cit/")), "money events change no cit/ view");
+        (fold.docs, fold.index, fold.people) = (money_txn.docs, money_txn.index, people_txn.docs);
+        fold.last = Some(last);
+        // Every chunk's postings balance (double entry); the check restarts from here.
+        let mut delta = Decimal::ZERO;
+        for doc in fold.docs.values_mut() {
+            if let Doc::Account(balance, before) = doc {
+                delta += balance.0 - before.0;
+                *before = *balance;
             }
         }
         assert_eq!(delta, Decimal::ZERO, "every group's ledger postings balance (double entry)");
+        if fold.compact {
+            for doc in fold.docs.values_mut().chain(fold.people.values_mut()) {
+                if matches!(doc, Doc::Citizen(_) | Doc::Batch(_) | Doc::Block(_) | Doc::Budget(_) | Doc::Program(_)) {
+                    *doc = Doc::Encoded(doc.to_bytes());
+                }
+            }
+        }
+        if fold.docs.len() + fold.people.len() >= self.fold_docs_max {
+            let full = std::mem::replace(fold, Fold { fresh: false, compact: fold.compact, ..Fold::default() });
+            self.write(full, last)?;
+        }
+        Ok(())
+    }
+
+    /// Writes what was folded, with the applied seq, in one atomic batch.
+    pub fn finish(&mut self, fold: Fold) -> Result<(), ViewError> {
+        match fold.last {
+            Some(last) => self.write(fold, last),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the documents and the applied seq. A group's few keys go in one atomic batch. A
+    /// fold's many go in batches of `WRITE_BATCH_MAX` (sled keeps every node copy of a batch
+    /// until it ends: one batch of a rebuild's 325,000 documents took 3 GB more), the first
+    /// marking the views as being written (`_folding`), the last clearing the mark with the
+    /// applied seq: views opened with the mark still there are rebuilt (`Views::open`).
+    fn write(&mut self, fold: Fold, last: u64) -> Result<(), ViewError> {
+        let mut docs = fold.docs;
+        docs.extend(fold.people);
+        let mut txn = Txn { tree: &self.tree, docs, index: fold.index, fresh: fold.fresh };
+        txn.write_citizen_indexes()?;
+        let split = txn.docs.len() > WRITE_BATCH_MAX;
+        let mut batch = sled::Batch::default();
+        if split {
+            batch.insert(FOLDING_KEY, &last.to_be_bytes());
+        }
+        let mut in_batch = 0;
+        for (key, doc) in txn.docs {
+            match doc {
+                Doc::Removed => batch.remove(key.as_bytes()),
+                Doc::Encoded(b) => batch.insert(key.as_bytes(), b),
+                doc => batch.insert(key.as_bytes(), doc.to_bytes()),
+            }
+            in_batch += 1;
+            if in_batch == WRITE_BATCH_MAX {
+                self.tree.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        if split {
+            batch.remove(FOLDING_KEY);
+        }
         batch.insert(b"_applied", &last.to_be_bytes());
         self.tree.apply_batch(batch)?;
         self.applied = last;
         Ok(())
+    }
+
+    /// The views as a fold would leave them, in key order, without writing them: the tree
+    /// overlaid with the folded documents (what `audit verify` compares with the live views).
+    pub fn folded(&self, fold: &Fold) -> Result<KeyValues, ViewError> {
+        let mut txn = Txn { tree: &self.tree, docs: HashMap::new(), index: fold.index.clone(), fresh: fold.fresh };
+        txn.write_citizen_indexes()?;
+        let mut overlay: BTreeMap<&[u8], Option<Vec<u8>>> = BTreeMap::new();
+        for (key, doc) in fold.docs.iter().chain(fold.people.iter()).chain(txn.docs.iter()) {
+            overlay.insert(
+                key.as_bytes(),
+                match doc {
+                    Doc::Removed => None,
+                    doc => Some(doc.to_bytes()),
+                },
+            );
+        }
+        let applied = fold.last.unwrap_or(self.applied).to_be_bytes().to_vec();
+        overlay.insert(b"_applied", Some(applied));
+        let mut out: KeyValues = Vec::new();
+        let mut stored = self.tree.iter().peekable();
+        let mut over = overlay.into_iter().peekable();
+        loop {
+            let next_stored = match stored.peek() {
+                Some(Ok((k, _))) => Some(k.to_vec()),
+                Some(Err(_)) => return Err(stored.next().expect("peeked").expect_err("peeked an error").into()),
+                None => None,
+            };
+            match (next_stored, over.peek()) {
+                (None, None) => break,
+                (Some(k), Some((ok, _))) if k.as_slice() < *ok => {
+                    let (k, v) = stored.next().expect("peeked")?;
+                    out.push((k.to_vec(), v.to_vec()));
+                }
+                (Some(_), None) => {
+                    let (k, v) = stored.next().expect("peeked")?;
+                    out.push((k.to_vec(), v.to_vec()));
+                }
+                (k, Some(_)) => {
+                    let (ok, ov) = over.next().expect("peeked");
+                    if k.as_deref() == Some(ok) {
+                        stored.next();
+                    }
+                    if let Some(ov) = ov {
+                        out.push((ok.to_vec(), ov));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sum of the ledger balances a fold would leave (tree overlaid with the fold).
+    pub fn folded_ledger_total(&self, fold: &Fold) -> Result<Decimal, ViewError> {
+        let mut total = Decimal::ZERO;
+        for item in self.tree.scan_prefix(b"acct/") {
+            let (k, v) = item?;
+            if !fold.docs.contains_key(String::from_utf8_lossy(&k).as_ref()) {
+                let b: Balance = decode(&k, &v)?;
+                total += b.0;
+            }
+        }
+        for doc in fold.docs.values() {
+            if let Doc::Account(balance, _) = doc {
+                total += balance.0;
+            }
+        }
+        Ok(total)
     }
 
     /// Sum of all ledger balances; zero when the books balance.
@@ -209,6 +430,9 @@ enum Doc {
     Program(ProgramView),
     /// Balance now, and as it was before this group (for the zero-sum check).
     Account(Balance, Balance),
+    /// A document of an earlier chunk of a fold, kept in its stored form (a fraction of the
+    /// memory of the decoded one), decoded again if an event touches it.
+    Encoded(Vec<u8>),
 }
 
 impl Doc {
@@ -222,6 +446,7 @@ impl Doc {
             Doc::Budget(v) => encode(v),
             Doc::Program(v) => encode(v),
             Doc::Account(v, _) => encode(v),
+            Doc::Encoded(b) => b.clone(),
         }
     }
 }
@@ -233,13 +458,37 @@ pub(crate) struct Txn<'t> {
     /// New citizen index entries of this group, by batch: written at its end, merged with what
     /// the batch already has (a catch-up chunk may end in the middle of a batch).
     index: BTreeMap<String, Vec<(u64, u32)>>,
+    /// The tree holds no key this group may touch (see `Fold`): nothing is read from it.
+    fresh: bool,
+}
+
+impl Txn<'_> {
+    fn stored(&self, key: &str) -> Result<Option<sled::IVec>, ViewError> {
+        if self.fresh {
+            return Ok(None);
+        }
+        Ok(self.tree.get(key.as_bytes())?)
+    }
+
+    /// `None` when the document is loaded already; else its bytes (from an earlier chunk of a
+    /// fold, or the tree), `Some(None)` when it does not exist yet.
+    fn unloaded(&mut self, key: &str) -> Result<Option<Option<Vec<u8>>>, ViewError> {
+        match self.docs.get(key) {
+            Some(Doc::Encoded(_)) => match self.docs.remove(key) {
+                Some(Doc::Encoded(b)) => Ok(Some(Some(b))),
+                _ => unreachable!("matched just above"),
+            },
+            Some(_) => Ok(None),
+            None => Ok(Some(self.stored(key)?.map(|b| b.to_vec()))),
+        }
+    }
 }
 
 macro_rules! accessor {
     ($name:ident, $variant:ident, $ty:ty, $wrap:expr) => {
         pub(crate) fn $name(&mut self, key: String) -> Result<&mut $ty, ViewError> {
-            if !self.docs.contains_key(&key) {
-                let v: $ty = match self.tree.get(key.as_bytes())? {
+            if let Some(bytes) = self.unloaded(&key)? {
+                let v: $ty = match bytes {
                     Some(b) => decode(key.as_bytes(), &b)?,
                     None => <$ty>::default(),
                 };
@@ -264,8 +513,8 @@ impl Txn<'_> {
         assert!(line >= 1, "lines count from 1");
         let (block, index) = ((line - 1) / LINE_BLOCK_LINES, ((line - 1) % LINE_BLOCK_LINES) as usize);
         let key = read::block_key(batch_id, block);
-        if !self.docs.contains_key(&key) {
-            let mut v: LineBlock = match self.tree.get(key.as_bytes())? {
+        if let Some(bytes) = self.unloaded(&key)? {
+            let mut v: LineBlock = match bytes {
                 Some(b) => decode(key.as_bytes(), &b)?,
                 None => LineBlock::default(),
             };
@@ -292,7 +541,8 @@ impl Txn<'_> {
     fn write_citizen_indexes(&mut self) -> Result<(), ViewError> {
         for (batch_id, mut entries) in std::mem::take(&mut self.index) {
             let prefix = format!("bix/{batch_id}/");
-            for item in self.tree.scan_prefix(prefix.as_bytes()) {
+            let stored: Vec<_> = if self.fresh { Vec::new() } else { self.tree.scan_prefix(prefix.as_bytes()).collect() };
+            for item in stored {
                 let (k, v) = item?;
                 let chunk: CitizenIndexChunk = decode(&k, &v)?;
                 entries.extend(chunk.entries);
@@ -316,7 +566,7 @@ impl Txn<'_> {
     fn account(&mut self, name: &str) -> Result<(&mut Balance, Balance), ViewError> {
         let key = format!("acct/{name}");
         if !self.docs.contains_key(&key) {
-            let b: Balance = match self.tree.get(key.as_bytes())? {
+            let b: Balance = match self.stored(&key)? {
                 Some(b) => decode(key.as_bytes(), &b)?,
                 None => Balance::ZERO,
             };

@@ -210,8 +210,15 @@ pub struct BatchView {
 
 impl BatchView {
     pub fn enter(&mut self, bin: &str, status: &str, amount: Vnd) {
-        self.by_status.entry(status.to_string()).or_default().add(amount);
-        self.by_bank.entry(bin.to_string()).or_default().entry(status.to_string()).or_default().add(amount);
+        /// The bucket under `key`, made only when missing (no key allocated per call).
+        fn bucket<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+            if !map.contains_key(key) {
+                map.insert(key.to_string(), V::default());
+            }
+            map.get_mut(key).expect("inserted just above")
+        }
+        bucket(&mut self.by_status, status).add(amount);
+        bucket(bucket(&mut self.by_bank, bin), status).add(amount);
     }
     pub fn leave(&mut self, bin: &str, status: &str, amount: Vnd) {
         self.by_status.get_mut(status).expect("status bucket exists").remove(amount);
