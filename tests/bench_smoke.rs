@@ -77,6 +77,9 @@ fn memory_suite_reads_a_peak_rss_for_both_runs() {
     let big = positive(&r, "peak RSS, N beneficiaries");
     let small = positive(&r, "peak RSS, 100 beneficiaries (baseline)");
     assert!(big >= small, "1,000 beneficiaries peaked at {big}, 100 at {small}");
+    let months = positive(&r, "beneficiary-months paid");
+    assert!(months >= 900.0, "the month paid most of the 1,000 beneficiaries ({months})");
+    positive(&r, "decision state per beneficiary-month");
 }
 
 /// A config file whose broker user is the engine's development user (the one

@@ -103,7 +103,10 @@ fn the_decision_state_costs_at_most_200_bytes_per_beneficiary_month() {
         assert!(paid > people * 9 / 10 * usize::from(months), "most beneficiaries are paid each month ({paid})");
         let per_month = bytes as f64 / paid as f64;
         let per_person = bytes as f64 / state.people().len() as f64;
-        println!("{people} beneficiaries, {months} month(s): {bytes} bytes of decision state, {per_month:.1} bytes per beneficiary-month ({paid} paid), {per_person:.1} bytes per beneficiary");
+        let estimate = state.heap_bytes();
+        println!("{people} beneficiaries, {months} month(s): {bytes} bytes of decision state, {per_month:.1} bytes per beneficiary-month ({paid} paid), {per_person:.1} bytes per beneficiary; State::heap_bytes estimates {estimate}");
+        let off = (estimate as f64 - bytes as f64).abs() / bytes as f64;
+        assert!(off < 0.15, "State::heap_bytes ({estimate}) is {:.0} % off the bytes counted ({bytes})", off * 100.0);
         assert!(per_month <= 200.0, "{per_month:.1} bytes per beneficiary-month, over the goal of 200");
         drop(state);
     }

@@ -74,6 +74,11 @@ impl<T> Chunked<T> {
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().flatten()
     }
+
+    /// Heap bytes of the chunks, as allocated (their capacity, not only what they hold).
+    pub fn allocated_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Vec<T>>() + self.chunks.iter().map(|c| c.capacity() * std::mem::size_of::<T>()).sum::<usize>()
+    }
 }
 
 #[cfg(test)]

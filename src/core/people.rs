@@ -218,6 +218,25 @@ impl People {
     pub fn iter(&self) -> impl Iterator<Item = &Person> {
         self.people.iter()
     }
+
+    /// Heap bytes of the people (their arena and what each owns), as allocated.
+    pub fn heap_bytes(&self) -> usize {
+        let owned: usize = self.iter().map(Person::heap_bytes).sum();
+        self.people.allocated_bytes() + owned
+    }
+}
+
+impl Person {
+    /// Heap bytes this person owns (account text, earlier accounts, further enrollments and
+    /// their changes), as allocated.
+    fn heap_bytes(&self) -> usize {
+        fn thin<T>(v: &Thin<T>) -> usize {
+            v.as_ref().map_or(0, |b| std::mem::size_of::<Vec<T>>() + b.capacity() * std::mem::size_of::<T>())
+        }
+        let accounts = self.account.text.len() + self.older_accounts.as_ref().map_or(0, |o| o.iter().map(|a| a.text.len()).sum()) + thin(&self.older_accounts);
+        let enrollments = self.enrollments().map(|e| thin(&e.changes)).sum::<usize>() + thin(&self.more);
+        accounts + enrollments
+    }
 }
 
 #[cfg(test)]

@@ -312,6 +312,32 @@ impl State {
         self.indexes.regular.len()
     }
 
+    /// Heap bytes of the decision state, estimated from what each structure has allocated
+    /// (capacities; hash tables by their bucket count, a control byte per bucket). What the
+    /// state costs per beneficiary-month is this over `regular_count()`; `tests/state_size.rs`
+    /// checks the estimate against an allocator that counts.
+    pub fn heap_bytes(&self) -> usize {
+        fn table<T>(capacity: usize) -> usize {
+            if capacity == 0 {
+                return 0;
+            }
+            let buckets = (capacity * 8 / 7).next_power_of_two();
+            buckets * (std::mem::size_of::<T>() + 1)
+        }
+        let programs: usize = self.programs.iter().map(|p| p.id.len() + p.rules.categories.len() * 64 + 256).sum::<usize>()
+            + table::<(Box<str>, ProgramHandle)>(self.program_by_id.capacity());
+        let budgets = table::<((ProvinceCode, ProgramHandle, Period), Decimal)>(self.budgets.capacity());
+        let reassigned = table::<(u64, u64)>(self.reassigned.capacity());
+        let indexes = table::<PersonHandle>(self.indexes.person_by_cid.capacity()) + table::<(BatchHandle, u32)>(self.indexes.regular.capacity());
+        let batches = self.batches.capacity() * std::mem::size_of::<Batch>()
+            + self.batches.iter().map(|b| b.id.len() + b.lines.len() * std::mem::size_of::<Slot>()).sum::<usize>()
+            + table::<(Box<str>, BatchHandle)>(self.batch_by_id.capacity())
+            + self.batch_by_id.keys().map(|k| k.len()).sum::<usize>();
+        let reissues = table::<((BatchHandle, u32), Reissues)>(self.reissues.capacity())
+            + self.reissues.values().map(|r| r.capacity() * std::mem::size_of::<Slot>()).sum::<usize>();
+        programs + budgets + reassigned + indexes + batches + reissues + self.people.heap_bytes()
+    }
+
     pub fn batch_count(&self) -> usize {
         self.batches.len()
     }
