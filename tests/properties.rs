@@ -429,14 +429,7 @@ fn fits_item(item: &ItemSpec) -> fn(&Payout<'_>) -> bool {
     }
 }
 
-const REASONS: [FailureReason; 6] = [
-    FailureReason::AccountClosed,
-    FailureReason::InvalidAccount,
-    FailureReason::NameMismatch,
-    FailureReason::AccountBlocked,
-    FailureReason::BeneficiaryDeceased,
-    FailureReason::Other,
-];
+const REASONS: [FailureReason; 6] = FailureReason::ALL;
 
 impl Builder {
     /// The person's number now (the new one once the model saw a re-determination).

@@ -32,14 +32,7 @@ impl PayoutStatus {
     const ALL: [PayoutStatus; 5] = [PayoutStatus::Instructed, PayoutStatus::Settled, PayoutStatus::Failed, PayoutStatus::Returned, PayoutStatus::WrittenOff];
 }
 
-const REASONS: [FailureReason; 6] = [
-    FailureReason::AccountClosed,
-    FailureReason::InvalidAccount,
-    FailureReason::NameMismatch,
-    FailureReason::AccountBlocked,
-    FailureReason::BeneficiaryDeceased,
-    FailureReason::Other,
-];
+const REASONS: [FailureReason; 6] = FailureReason::ALL;
 
 fn reason_code(r: Option<FailureReason>) -> u64 {
     r.map_or(0, |r| REASONS.iter().position(|x| *x == r).expect("every reason is listed") as u64 + 1)

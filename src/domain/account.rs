@@ -100,6 +100,16 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [FailureReason; 6] = [
+        FailureReason::AccountClosed,
+        FailureReason::InvalidAccount,
+        FailureReason::NameMismatch,
+        FailureReason::AccountBlocked,
+        FailureReason::BeneficiaryDeceased,
+        FailureReason::Other,
+    ];
+
     pub fn iso20022(&self) -> &'static str {
         match self {
             FailureReason::AccountClosed => "AC04",
