@@ -246,7 +246,7 @@ pub fn spoil_lines(rng: &mut Rng, lines: &mut Vec<PayoutLine>) -> (usize, usize,
         return (0, 0, 0);
     }
     let stale = n / 500;
-    let dupes = n / 2_000 + 1;
+    let dupes = spoiled_len(n) - n;
     let typos = n / 2_000 + 1;
     for _ in 0..stale {
         let i = rng.below(n as u64) as usize;
@@ -268,6 +268,16 @@ pub fn spoil_lines(rng: &mut Rng, lines: &mut Vec<PayoutLine>) -> (usize, usize,
         lines.push(copy);
     }
     (stale, dupes, typos)
+}
+
+/// How many lines `spoil_lines` leaves in a list of `n` (it pastes duplicate rows into lists of
+/// 50 lines or more).
+pub fn spoiled_len(n: usize) -> usize {
+    if n < 50 {
+        n
+    } else {
+        n + n / 2_000 + 1
+    }
 }
 
 /// The program rules every demo starts from, as (command id, issued_at, command): the monthly
