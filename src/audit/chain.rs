@@ -40,7 +40,7 @@ pub struct Checked {
     pub seq: u64,
     pub hash: String,
     pub event: Event,
-    /// The record as stored.
+    /// The record as stored (empty from a `scan` that does not keep them).
     pub bytes: Vec<u8>,
 }
 
@@ -244,7 +244,9 @@ type Handover = (Vec<Checked>, Option<Result<Failure, AuditError>>);
 /// Reads and checks the records of `source` from seq `from` on a second thread, and hands each
 /// checked record, in order, to `consume` on this one: hashing and parsing overlap with what
 /// `consume` does (replaying into views). Stops at the first fault or when `consume` breaks.
-pub fn scan<B>(source: &Source, from: u64, mut consume: impl FnMut(Checked) -> ControlFlow<B>) -> Result<Scan<B>, AuditError> {
+/// With `keep_bytes` each record's stored bytes come along; without, they are freed on the
+/// checking side, not by `consume`.
+pub fn scan<B>(source: &Source, from: u64, keep_bytes: bool, mut consume: impl FnMut(Checked) -> ControlFlow<B>) -> Result<Scan<B>, AuditError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Handover>(AHEAD_HANDOVERS_MAX);
     std::thread::scope(|scope| {
         // Reading (sled, or the file) on one thread; inspecting on every core (rayon) a chunk
@@ -281,7 +283,9 @@ pub fn scan<B>(source: &Source, from: u64, mut consume: impl FnMut(Checked) -> C
                 for (raw, inspection) in raws.into_iter().zip(inspections) {
                     match checker.link(raw.place, inspection) {
                         Ok(mut checked) => {
-                            checked.bytes = raw.bytes;
+                            if keep_bytes {
+                                checked.bytes = raw.bytes;
+                            }
                             batch.push(checked);
                         }
                         Err(failure) => {

@@ -57,7 +57,7 @@ pub fn replay(source: &Source, as_of: &AsOf, cache_capacity_bytes: u64, progress
         return Ok(Replayed { views, seq, hash, next });
     }
     // Break(None): the prefix is complete; Break(Some(e)): stop with an error.
-    let scan = chain::scan(source, 1, |checked| {
+    let scan = chain::scan(source, 1, true, |checked| {
         if let AsOf::Time { instant, .. } = as_of {
             match parse_rfc3339(&checked.event.at) {
                 None => {

@@ -7,7 +7,7 @@ use super::AuditError;
 use crate::event::Event;
 use crate::log::segment::{RecordMeta, SealedRecord};
 use crate::log::{Group, Head, Log};
-use crate::projection::{Fold, KeyValues, ViewReader, Views};
+use crate::projection::{Fold, KeyValues, ViewReader, Views, VisitView};
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,6 +119,11 @@ impl ScratchViews {
     /// compares with the live views), without writing them.
     pub fn dump(&self) -> Result<KeyValues, AuditError> {
         Ok(self.views().folded(&self.fold)?)
+    }
+
+    /// The same keys and values, one at a time, without collecting them (see `Views::each_folded`).
+    pub fn each_view(&self, visit: &mut VisitView<'_>) -> Result<(), AuditError> {
+        Ok(self.views().each_folded(&self.fold, visit)?)
     }
 }
 

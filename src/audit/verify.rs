@@ -110,7 +110,7 @@ fn run(source: &Source, options: &VerifyOptions, report: &mut Report, progress: 
     let mut scratch = if options.views && from == 1 { Some(ScratchViews::create(options.cache_capacity_bytes, false)?) } else { None };
     let mut compared: Option<String> = None;
     if let (Some(tree), Some(s), 0) = (&live, &scratch, live_applied) {
-        compared = Some(compare_views(tree, &s.dump()?, 0)?);
+        compared = Some(compare_views(tree, s, 0)?);
     }
 
     let mut on_record = |checked: Checked| -> Result<(), Stop> {
@@ -136,7 +136,7 @@ fn run(source: &Source, options: &VerifyOptions, report: &mut Report, progress: 
             s.push(checked)?;
             if let (Some(tree), true) = (&live, seq == live_applied) {
                 s.apply_pending()?;
-                compared = Some(compare_views(tree, &s.dump()?, seq)?);
+                compared = Some(compare_views(tree, s, seq)?);
             }
         }
         report.records += 1;
@@ -146,7 +146,7 @@ fn run(source: &Source, options: &VerifyOptions, report: &mut Report, progress: 
         }
         Ok(())
     };
-    let scan = chain::scan(source, from, |checked| match on_record(checked) {
+    let scan = chain::scan(source, from, false, |checked| match on_record(checked) {
         Ok(()) => ControlFlow::Continue(()),
         Err(stop) => ControlFlow::Break(stop),
     })?;
@@ -264,35 +264,40 @@ fn check_end(
 
 /// Compares the live views with the replayed ones, key by key, in key order; returns the line
 /// to report, or the first difference.
-fn compare_views(live: &sled::Tree, replayed: &crate::projection::KeyValues, at: u64) -> Result<String, Stop> {
+fn compare_views(live: &sled::Tree, replayed: &ScratchViews, at: u64) -> Result<String, Stop> {
     let mut a = live.iter();
-    let mut b = replayed.iter().map(|(k, v)| Ok::<_, sled::Error>((k.as_slice(), v.as_slice())));
     let mut keys = 0u64;
+    let mut outcome: Result<(), Stop> = Ok(());
     let fix = "the views do not follow from the log: run `ansinh rebuild` to derive them again (the log itself verified up to here)";
-    loop {
-        match (a.next().transpose()?, b.next().transpose()?) {
-            (None, None) => break,
-            (Some((k, _)), None) => {
-                return Err(Failure { seq: None, what: format!("live view {} is not produced by replaying seq 1..{at}: {fix}", show_key(&k)) }.into())
-            }
-            (None, Some((k, _))) => {
-                return Err(Failure { seq: None, what: format!("replaying seq 1..{at} produces view {} that the live views lack: {fix}", show_key(k)) }.into())
-            }
-            (Some((ka, va)), Some((kb, vb))) => {
+    let differ = |what: String| Err(Failure { seq: None, what }.into());
+    replayed.each_view(&mut |kb, vb| {
+        let step = match a.next() {
+            None => differ(format!("replaying seq 1..{at} produces view {} that the live views lack: {fix}", show_key(kb))),
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok((ka, va))) => {
                 if ka.as_ref() != kb {
                     let (first, side) = if ka.as_ref() < kb { (ka.as_ref(), "only in the live views") } else { (kb, "only in the replay") };
-                    return Err(Failure { seq: None, what: format!("view {} is {side} (as of seq {at}): {fix}", show_key(first)) }.into());
+                    differ(format!("view {} is {side} (as of seq {at}): {fix}", show_key(first)))
+                } else if va.as_ref() != vb {
+                    differ(format!("view {} differs from its replay as of seq {at}: {}; {fix}", show_key(&ka), first_difference(&va, vb)))
+                } else {
+                    keys += 1;
+                    Ok(())
                 }
-                if va.as_ref() != vb {
-                    return Err(Failure {
-                        seq: None,
-                        what: format!("view {} differs from its replay as of seq {at}: {}; {fix}", show_key(&ka), first_difference(&va, vb)),
-                    }
-                    .into());
-                }
-                keys += 1;
+            }
+        };
+        match step {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(stop) => {
+                outcome = Err(stop);
+                ControlFlow::Break(())
             }
         }
+    })?;
+    outcome?;
+    if let Some(item) = a.next() {
+        let (k, _) = item?;
+        return Err(Failure { seq: None, what: format!("live view {} is not produced by replaying seq 1..{at}: {fix}", show_key(&k)) }.into());
     }
     Ok(format!("views: every event replayed into fresh views; all {} keys byte-identical to the live views as of seq {}", count(keys), count(at)))
 }

@@ -31,11 +31,14 @@ pub mod views;
 use crate::domain::Balance;
 use crate::event::Event;
 use crate::log::{parse_event, Log, LogError};
+use hashbrown::HashMap;
 pub use read::ViewReader;
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use views::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,12 @@ pub enum ViewError {
 
 /// Keys and values of a tree, in key order.
 pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Takes one key and value of the views, in key order (`Views::each_folded`); breaks to stop.
+pub type VisitView<'v> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'v;
+
+/// A folded document over the tree: its key, and its bytes (`None`: the key is removed).
+type Overlaid<'f> = (&'f [u8], Option<Cow<'f, [u8]>>);
 
 pub struct Views {
     tree: sled::Tree,
@@ -312,51 +321,71 @@ impl Views {
     /// The views as a fold would leave them, in key order, without writing them: the tree
     /// overlaid with the folded documents (what `audit verify` compares with the live views).
     pub fn folded(&self, fold: &Fold) -> Result<KeyValues, ViewError> {
-        let mut txn = Txn { tree: &self.tree, docs: HashMap::new(), index: fold.index.clone(), fresh: fold.fresh };
-        txn.write_citizen_indexes()?;
-        let mut overlay: BTreeMap<&[u8], Option<Vec<u8>>> = BTreeMap::new();
-        for (key, doc) in fold.docs.iter().chain(fold.people.iter()).chain(txn.docs.iter()) {
-            overlay.insert(
-                key.as_bytes(),
-                match doc {
-                    Doc::Removed => None,
-                    doc => Some(doc.to_bytes()),
-                },
-            );
-        }
-        let applied = fold.last.unwrap_or(self.applied).to_be_bytes().to_vec();
-        overlay.insert(b"_applied", Some(applied));
         let mut out: KeyValues = Vec::new();
+        self.each_folded(fold, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands each key and value of `folded` to `visit`, in key order, without collecting them
+    /// (a verify's 300,000 documents are compared as they come; encoded ones are not copied).
+    /// Stops early when `visit` breaks.
+    pub fn each_folded(&self, fold: &Fold, visit: &mut VisitView<'_>) -> Result<(), ViewError> {
+        let mut txn = Txn { tree: &self.tree, docs: HashMap::default(), index: fold.index.clone(), fresh: fold.fresh };
+        txn.write_citizen_indexes()?;
+        let applied = fold.last.unwrap_or(self.applied).to_be_bytes();
+        let mut overlay: Vec<Overlaid<'_>> = Vec::with_capacity(fold.docs.len() + fold.people.len() + txn.docs.len() + 1);
+        for (key, doc) in fold.docs.iter().chain(fold.people.iter()).chain(txn.docs.iter()) {
+            let value = match doc {
+                Doc::Removed => None,
+                Doc::Encoded(b) => Some(Cow::Borrowed(b.as_slice())),
+                doc => Some(Cow::Owned(doc.to_bytes())),
+            };
+            overlay.push((key.as_bytes(), value));
+        }
+        overlay.push((b"_applied", Some(Cow::Borrowed(&applied[..]))));
+        // A key in more than one place: the later one holds (the order above), as inserting
+        // them into a map in that order would leave it.
+        overlay.sort_by(|a, b| a.0.cmp(b.0));
+        let mut over = Vec::with_capacity(overlay.len());
+        for item in overlay {
+            match over.last_mut() {
+                Some((k, v)) if *k == item.0 => *v = item.1,
+                _ => over.push(item),
+            }
+        }
         let mut stored = self.tree.iter().peekable();
-        let mut over = overlay.into_iter().peekable();
+        let mut over = over.into_iter().peekable();
         loop {
             let next_stored = match stored.peek() {
-                Some(Ok((k, _))) => Some(k.to_vec()),
+                Some(Ok((k, _))) => Some(k.clone()),
                 Some(Err(_)) => return Err(stored.next().expect("peeked").expect_err("peeked an error").into()),
                 None => None,
             };
-            match (next_stored, over.peek()) {
+            let flow = match (next_stored, over.peek()) {
                 (None, None) => break,
-                (Some(k), Some((ok, _))) if k.as_slice() < *ok => {
+                (Some(k), over_next) if over_next.is_none_or(|(ok, _)| k.as_ref() < *ok) => {
                     let (k, v) = stored.next().expect("peeked")?;
-                    out.push((k.to_vec(), v.to_vec()));
+                    visit(&k, &v)
                 }
-                (Some(_), None) => {
-                    let (k, v) = stored.next().expect("peeked")?;
-                    out.push((k.to_vec(), v.to_vec()));
-                }
-                (k, Some(_)) => {
+                (k, _) => {
                     let (ok, ov) = over.next().expect("peeked");
                     if k.as_deref() == Some(ok) {
                         stored.next();
                     }
-                    if let Some(ov) = ov {
-                        out.push((ok.to_vec(), ov));
+                    match ov {
+                        Some(ov) => visit(ok, &ov),
+                        None => ControlFlow::Continue(()),
                     }
                 }
+            };
+            if flow.is_break() {
+                break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Sum of the ledger balances a fold would leave (tree overlaid with the fold).
@@ -409,8 +438,15 @@ impl Views {
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_allocvec(v).expect("views serialize")
+    // Room for a typical document up front (growing from empty copied it several times: a
+    // tenth of a verify's samples), then no more than it needs: a fold keeps them encoded.
+    let mut bytes = postcard::to_extend(v, Vec::with_capacity(ENCODE_CAPACITY)).expect("views serialize");
+    bytes.shrink_to_fit();
+    bytes
 }
+
+/// Bytes reserved for an encoded document.
+const ENCODE_CAPACITY: usize = 512;
 
 pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, ViewError> {
     postcard::from_bytes(bytes).map_err(|e| ViewError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() })
@@ -533,7 +569,12 @@ impl Txn<'_> {
 
     /// Adds a batch line to the batch's citizen index.
     pub(crate) fn index_line(&mut self, batch_id: &str, citizen: u64, line: u32) {
-        self.index.entry(batch_id.to_string()).or_default().push((citizen, line));
+        match self.index.get_mut(batch_id) {
+            Some(entries) => entries.push((citizen, line)),
+            None => {
+                self.index.insert(batch_id.to_string(), vec![(citizen, line)]);
+            }
+        }
     }
 
     /// Writes the citizen index of every batch that got lines in this group: its entries, old
