@@ -510,7 +510,8 @@ fn changed_removed_or_added_live_views_are_each_found_by_name() {
         let key = views_of(&db).scan_prefix(b"bud/").next().expect("a budget view").unwrap().0;
         String::from_utf8(key.to_vec()).unwrap()
     };
-    let cases: [(&str, &dyn Fn(&sled::Tree)); 3] = [
+    type Tamper<'t> = &'t dyn Fn(&sled::Tree);
+    let cases: [(&str, Tamper<'_>); 3] = [
         ("differs from its replay", &|t| {
             let mut v = t.get(&a_budget).unwrap().unwrap().to_vec();
             *v.last_mut().unwrap() ^= 1;
