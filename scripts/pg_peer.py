@@ -887,7 +887,9 @@ def run_round(args, settings, r, log):
         result.update(lines=len(lines), lines_per_s=len(lines) / result["seconds"], setup_seconds=setup_s, settings=config,
                       load_before_setup=load_before[0], load_at_start=load_start[0], load_at_end=load_end[0],
                       wal_bytes_timed=wal1 - wal0, checkpoints_timed_part=ckpt1 - ckpt0,
-                      db_bytes=int(cluster.query("SELECT pg_database_size('postgres')")))
+                      db_bytes=int(cluster.query("SELECT pg_database_size('postgres')")),
+                      payout_event_bytes_mean=float(cluster.query(
+                          "SELECT avg(octet_length(payload)) FROM events WHERE type = 'payout.instructed'") or 0))
         log(f"pg_peer: round {r}: {result['lines_per_s']:,.0f} lines/s; checking")
         result["checks"] = {k: {"ok": ok, "detail": d} for k, (ok, d) in checks(cluster, lines, funded, result).items()}
         return result
@@ -958,7 +960,8 @@ def main():
                   f"({r['instructed']} paid, {r['rejected']} rejected); batch p50 {statistics.median(r['batch_seconds']):.3f} s, "
                   f"max {max(r['batch_seconds']):.3f} s; validate {st['validate']:.2f} s, payouts+budget+ledger {st['write']:.2f} s, "
                   f"events+chain {st['events']:.2f} s, copy+commit+client {st['copy_and_commit']:.2f} s; "
-                  f"set-up {r['setup_seconds']:.0f} s; WAL {r['wal_bytes_timed'] / 1e6:.0f} MB, "
+                  f"set-up {r['setup_seconds']:.0f} s; payout event {r['payout_event_bytes_mean']:.0f} bytes; "
+                  f"WAL {r['wal_bytes_timed'] / 1e6:.0f} MB, "
                   f"{r['checkpoints_timed_part']} checkpoints; "
                   f"load {r['load_at_start']:.2f} -> {r['load_at_end']:.2f}")
             for name, c in r["checks"].items():
