@@ -274,6 +274,9 @@ enum Damage {
     Cleared,
     /// The whole tree dropped.
     Dropped,
+    /// A rebuild killed while writing its documents one by one: the `_folding` mark set, some
+    /// documents rewritten wrongly or removed, `_applied` still saying the last seq.
+    InterruptedFold,
 }
 
 fn crash_and_recover(damage: Damage) {
@@ -307,6 +310,18 @@ fn crash_and_recover(damage: Damage) {
             }
             Damage::Cleared => db.open_tree("views").unwrap().clear().unwrap(),
             Damage::Dropped => assert!(db.drop_tree("views").unwrap(), "the views tree existed"),
+            Damage::InterruptedFold => {
+                let views = db.open_tree("views").unwrap();
+                views.insert(b"_folding", &1u64.to_be_bytes()).unwrap();
+                let keys: Vec<_> = views.iter().keys().map(|k| k.unwrap()).filter(|k| !k.starts_with(b"_")).collect();
+                for (n, k) in keys.iter().enumerate() {
+                    match n % 3 {
+                        0 => drop(views.remove(k).unwrap()),
+                        1 => drop(views.insert(k, b"half-written".to_vec()).unwrap()),
+                        _ => {}
+                    }
+                }
+            }
         }
         db.flush().unwrap();
     }
@@ -338,6 +353,11 @@ fn views_cleared_are_rebuilt_from_the_log() {
 #[test]
 fn views_dropped_are_rebuilt_from_the_log() {
     crash_and_recover(Damage::Dropped);
+}
+
+#[test]
+fn views_a_rebuild_left_half_written_are_rebuilt_from_the_log() {
+    crash_and_recover(Damage::InterruptedFold);
 }
 
 // ---- the hash chain ----------------------------------------------------------------------------

@@ -66,6 +66,8 @@ pub struct Views {
     reader: ViewReader,
     /// How many documents a fold holds before it writes them (`FOLD_DOCS_MAX`).
     fold_docs_max: usize,
+    /// More documents than this are written one by one in key order (see `write`).
+    write_batch_max: usize,
 }
 
 /// Reads go through `ViewReader` (`views.citizen(..)` works on `Views` too).
@@ -135,7 +137,8 @@ impl Views {
             tree.clear()?;
         }
         let applied = read::applied_seq(&tree)?;
-        let mut views = Views { reader: ViewReader::new(tree.clone(), log.reader()), tree, applied, fold_docs_max: FOLD_DOCS_MAX };
+        let mut views =
+            Views { reader: ViewReader::new(tree.clone(), log.reader()), tree, applied, fold_docs_max: FOLD_DOCS_MAX, write_batch_max: WRITE_BATCH_MAX };
         let total = views.ledger_total()?;
         assert_eq!(total, Decimal::ZERO, "the double-entry ledger sums to zero at open");
         views.catch_up(log, progress)?;
@@ -151,6 +154,12 @@ impl Views {
     /// writes as it goes gives the same views.
     pub fn set_fold_docs_max(&mut self, docs: usize) {
         self.fold_docs_max = docs.max(1);
+    }
+
+    /// Sets how many documents one atomic batch takes before a write goes one by one under the
+    /// `_folding` mark (default `WRITE_BATCH_MAX`); tests use a tiny one to check both ways.
+    pub fn set_write_batch_max(&mut self, docs: usize) {
+        self.write_batch_max = docs.max(1);
     }
 
     /// Applies every logged event past `applied`, in chunks of bounded size. Reading and parsing
@@ -282,35 +291,38 @@ impl Views {
     }
 
     /// Writes the documents and the applied seq. A group's few keys go in one atomic batch. A
-    /// fold's many go in batches of `WRITE_BATCH_MAX` (sled keeps every node copy of a batch
-    /// until it ends: one batch of a rebuild's 325,000 documents took 3 GB more), the first
-    /// marking the views as being written (`_folding`), the last clearing the mark with the
-    /// applied seq: views opened with the mark still there are rebuilt (`Views::open`).
+    /// fold's many (more than `write_batch_max`) go one by one in key order, between a mark that
+    /// the views are being written (`_folding`) and one batch that clears it with the applied
+    /// seq: views opened with the mark still there are rebuilt (`Views::open`). Not one batch:
+    /// sled keeps every node copy of a batch until it ends (one batch of a rebuild's 325,000
+    /// documents took 3 GB more); in key order: sled's batch is a hash map, and the same
+    /// documents inserted in its random order cost twice the time (a rebuild's profile).
     fn write(&mut self, fold: Fold, last: u64) -> Result<(), ViewError> {
         let mut docs = fold.docs;
         docs.extend(fold.people);
         let mut txn = Txn { tree: &self.tree, docs, index: fold.index, fresh: fold.fresh };
         txn.write_citizen_indexes()?;
-        let split = txn.docs.len() > WRITE_BATCH_MAX;
         let mut batch = sled::Batch::default();
-        if split {
-            batch.insert(FOLDING_KEY, &last.to_be_bytes());
-        }
-        let mut in_batch = 0;
-        for (key, doc) in txn.docs {
-            match doc {
-                Doc::Removed => batch.remove(key.as_bytes()),
-                Doc::Encoded(b) => batch.insert(key.as_bytes(), b),
-                doc => batch.insert(key.as_bytes(), doc.to_bytes()),
+        if txn.docs.len() > self.write_batch_max {
+            self.tree.insert(FOLDING_KEY, &last.to_be_bytes())?;
+            let mut docs: Vec<(String, Doc)> = txn.docs.into_iter().collect();
+            docs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (key, doc) in docs {
+                match doc {
+                    Doc::Removed => self.tree.remove(key.as_bytes()).map(drop)?,
+                    Doc::Encoded(b) => self.tree.insert(key.as_bytes(), b).map(drop)?,
+                    doc => self.tree.insert(key.as_bytes(), doc.to_bytes()).map(drop)?,
+                }
             }
-            in_batch += 1;
-            if in_batch == WRITE_BATCH_MAX {
-                self.tree.apply_batch(std::mem::take(&mut batch))?;
-                in_batch = 0;
-            }
-        }
-        if split {
             batch.remove(FOLDING_KEY);
+        } else {
+            for (key, doc) in txn.docs {
+                match doc {
+                    Doc::Removed => batch.remove(key.as_bytes()),
+                    Doc::Encoded(b) => batch.insert(key.as_bytes(), b),
+                    doc => batch.insert(key.as_bytes(), doc.to_bytes()),
+                }
+            }
         }
         batch.insert(b"_applied", &last.to_be_bytes());
         self.tree.apply_batch(batch)?;
