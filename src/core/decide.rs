@@ -59,14 +59,21 @@ fn amount(raw: &str) -> Result<Vnd, Rejection> {
     Vnd::parse(raw).map_err(|e| Rejection::new(e.code(), e.to_string()))
 }
 
+/// A reference, reason or legal basis (`text::free_text`): at most `TEXT_LEN_MAX` characters,
+/// none of them a control, line break or invisible formatting character.
 fn text(raw: &str, what: &str) -> Result<String, Rejection> {
-    if raw.chars().count() > TEXT_LEN_MAX {
-        return Err(Rejection::new("reference_invalid", format!("{what} is longer than {TEXT_LEN_MAX} characters")));
-    }
-    Ok(raw.to_string())
+    text::free_text(raw, TEXT_LEN_MAX).map(str::to_string).map_err(|e| match e {
+        text::NameError::Invisible(_) => Rejection::new("reference_invalid", format!("{what} {e}")),
+        _ => Rejection::new("reference_invalid", format!("{what} is longer than {TEXT_LEN_MAX} characters")),
+    })
 }
 
+/// A defined program. An id outside the identifier set (1-64 of `[A-Za-z0-9._:-]`) is
+/// `program_id_invalid` in every command, as in `define_program`, not merely unknown.
 fn program<'s>(state: &'s State, program_id: &str) -> Result<&'s Program, Rejection> {
+    if !valid_identifier(program_id, IDENTIFIER_LEN_MAX) {
+        return Err(Rejection::new("program_id_invalid", "program id must be 1-64 characters of [A-Za-z0-9._:-]"));
+    }
     state.program(program_id).map(|(_, p)| p).ok_or_else(|| Rejection::new("program_unknown", format!("program {program_id:?} is not defined")))
 }
 
