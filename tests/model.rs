@@ -88,6 +88,9 @@ fn money(raw: &str) -> Result<u64, &'static str> {
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err("amount_invalid");
     }
+    if raw.starts_with('0') && raw.bytes().any(|b| b != b'0') {
+        return Err("amount_invalid");
+    }
     let v: u128 = raw.parse().map_err(|_| "amount_too_large")?;
     match v {
         0 => Err("amount_not_positive"),
