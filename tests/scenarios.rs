@@ -756,6 +756,22 @@ fn a_reassignment_may_correct_the_date_of_birth_and_the_record_takes_it() {
     assert!(!json.contains("date_of_birth"), "{json}");
 }
 
+/// No enrollment begins before birth (at enrollment: `period_invalid`). A corrected date of
+/// birth after the first month of an enrollment contradicts it: refused, not guessed at.
+#[test]
+fn a_corrected_date_of_birth_after_an_enrollment_began_is_refused() {
+    let state = given(&paying(&[]));
+    // AN: enrolled from 2024-01; a female number of 2024 (digit 3).
+    for dob in ["2024-02-01", "2024-12-31"] {
+        let r = state.when(&reassign_correcting(AN.id, "056324000999", Some(dob))).then_rejected("date_of_birth_after_enrollment");
+        assert!(r.message.contains(dob) && !r.message.contains("2024-01"), "the enrollment's month is not named: {}", r.message);
+    }
+    let r = state.when(&reassign_correcting(AN.id, "056325000999", Some("2025-01-20"))).then_rejected("date_of_birth_after_enrollment");
+    assert!(r.message.contains("enrollment"), "{}", r.message);
+    // Born in the enrollment's first month, as enrollment itself allows.
+    state.when(&reassign_correcting(AN.id, "056324000999", Some("2024-01-31"))).then_accepted();
+}
+
 // ---- budgets ---------------------------------------------------------------------------------
 
 #[test]

@@ -298,6 +298,16 @@ fn reassign(state: &State, c: &ReassignCitizenId, issued_at: &Timestamp) -> Deci
         }
         _ => {}
     }
+    // As at enrollment (`period_invalid`), no enrollment may begin before birth: a correction
+    // that puts birth after an enrollment's first month says one of the two is wrong, and which
+    // one is not for the engine to guess. The month is not named (the enrollment may be in a
+    // program or province the sender may not read).
+    if let Some(dob) = corrected.filter(|dob| person.enrollments().any(|e| e.effective_from < dob.period())) {
+        return Err(Rejection::new(
+            "date_of_birth_after_enrollment",
+            format!("the corrected date of birth {dob} is after the first month of an enrollment of this person, which cannot begin before birth: check the date and the enrollment"),
+        ));
+    }
     Ok(vec![EventData::CitizenIdReassigned(CitizenIdReassigned { old_citizen_id: old, new_citizen_id: new, reason, attestation, date_of_birth: corrected })])
 }
 

@@ -56,6 +56,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("citizen_id_in_use", "the new number already belongs to a beneficiary"),
     ("date_of_birth_invalid", "date of birth is not a real calendar date YYYY-MM-DD"),
     ("date_of_birth_in_future", "date of birth is after the day the command was issued (its issued_at date)"),
+    ("date_of_birth_after_enrollment", "a reassignment's corrected date of birth is after the first month of an enrollment of the person"),
     ("full_name_invalid", "full name is empty, too long, has no letter, or has a control or invisible formatting character (zero-width, bidi)"),
     ("identity_mismatch", "date of birth or sex differ from this citizen's existing enrollment"),
     ("attestation_missing", "no identity verification attestation"),
