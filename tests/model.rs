@@ -316,6 +316,7 @@ impl Model {
                 None => Err("payout_unknown"),
                 Some(p) if p.bin != r.bin => Err("bank_mismatch"),
                 Some(p) => match (item.status, p.status) {
+                    (SettlementStatus::Settled, _) if item.reason.is_some() => Err("reason_unexpected"),
                     (SettlementStatus::Settled, Pay::Instructed) => Ok(Pay::Settled),
                     (SettlementStatus::Settled, _) => Err("payout_state"),
                     (_, _) if item.reason.is_none() => Err("reason_missing"),
@@ -498,7 +499,7 @@ impl Gen {
                 for _ in 0..self.rng.below(5) {
                     let payout_id = if ids.is_empty() || self.rng.chance(10) { "MB0-000001".to_string() } else { (*self.rng.pick(&ids)).clone() };
                     let status = *self.rng.pick(&[SettlementStatus::Settled, SettlementStatus::Settled, SettlementStatus::Failed, SettlementStatus::Returned]);
-                    let reason = if status == SettlementStatus::Settled || self.rng.chance(10) { None } else { Some(FailureReason::AccountClosed) };
+                    let reason = if (status == SettlementStatus::Settled) != self.rng.chance(10) { None } else { Some(FailureReason::AccountClosed) };
                     items.push(SettlementItem { payout_id, status, reason, bank_reference: format!("FT{}", self.n) });
                 }
                 let bin = if self.rng.chance(70) {

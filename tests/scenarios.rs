@@ -923,6 +923,16 @@ fn a_failure_or_return_needs_a_reason() {
     given(&with_b1().0).when(&settlements_cmd(VCB, vec![item])).then_item_rejected("reason_missing", 1);
 }
 
+/// A settled item with a failure reason says two things at once: refused, never read as either.
+#[test]
+fn a_settlement_carries_no_failure_reason() {
+    for reason in FailureReason::ALL {
+        let mut item = settled_item("B1-000001", "FT1");
+        item.reason = Some(reason);
+        given(&with_b1().0).when(&settlements_cmd(VCB, vec![item])).then_item_rejected("reason_unexpected", 1);
+    }
+}
+
 // ---- reissue and write-off -------------------------------------------------------------------
 
 #[test]

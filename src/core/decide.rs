@@ -503,6 +503,11 @@ fn decide_item(state: &State, bin: &str, item: &SettlementItem, changed: &HashMa
     let not_allowed = |to: &str| Rejection::new("payout_state", format!("payout {} is {}; it cannot become {to}", item.payout_id, current.as_str()));
     let t = |reason| transition_of(&p, &item.payout_id, reason, reference.clone());
     match item.status {
+        // A settlement with a failure reason says two things; which the bank meant is a guess.
+        SettlementStatus::Settled if item.reason.is_some() => Err(Rejection::new(
+            "reason_unexpected",
+            "a settled item carries a failure reason: report it as failed or returned with the reason, or as settled without one",
+        )),
         SettlementStatus::Settled if current == PayoutStatus::Instructed => Ok((EventData::PayoutSettled(t(None)), PayoutStatus::Settled)),
         SettlementStatus::Settled => Err(not_allowed("settled")),
         SettlementStatus::Failed | SettlementStatus::Returned if item.reason.is_none() => {

@@ -114,6 +114,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("bank_mismatch", "the payout is routed to another bank"),
     ("payout_state", "the payout's status does not allow this transition"),
     ("reason_missing", "a failure or return needs a reason"),
+    ("reason_unexpected", "a settled item carries a failure reason (settled and failed at once)"),
 ];
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! `every_hostile_command_gets_its_specific_reason_and_changes_nothing_else`: its code, nothing
 //! else changed, the engine still running): hidden or control characters in every free-text
 //! field; zero-padded amounts; arrays where an object is expected; malformed program ids in
-//! every command; a byte-order mark before JSON. Plus the tests that are not single commands
+//! every command; a settled item with a failure reason; a byte-order mark before JSON. Plus the tests that are not single commands
 //! (rejection messages bounded in the log, empty lines between CSV rows).
 
 use super::*;
@@ -167,6 +167,17 @@ pub(super) fn cases(add: &mut dyn FnMut(&str, Vec<u8>, Expect), good_fund: &Valu
         );
         let e = enroll_with(&format!("pid-enroll-{i}"), |p| p.program_id = (*id).into());
         add(&format!("program id {why}: enroll"), to_bytes(&e), Expect::Rejected("program_id_invalid"));
+    }
+
+    // ---- a settlement that says settled and failed at once ----------------------------------------
+    for (i, reason) in ansinh::domain::FailureReason::ALL.into_iter().enumerate() {
+        let mut item = settled_item(PAYOUT, "FT1");
+        item.reason = Some(reason);
+        add(
+            &format!("settled with failure reason {}", reason.as_str()),
+            to_bytes(&envelope(&format!("sr-{i}"), settlements_cmd(VCB, vec![item]))),
+            Expect::Item(1, "reason_unexpected"),
+        );
     }
 
     // ---- a byte-order mark before the JSON text -------------------------------------------------
