@@ -533,6 +533,9 @@ fn open_payout<'s>(state: &'s State, payout_id: &str) -> Result<PayoutRef<'s>, R
 }
 
 fn reissue(state: &State, c: &crate::command::PayoutRef) -> Decision {
+    // Not recorded (the new payout carries no reason), but checked as a write-off's is: the
+    // same field of the same payload type is not accepted in one command and refused in another.
+    text(&c.reason, "reason")?;
     let p = open_payout(state, &c.payout_id)?;
     let person = p.person();
     let e = person.enrollment(p.batch.program).expect("a payout's citizen is enrolled in its program");

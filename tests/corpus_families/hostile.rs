@@ -61,6 +61,11 @@ pub(super) fn cases(add: &mut dyn FnMut(&str, Vec<u8>, Expect), good_fund: &Valu
             ("terminate", terminate_cmd(AN.id, "2025-02", &raw)),
             ("reassign", reassign_cmd(AN.id, AN_NEW_ID, &raw)),
             ("write-off", write_off_cmd(PAYOUT, &raw)),
+            ("reissue", {
+                let Command::ReissuePayout(mut r) = reissue_cmd(PAYOUT) else { unreachable!("a reissue command") };
+                r.reason = raw.clone();
+                Command::ReissuePayout(r)
+            }),
         ] {
             add(&format!("free text: {what} reason {why}"), to_bytes(&envelope(&format!("ft-{what}-{i}"), cmd)), Expect::Rejected("reference_invalid"));
         }
