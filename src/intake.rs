@@ -129,6 +129,8 @@ pub enum CsvError {
     /// against. Empty lines after the last row are harmless (editors add them).
     #[error("CSV file is over the bound of {COMMAND_BYTES_MAX} bytes")]
     Oversize,
+    #[error("CSV file is empty: a payout list needs a header with columns citizen_id and amount, then one row per payout")]
+    Empty,
     #[error("CSV: {0}")]
     Io(#[from] std::io::Error),
     #[error("CSV file line {line} is empty, between data rows (before row {row}): the file is refused, since the report numbers rows as the file holds them; remove the empty line")]
@@ -157,6 +159,9 @@ pub fn payout_batch_from_csv(
     reader.take(COMMAND_BYTES_MAX as u64 + 1).read_to_end(&mut bytes)?;
     if bytes.len() > COMMAND_BYTES_MAX {
         return Err(CsvError::Oversize);
+    }
+    if bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes).iter().all(u8::is_ascii_whitespace) {
+        return Err(CsvError::Empty);
     }
     // flexible: the width is checked here, so the error names the row and says why.
     let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(bytes.as_slice());
@@ -302,6 +307,11 @@ mod tests {
         assert_eq!(b.lines[1].citizen_id, "058190000001");
         assert_eq!(b.lines[1].amount, "1000000");
         assert!(payout_batch_from_csv("id,amt\n".as_bytes(), "B1", "sa", "056", "2025-01").is_err());
+        for empty in ["", "\n", " \r\n\n", "\u{feff}", "\u{feff}\n"] {
+            assert!(matches!(csv_error(empty), CsvError::Empty), "{empty:?}");
+        }
+        // A header alone is a list of no payouts: the engine refuses it as `batch_empty`.
+        assert!(payout_batch_from_csv("citizen_id,amount\n".as_bytes(), "B1", "sa", "056", "2025-01").expect("a header").lines.is_empty());
     }
 
     fn csv_error(text: &str) -> CsvError {
