@@ -326,7 +326,7 @@ fn a_program_needs_categories() {
 
 #[test]
 fn coefficients_are_decimals_in_0_to_10_with_2_decimals() {
-    for raw in ["0", "1.555", "10.5", "-1", "1,5", "abc"] {
+    for raw in ["0", "1.555", "10.5", "-1", "1,5", "abc", ".5", "1.", "1.5.0", "+1.5", "1e0", " 1.5", "1.500", "\u{661}.\u{665}"] {
         given(&[]).when(&define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", raw)])).then_rejected("coefficient_invalid");
     }
 }
