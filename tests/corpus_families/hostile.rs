@@ -80,6 +80,12 @@ pub(super) fn cases(add: &mut dyn FnMut(&str, Vec<u8>, Expect), good_fund: &Valu
     let e = enroll_with("ft-att-only-zw", |p| p.attestation.as_mut().expect("set").reference = "\u{200b}".into());
     add("free text: attestation reference of a zero-width space only", to_bytes(&e), Expect::Rejected("attestation_invalid"));
 
+    // VNeID has levels 1 and 2: a higher number is no level at all, not a stronger one.
+    for level in [0u8, 3, 9, 255] {
+        let e = enroll_with(&format!("att-level-{level}"), |p| p.attestation.as_mut().expect("set").level = level);
+        add(&format!("attestation level {level}"), to_bytes(&e), Expect::Rejected("attestation_insufficient"));
+    }
+
     // ---- amounts: zero-padded (fixed-width formats may carry implied decimals) ------------------
     for (i, raw) in ["0750000", "00750000", "000075000000", "00000000000000000000750000", "01"].iter().enumerate() {
         add(
