@@ -59,7 +59,7 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
 /// A cell as the terminal may show it: the raw input of a refused line is kept as sent, so a
 /// control or invisible character (an escape sequence, a bidi override) is printed as its
 /// `\u{..}` escape, never sent to the operator's terminal.
-fn shown(cell: &str) -> String {
+pub(crate) fn shown(cell: &str) -> String {
     if !cell.chars().any(crate::domain::text::is_invisible_or_control) {
         return cell.to_string();
     }
