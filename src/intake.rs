@@ -5,6 +5,7 @@ mod strict_json;
 
 use crate::command::{Command, CommandEnvelope, PayoutLine, SubmitPayoutBatch};
 use serde_json::Value;
+use std::io::Read;
 use strict_json::StrictJsonError;
 
 /// Largest command accepted (a 50,000-line batch is about 4 MB).
@@ -53,6 +54,11 @@ pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
         return Err(DecodeError::Oversize(bytes.len()));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
+    if text.starts_with('\u{feff}') {
+        return Err(DecodeError::NotJson(
+            "the text starts with a byte-order mark (U+FEFF), which JSON text may not carry (RFC 8259 §8.1): save it as UTF-8 without BOM".into(),
+        ));
+    }
     let value: Value = strict_json::parse(text).map_err(|e| match e {
         StrictJsonError::DuplicateKey { key, path } => DecodeError::DuplicateKey { key, path },
         StrictJsonError::Json(e) => DecodeError::NotJson(e.to_string()),
@@ -67,7 +73,39 @@ pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
     if !Command::TYPE_NAMES.contains(&kind) {
         return Err(DecodeError::UnknownType(kind.chars().take(64).collect()));
     }
+    if let Some(path) = object.get("payload").and_then(positional_list) {
+        return Err(DecodeError::SchemaViolation(format!(
+            "$.payload{path} is not an object: a command's arrays are lists of objects (lines, items), and an object is written with its member names, never as a positional list"
+        )));
+    }
     serde_json::from_value(value).map_err(|e| DecodeError::SchemaViolation(e.to_string()))
+}
+
+/// A key as a path segment, as `strict_json` writes it: `.lines`, or `["a b"]` (at most 64 characters).
+fn path_segment(key: &str) -> String {
+    let shown: String = key.chars().take(64).collect();
+    if !shown.is_empty() && shown.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        format!(".{shown}")
+    } else {
+        format!("[{}]", serde_json::to_string(&shown).expect("a string serializes"))
+    }
+}
+
+/// Where `value` holds an array element that is not an object, as a path below it. serde reads
+/// a JSON array as the fields of a struct in their declaration order, so
+/// `"lines":[["056185000123","750000"]]` (or a whole payload, an account, an attestation written
+/// as an array) would decode as if the names had been sent. Every array of the command
+/// vocabulary is a list of records (`lines`, `items`), so an element that is not an object is
+/// refused wherever it is; a struct sent as an array of objects fails on its first field.
+fn positional_list(value: &Value) -> Option<String> {
+    match value {
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| match item {
+            Value::Object(_) => positional_list(item).map(|below| format!("[{i}]{below}")),
+            _ => Some(format!("[{i}]")),
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, v)| positional_list(v).map(|below| format!("{}{below}", path_segment(key)))),
+        _ => None,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +124,17 @@ pub enum CsvError {
          inside a value (750,000) splits it in two: write amounts as whole đồng without separators (750000)"
     )]
     RowWidth { row: u64, line: u64, fields: usize, header_fields: usize },
+    /// An empty line between data rows. The CSV reader skips it, so every later line of the
+    /// batch would be numbered one less than its row in the sheet the agency reads the report
+    /// against. Empty lines after the last row are harmless (editors add them).
+    #[error("CSV file is over the bound of {COMMAND_BYTES_MAX} bytes")]
+    Oversize,
+    #[error("CSV file is empty: a payout list needs a header with columns citizen_id and amount, then one row per payout")]
+    Empty,
+    #[error("CSV: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("CSV file line {line} is empty, between data rows (before row {row}): the file is refused, since the report numbers rows as the file holds them; remove the empty line")]
+    EmptyRow { row: u64, line: u64 },
 }
 
 /// A header name as `citizen_id` and `amount` are looked up: byte-order mark and surrounding
@@ -105,8 +154,17 @@ pub fn payout_batch_from_csv(
     province: &str,
     period: &str,
 ) -> Result<SubmitPayoutBatch, CsvError> {
+    // Held whole (bounded as a command is), so that an empty line the reader skips can be seen.
+    let mut bytes = Vec::new();
+    reader.take(COMMAND_BYTES_MAX as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > COMMAND_BYTES_MAX {
+        return Err(CsvError::Oversize);
+    }
+    if bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes).iter().all(u8::is_ascii_whitespace) {
+        return Err(CsvError::Empty);
+    }
     // flexible: the width is checked here, so the error names the row and says why.
-    let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(bytes.as_slice());
     let headers = csv.headers()?.clone();
     let keys: Vec<String> = headers.iter().map(column_key).collect();
     for (again, key) in keys.iter().enumerate() {
@@ -119,15 +177,32 @@ pub fn payout_batch_from_csv(
         return Err(CsvError::Header(headers.iter().collect::<Vec<_>>().join(",")));
     };
     let mut lines = Vec::new();
-    for (index, row) in csv.records().enumerate() {
-        let row = row?;
+    let mut row = csv::StringRecord::new();
+    while csv.read_record(&mut row)? {
+        let index = lines.len() as u64 + 1;
+        // A row's position is where the reader started on it, before the empty lines it skips.
+        let start = row.position().cloned().unwrap_or_else(csv::Position::new);
+        if let Some(line) = empty_line_at(&bytes, &start) {
+            return Err(CsvError::EmptyRow { row: index, line });
+        }
         if row.len() != headers.len() {
-            let line = row.position().map_or(0, csv::Position::line);
-            return Err(CsvError::RowWidth { row: index as u64 + 1, line, fields: row.len(), header_fields: headers.len() });
+            return Err(CsvError::RowWidth { row: index, line: start.line(), fields: row.len(), header_fields: headers.len() });
         }
         lines.push(PayoutLine { citizen_id: row[cid].to_string(), amount: row[amount].to_string() });
     }
     Ok(SubmitPayoutBatch { batch_id: batch_id.into(), program_id: program_id.into(), province: province.into(), period: period.into(), lines })
+}
+
+/// The file line of an empty line starting at `at`, if one does. After a `\r\n` the reader
+/// stops between the two bytes, so a `\n` after a `\r` ends the line before, not a new one.
+fn empty_line_at(bytes: &[u8], at: &csv::Position) -> Option<u64> {
+    let mut i = usize::try_from(at.byte()).ok()?;
+    let mut line = at.line();
+    if i > 0 && bytes.get(i - 1) == Some(&b'\r') && bytes.get(i) == Some(&b'\n') {
+        i += 1;
+        line += 1;
+    }
+    matches!(bytes.get(i), Some(b'\n' | b'\r')).then_some(line)
 }
 
 #[cfg(test)]
@@ -147,6 +222,33 @@ mod tests {
         );
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(decode_command(deep.as_bytes()).unwrap_err().reason(), "not_json");
+    }
+
+    /// A struct written as an array would be read field by field in declaration order.
+    #[test]
+    fn an_array_where_an_object_is_expected_is_refused_with_its_path() {
+        let with = |payload: &str| format!(r#"{{"command_id":"c1","type":"submit_payout_batch","issued_at":"2025-01-20T08:00:00Z","payload":{payload}}}"#);
+        let good = r#"{"batch_id":"B1","program_id":"p","province":"056","period":"2025-01","lines":[{"citizen_id":"056185000123","amount":"750000"}]}"#;
+        assert!(decode_command(with(good).as_bytes()).is_ok());
+        for (payload, path) in [
+            (good.replace(r#"{"citizen_id":"056185000123","amount":"750000"}"#, r#"["056185000123","750000"]"#), "$.payload.lines[0]"),
+            (
+                good.replace(r#"{"citizen_id":"056185000123","amount":"750000"}"#, r#"{"citizen_id":"056185000123","amount":"750000"},null"#),
+                "$.payload.lines[1]",
+            ),
+            (r#"["B1","p","056","2025-01",[]]"#.to_string(), "$.payload[0]"),
+        ] {
+            let err = decode_command(with(&payload).as_bytes()).unwrap_err();
+            assert_eq!(err.reason(), "schema_violation", "{payload}");
+            assert!(err.to_string().starts_with(path), "{payload}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_named() {
+        let err = decode_command("\u{feff}{}".as_bytes()).unwrap_err();
+        assert_eq!(err.reason(), "not_json");
+        assert!(err.to_string().contains("byte-order mark"), "{err}");
     }
 
     #[test]
@@ -205,6 +307,11 @@ mod tests {
         assert_eq!(b.lines[1].citizen_id, "058190000001");
         assert_eq!(b.lines[1].amount, "1000000");
         assert!(payout_batch_from_csv("id,amt\n".as_bytes(), "B1", "sa", "056", "2025-01").is_err());
+        for empty in ["", "\n", " \r\n\n", "\u{feff}", "\u{feff}\n"] {
+            assert!(matches!(csv_error(empty), CsvError::Empty), "{empty:?}");
+        }
+        // A header alone is a list of no payouts: the engine refuses it as `batch_empty`.
+        assert!(payout_batch_from_csv("citizen_id,amount\n".as_bytes(), "B1", "sa", "056", "2025-01").expect("a header").lines.is_empty());
     }
 
     fn csv_error(text: &str) -> CsvError {
@@ -233,6 +340,31 @@ mod tests {
         // Quoted, the comma stays in the value, which the engine refuses (`amount_separator`).
         let b = payout_batch_from_csv("citizen_id,amount\n056185000123,\"750,000\"\n".as_bytes(), "B1", "sa", "056", "2025-01").expect("parses");
         assert_eq!(b.lines[0].amount, "750,000");
+    }
+
+    /// The reader skips empty lines; between rows that would renumber every later row.
+    #[test]
+    fn an_empty_line_between_rows_refuses_the_file() {
+        for (text, row, line) in [
+            ("citizen_id,amount\n056185000123,750000\n\n058190000001,1000000\n", 2, 3),
+            ("citizen_id,amount\r\n056185000123,750000\r\n\r\n058190000001,1000000\r\n", 2, 3),
+            ("citizen_id,amount\n\n056185000123,750000\n", 1, 2),
+            ("citizen_id,amount\n\"056185000123\",\"7\n5\"\n\n\n058190000001,1000000\n", 2, 4),
+        ] {
+            match csv_error(text) {
+                CsvError::EmptyRow { row: r, line: l } => assert_eq!((r, l), (row, line), "{text:?}"),
+                other => panic!("{text:?}: {other}"),
+            }
+        }
+        // At the end, after the last row, empty lines change no row's number.
+        for text in [
+            "citizen_id,amount\n056185000123,750000\n\n\n",
+            "citizen_id,amount\r\n056185000123,750000\r\n\r\n",
+            "citizen_id,amount\n\"0561\n85000123\",750000\n058190000001,1\n",
+        ] {
+            let b = payout_batch_from_csv(text.as_bytes(), "B1", "sa", "056", "2025-01").expect(text);
+            assert!(!b.lines.is_empty(), "{text:?}");
+        }
     }
 
     #[test]

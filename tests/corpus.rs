@@ -403,6 +403,7 @@ fn corpus() -> Vec<Case> {
     add("command id reused with another payload", to_bytes(&envelope("s-fund", fund_cmd("2025-01", "999"))), Expect::Rejected("command_id_reused"));
     add("command id reused by another type", to_bytes(&envelope("s-enroll-an", suspend_cmd(AN.id, "2025-02", "x"))), Expect::Rejected("command_id_reused"));
     issue16::cases(&mut add, &good_enroll, &good_fund);
+    hostile::cases(&mut add, &good_fund);
     cases
 }
 
@@ -637,6 +638,10 @@ mod fuzz {
 
 #[path = "corpus_families/disclosure.rs"]
 mod disclosure;
+/// After issue 16: free text, zero-padded amounts, positional arrays, program ids in every
+/// command, bounded rejection messages, empty CSV rows.
+#[path = "corpus_families/hostile.rs"]
+mod hostile;
 /// Issue 16 ("money and identity"): one family of cases per class of hostile input, and the
 /// families that are tests of their own.
 #[path = "corpus_families/issue16.rs"]

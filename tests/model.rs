@@ -88,6 +88,9 @@ fn money(raw: &str) -> Result<u64, &'static str> {
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err("amount_invalid");
     }
+    if raw.starts_with('0') && raw.bytes().any(|b| b != b'0') {
+        return Err("amount_invalid");
+    }
     let v: u128 = raw.parse().map_err(|_| "amount_too_large")?;
     match v {
         0 => Err("amount_not_positive"),
@@ -313,6 +316,7 @@ impl Model {
                 None => Err("payout_unknown"),
                 Some(p) if p.bin != r.bin => Err("bank_mismatch"),
                 Some(p) => match (item.status, p.status) {
+                    (SettlementStatus::Settled, _) if item.reason.is_some() => Err("reason_unexpected"),
                     (SettlementStatus::Settled, Pay::Instructed) => Ok(Pay::Settled),
                     (SettlementStatus::Settled, _) => Err("payout_state"),
                     (_, _) if item.reason.is_none() => Err("reason_missing"),
@@ -495,7 +499,7 @@ impl Gen {
                 for _ in 0..self.rng.below(5) {
                     let payout_id = if ids.is_empty() || self.rng.chance(10) { "MB0-000001".to_string() } else { (*self.rng.pick(&ids)).clone() };
                     let status = *self.rng.pick(&[SettlementStatus::Settled, SettlementStatus::Settled, SettlementStatus::Failed, SettlementStatus::Returned]);
-                    let reason = if status == SettlementStatus::Settled || self.rng.chance(10) { None } else { Some(FailureReason::AccountClosed) };
+                    let reason = if (status == SettlementStatus::Settled) != self.rng.chance(10) { None } else { Some(FailureReason::AccountClosed) };
                     items.push(SettlementItem { payout_id, status, reason, bank_reference: format!("FT{}", self.n) });
                 }
                 let bin = if self.rng.chance(70) {

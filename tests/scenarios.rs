@@ -326,7 +326,7 @@ fn a_program_needs_categories() {
 
 #[test]
 fn coefficients_are_decimals_in_0_to_10_with_2_decimals() {
-    for raw in ["0", "1.555", "10.5", "-1", "1,5", "abc"] {
+    for raw in ["0", "1.555", "10.5", "-1", "1,5", "abc", ".5", "1.", "1.5.0", "+1.5", "1e0", " 1.5", "1.500", "\u{661}.\u{665}"] {
         given(&[]).when(&define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", raw)])).then_rejected("coefficient_invalid");
     }
 }
@@ -756,6 +756,22 @@ fn a_reassignment_may_correct_the_date_of_birth_and_the_record_takes_it() {
     assert!(!json.contains("date_of_birth"), "{json}");
 }
 
+/// No enrollment begins before birth (at enrollment: `period_invalid`). A corrected date of
+/// birth after the first month of an enrollment contradicts it: refused, not guessed at.
+#[test]
+fn a_corrected_date_of_birth_after_an_enrollment_began_is_refused() {
+    let state = given(&paying(&[]));
+    // AN: enrolled from 2024-01; a female number of 2024 (digit 3).
+    for dob in ["2024-02-01", "2024-12-31"] {
+        let r = state.when(&reassign_correcting(AN.id, "056324000999", Some(dob))).then_rejected("date_of_birth_after_enrollment");
+        assert!(r.message.contains(dob) && !r.message.contains("2024-01"), "the enrollment's month is not named: {}", r.message);
+    }
+    let r = state.when(&reassign_correcting(AN.id, "056325000999", Some("2025-01-20"))).then_rejected("date_of_birth_after_enrollment");
+    assert!(r.message.contains("enrollment"), "{}", r.message);
+    // Born in the enrollment's first month, as enrollment itself allows.
+    state.when(&reassign_correcting(AN.id, "056324000999", Some("2024-01-31"))).then_accepted();
+}
+
 // ---- budgets ---------------------------------------------------------------------------------
 
 #[test]
@@ -905,6 +921,16 @@ fn a_failure_or_return_needs_a_reason() {
     let mut item = failed_item("B1-000001", FailureReason::Other, "");
     item.reason = None;
     given(&with_b1().0).when(&settlements_cmd(VCB, vec![item])).then_item_rejected("reason_missing", 1);
+}
+
+/// A settled item with a failure reason says two things at once: refused, never read as either.
+#[test]
+fn a_settlement_carries_no_failure_reason() {
+    for reason in FailureReason::ALL {
+        let mut item = settled_item("B1-000001", "FT1");
+        item.reason = Some(reason);
+        given(&with_b1().0).when(&settlements_cmd(VCB, vec![item])).then_item_rejected("reason_unexpected", 1);
+    }
 }
 
 // ---- reissue and write-off -------------------------------------------------------------------

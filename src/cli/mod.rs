@@ -56,10 +56,22 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Prints rows as an aligned table; numeric-looking cells are right-aligned.
+/// A cell as the terminal may show it: the raw input of a refused line is kept as sent, so a
+/// control or invisible character (an escape sequence, a bidi override) is printed as its
+/// `\u{..}` escape, never sent to the operator's terminal.
+pub(crate) fn shown(cell: &str) -> String {
+    if !cell.chars().any(crate::domain::text::is_invisible_or_control) {
+        return cell.to_string();
+    }
+    cell.chars().map(|c| if crate::domain::text::is_invisible_or_control(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
+/// Prints rows as an aligned table; numeric-looking cells are right-aligned, hidden characters
+/// escaped (`shown`).
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows.iter().map(|row| row.iter().map(|cell| shown(cell)).collect()).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if i < widths.len() {
                 widths[i] = widths[i].max(cell.chars().count());
@@ -85,7 +97,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     line(headers.iter().map(|h| h.to_string()).collect());
     outln!("  {}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
     for row in rows {
-        line(row.clone());
+        line(row);
     }
 }
 
@@ -95,4 +107,15 @@ pub fn vnd(d: rust_decimal::Decimal) -> String {
 
 pub fn count(n: u64) -> String {
     crate::domain::money::group_thousands(rust_decimal::Decimal::from(n))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hidden_characters_reach_the_terminal_escaped() {
+        assert_eq!(super::shown("056185000123"), "056185000123");
+        assert_eq!(super::shown("Nguyễn Thị An"), "Nguyễn Thị An");
+        assert_eq!(super::shown("\u{1b}[2J"), "\\u{1b}[2J");
+        assert_eq!(super::shown("RED\u{202e}abc\n"), "RED\\u{202e}abc\\u{a}");
+    }
 }

@@ -85,7 +85,7 @@ pub(crate) fn read_input(args: &SubmitArgs, sender: Option<&str>) -> Result<Inpu
                     if args.json {
                         outln!("{}", serde_json::json!({"line": line_no, "status": "invalid", "code": e.reason(), "message": e.to_string()}));
                     } else {
-                        outln!("line {line_no:>6}  invalid    {}: {e}", e.reason());
+                        outln!("line {line_no:>6}  invalid    {}: {}", e.reason(), super::shown(&e.to_string()));
                     }
                 }
             }
@@ -162,7 +162,8 @@ pub(crate) fn print_outcome(line_no: usize, o: &Outcome, json: bool, csv: bool) 
         (Some(c), Some(m)) => format!("  {c}: {m}"),
         _ => String::new(),
     };
-    outln!("line {line_no:>6}  {:<24} {:<22} {status}{seqs}{why}", o.command_id, o.command_type);
+    // The command id of poison and a decode error's message quote the sender's bytes.
+    outln!("line {line_no:>6}  {:<24} {:<22} {status}{seqs}{}", super::shown(&o.command_id), o.command_type, super::shown(&why));
     if !o.lines.is_empty() {
         let rejected = o.count_lines("rejected");
         outln!("              {} lines: {} ok, {} rejected", o.lines.len(), o.lines.len() - rejected, rejected);
@@ -175,7 +176,7 @@ pub(crate) fn print_outcome(line_no: usize, o: &Outcome, json: bool, csv: bool) 
                     (Some(p), None) => p.clone(),
                     _ => String::new(),
                 };
-                outln!("              {row}  {:<10} {detail}", l.status);
+                outln!("              {row}  {:<10} {}", l.status, super::shown(&detail));
             }
         }
     }

@@ -59,14 +59,21 @@ fn amount(raw: &str) -> Result<Vnd, Rejection> {
     Vnd::parse(raw).map_err(|e| Rejection::new(e.code(), e.to_string()))
 }
 
+/// A reference, reason or legal basis (`text::free_text`): at most `TEXT_LEN_MAX` characters,
+/// none of them a control, line break or invisible formatting character.
 fn text(raw: &str, what: &str) -> Result<String, Rejection> {
-    if raw.chars().count() > TEXT_LEN_MAX {
-        return Err(Rejection::new("reference_invalid", format!("{what} is longer than {TEXT_LEN_MAX} characters")));
-    }
-    Ok(raw.to_string())
+    text::free_text(raw, TEXT_LEN_MAX).map(str::to_string).map_err(|e| match e {
+        text::NameError::Invisible(_) => Rejection::new("reference_invalid", format!("{what} {e}")),
+        _ => Rejection::new("reference_invalid", format!("{what} is longer than {TEXT_LEN_MAX} characters")),
+    })
 }
 
+/// A defined program. An id outside the identifier set (1-64 of `[A-Za-z0-9._:-]`) is
+/// `program_id_invalid` in every command, as in `define_program`, not merely unknown.
 fn program<'s>(state: &'s State, program_id: &str) -> Result<&'s Program, Rejection> {
+    if !valid_identifier(program_id, IDENTIFIER_LEN_MAX) {
+        return Err(Rejection::new("program_id_invalid", "program id must be 1-64 characters of [A-Za-z0-9._:-]"));
+    }
     state.program(program_id).map(|(_, p)| p).ok_or_else(|| Rejection::new("program_unknown", format!("program {program_id:?} is not defined")))
 }
 
@@ -291,6 +298,16 @@ fn reassign(state: &State, c: &ReassignCitizenId, issued_at: &Timestamp) -> Deci
         }
         _ => {}
     }
+    // As at enrollment (`period_invalid`), no enrollment may begin before birth: a correction
+    // that puts birth after an enrollment's first month says one of the two is wrong, and which
+    // one is not for the engine to guess. The month is not named (the enrollment may be in a
+    // program or province the sender may not read).
+    if let Some(dob) = corrected.filter(|dob| person.enrollments().any(|e| e.effective_from < dob.period())) {
+        return Err(Rejection::new(
+            "date_of_birth_after_enrollment",
+            format!("the corrected date of birth {dob} is after the first month of an enrollment of this person, which cannot begin before birth: check the date and the enrollment"),
+        ));
+    }
     Ok(vec![EventData::CitizenIdReassigned(CitizenIdReassigned { old_citizen_id: old, new_citizen_id: new, reason, attestation, date_of_birth: corrected })])
 }
 
@@ -486,6 +503,11 @@ fn decide_item(state: &State, bin: &str, item: &SettlementItem, changed: &HashMa
     let not_allowed = |to: &str| Rejection::new("payout_state", format!("payout {} is {}; it cannot become {to}", item.payout_id, current.as_str()));
     let t = |reason| transition_of(&p, &item.payout_id, reason, reference.clone());
     match item.status {
+        // A settlement with a failure reason says two things; which the bank meant is a guess.
+        SettlementStatus::Settled if item.reason.is_some() => Err(Rejection::new(
+            "reason_unexpected",
+            "a settled item carries a failure reason: report it as failed or returned with the reason, or as settled without one",
+        )),
         SettlementStatus::Settled if current == PayoutStatus::Instructed => Ok((EventData::PayoutSettled(t(None)), PayoutStatus::Settled)),
         SettlementStatus::Settled => Err(not_allowed("settled")),
         SettlementStatus::Failed | SettlementStatus::Returned if item.reason.is_none() => {
@@ -511,6 +533,9 @@ fn open_payout<'s>(state: &'s State, payout_id: &str) -> Result<PayoutRef<'s>, R
 }
 
 fn reissue(state: &State, c: &crate::command::PayoutRef) -> Decision {
+    // Not recorded (the new payout carries no reason), but checked as a write-off's is: the
+    // same field of the same payload type is not accepted in one command and refused in another.
+    text(&c.reason, "reason")?;
     let p = open_payout(state, &c.payout_id)?;
     let person = p.person();
     let e = person.enrollment(p.batch.program).expect("a payout's citizen is enrolled in its program");

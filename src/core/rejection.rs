@@ -12,10 +12,20 @@ pub struct Rejection {
     pub message: String,
 }
 
+/// Longest rejection message, in characters. Messages echo what the sender sent (a province
+/// code, a BIN, a period, an amount) and are recorded in the log: a megabyte of input must not
+/// become a megabyte of `command.rejected`. Past the bound the message is cut and ends in `…`.
+pub const MESSAGE_CHARS_MAX: usize = 512;
+
 impl Rejection {
     pub fn new(code: &'static str, message: impl Into<String>) -> Rejection {
         debug_assert!(CODES.iter().any(|(c, _)| *c == code), "rejection code {code} is listed in CODES");
-        Rejection { code, message: message.into() }
+        let mut message = message.into();
+        if let Some((cut, _)) = message.char_indices().nth(MESSAGE_CHARS_MAX) {
+            message.truncate(cut);
+            message.push('…');
+        }
+        Rejection { code, message }
     }
 }
 
@@ -46,11 +56,15 @@ pub const CODES: &[(&str, &str)] = &[
     ("citizen_id_in_use", "the new number already belongs to a beneficiary"),
     ("date_of_birth_invalid", "date of birth is not a real calendar date YYYY-MM-DD"),
     ("date_of_birth_in_future", "date of birth is after the day the command was issued (its issued_at date)"),
+    ("date_of_birth_after_enrollment", "a reassignment's corrected date of birth is after the first month of an enrollment of the person"),
     ("full_name_invalid", "full name is empty, too long, has no letter, or has a control or invisible formatting character (zero-width, bidi)"),
     ("identity_mismatch", "date of birth or sex differ from this citizen's existing enrollment"),
     ("attestation_missing", "no identity verification attestation"),
     ("attestation_insufficient", "attestation is not VNeID level 2"),
-    ("attestation_invalid", "attestation reference is empty or too long, or verified_at is not a real RFC 3339 time"),
+    (
+        "attestation_invalid",
+        "attestation reference is empty, too long or has a control or invisible formatting character, or verified_at is not a real RFC 3339 time",
+    ),
     ("attestation_after_command", "the attestation was verified after the command's issued_at (compared as instants)"),
     // Accounts
     ("bank_unknown", "BIN is not in the bank table"),
@@ -68,9 +82,9 @@ pub const CODES: &[(&str, &str)] = &[
     ("province_unknown", "province code is not in the table"),
     ("period_invalid", "period or effective month is not YYYY-MM in 1900-2399"),
     ("standard_level_missing", "no standard level is in force for this province and period"),
-    ("reference_invalid", "a reference or reason text is longer than 256 characters"),
+    ("reference_invalid", "a reference, reason or legal basis is longer than 256 characters or has a control, line break or invisible formatting character"),
     // Money
-    ("amount_invalid", "amount is not a plain string of digits (a sign, an exponent, a letter or a currency sign)"),
+    ("amount_invalid", "amount is not a plain string of digits (a sign, an exponent, a letter, a currency sign, non-ASCII digits or a leading zero)"),
     ("amount_separator", "amount contains a separator or a space (500.000, 500,000, 500 000, 500000.00): write whole đồng as digits only"),
     ("amount_not_positive", "amount is zero or negative"),
     ("amount_too_large", "amount exceeds the bound (10^15 đồng)"),
@@ -100,6 +114,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("bank_mismatch", "the payout is routed to another bank"),
     ("payout_state", "the payout's status does not allow this transition"),
     ("reason_missing", "a failure or return needs a reason"),
+    ("reason_unexpected", "a settled item carries a failure reason (settled and failed at once)"),
 ];
 
 #[cfg(test)]
@@ -110,6 +125,14 @@ mod tests {
         for (code, _) in super::CODES {
             assert!(readme.contains(&format!("| `{code}` |")), "README.md's reason-code table lacks {code}");
         }
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let r = super::Rejection::new("province_unknown", format!("province code {:?} is not in the table", "9".repeat(100_000)));
+        assert_eq!(r.message.chars().count(), super::MESSAGE_CHARS_MAX + 1);
+        assert!(r.message.ends_with('…'));
+        assert_eq!(super::Rejection::new("province_unknown", "short").message, "short");
     }
 
     #[test]

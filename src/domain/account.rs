@@ -66,12 +66,22 @@ impl Attestation {
     /// pure). `verified_at` must be a real RFC 3339 time, and not after the command: a
     /// verification cannot come later than the command that cites it (compared as instants).
     pub fn check(&self, issued_at: &Timestamp) -> Result<(), (&'static str, String)> {
-        if self.provider != "VNeID" || self.level < 2 {
+        // VNeID has levels 1 and 2 (Decree 59/2022): a "level 3" or 255 is no level, not a better one.
+        if self.provider != "VNeID" || self.level != 2 {
             let provider: String = self.provider.chars().take(32).collect();
             return Err(("attestation_insufficient", format!("a VNeID level 2 attestation is required, got {provider:?} level {}", self.level)));
         }
         if self.reference.trim().is_empty() || self.reference.len() > 128 {
             return Err(("attestation_invalid", "attestation needs a reference of 1-128 characters".into()));
+        }
+        if let Some(c) = self.reference.chars().find(|c| super::text::is_invisible_or_control(*c)) {
+            return Err((
+                "attestation_invalid",
+                format!(
+                    "attestation reference contains U+{:04X}, a control or invisible formatting character; send the reference as the adapter returned it",
+                    u32::from(c)
+                ),
+            ));
         }
         let shown: String = self.verified_at.chars().take(48).collect();
         let verified = Timestamp::parse(&self.verified_at)

@@ -30,6 +30,13 @@ pub enum VndError {
     Separator(String),
     #[error("amount {0:?} is not a plain number of đồng (digits only, no sign, no exponent, no currency sign)")]
     NotANumber(String),
+    /// A zero-padded amount (`0750000`) comes from a fixed-width or bank format, where the
+    /// padding often carries implied minor units (`000075000000` for 750000.00): which was
+    /// meant is a guess, so it is refused like the other forms that are not plain digits.
+    #[error(
+        "amount {0:?} has a leading zero; write whole đồng as digits without padding (750000, not 0750000): a zero-padded amount may carry implied decimals"
+    )]
+    LeadingZero(String),
     /// Only from `from_decimal` (a computed amount): text cannot spell a fraction any more,
     /// since `.` and `,` are `Separator`.
     #[error("amount {0} has a fractional part; VND has no minor unit")]
@@ -44,7 +51,7 @@ impl VndError {
     /// Stable rejection code for this error (see `Rejection`).
     pub fn code(&self) -> &'static str {
         match self {
-            VndError::Empty | VndError::NotANumber(_) | VndError::Fractional(_) => "amount_invalid",
+            VndError::Empty | VndError::NotANumber(_) | VndError::LeadingZero(_) | VndError::Fractional(_) => "amount_invalid",
             VndError::Separator(_) => "amount_separator",
             VndError::NotPositive(_) => "amount_not_positive",
             VndError::TooLarge(_) => "amount_too_large",
@@ -67,9 +74,10 @@ pub fn is_digit_separator(c: char) -> bool {
 }
 
 impl Vnd {
-    /// Parses whole đồng written as ASCII digits ("750000"; leading zeros are harmless). Refuses
-    /// any separator or space (`Separator`: "500.000", "750,000", "750000.00", " 750000"), then
-    /// signs, exponents and other characters, zero, and anything above the bound.
+    /// Parses whole đồng written as ASCII digits without a leading zero ("750000", the form
+    /// recorded amounts have). Refuses any separator or space (`Separator`: "500.000",
+    /// "750,000", "750000.00", " 750000"), then signs, exponents and other characters, zero, a
+    /// zero-padded amount ("0750000"), and anything above the bound.
     pub fn parse(raw: &str) -> Result<Vnd, VndError> {
         if raw.is_empty() {
             return Err(VndError::Empty);
@@ -87,6 +95,9 @@ impl Vnd {
         let trimmed = raw.trim_start_matches('0');
         if trimmed.is_empty() {
             return Err(VndError::NotPositive(raw.to_string()));
+        }
+        if trimmed.len() != raw.len() {
+            return Err(VndError::LeadingZero(raw.to_string()));
         }
         // 19 digits would already exceed the bound; refuse before parsing so no overflow.
         if trimmed.len() > 16 {
@@ -140,8 +151,9 @@ impl Serialize for Vnd {
 }
 
 /// Reading a recorded amount (events, views): only the form `Serialize` writes, digits without
-/// a leading zero, so the decoder and the schema's pattern accept exactly the same strings.
-/// Commands carry amounts as raw strings and go through `Vnd::parse` in `decide`.
+/// a leading zero (what `Vnd::parse` accepts), so the decoder and the schema's pattern accept
+/// exactly the same strings. Commands carry amounts as raw strings and go through `Vnd::parse`
+/// in `decide`.
 impl<'de> Deserialize<'de> for Vnd {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
@@ -233,7 +245,6 @@ mod tests {
     #[test]
     fn parses_whole_amounts() {
         assert_eq!(Vnd::parse("750000").unwrap().to_string(), "750000");
-        assert_eq!(Vnd::parse("0750000").unwrap().to_string(), "750000");
         assert_eq!(Vnd::parse("1000000000000000").unwrap().to_string(), "1000000000000000");
     }
 
@@ -252,6 +263,9 @@ mod tests {
             ("000", "amount_not_positive"),
             ("-0", "amount_not_positive"),
             ("-750000", "amount_not_positive"),
+            ("0750000", "amount_invalid"),
+            ("00000000000000000000001", "amount_invalid"),
+            ("000075000000", "amount_invalid"),
             ("1000000000000001", "amount_too_large"),
             ("99999999999999999999999999999999", "amount_too_large"),
         ] {

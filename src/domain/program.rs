@@ -18,6 +18,12 @@ impl Coefficient {
         if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             return None;
         }
+        // The schema's form, digits with an optional point and 1-2 decimals: `.5` and `1.` are
+        // refused, as the pattern refuses them.
+        let (whole, decimals) = raw.split_once('.').unwrap_or((raw, "0"));
+        if whole.is_empty() || !(1..=2).contains(&decimals.len()) {
+            return None;
+        }
         let d = Decimal::from_str(raw).ok()?;
         if d <= Decimal::ZERO || d > Decimal::from(10) || d.scale() > 2 {
             return None;

@@ -96,6 +96,23 @@ pub fn name(raw: &str, max_chars: usize) -> Result<&str, NameError> {
     Ok(trimmed)
 }
 
+/// Free text a sender writes beside a command and the log keeps: a reference, a reason, a legal
+/// basis, a bank's reference. It may be empty and needs no letter, but it is one line of
+/// visible text: the characters a name may not hold (controls, line breaks and tabs included,
+/// format and private-use characters, the line and paragraph separators) are refused here too,
+/// naming the first one, never stripped. These texts reach bank files, CSV reports and
+/// auditors' screens, where a bidi override or a line break changes what is read. The text is
+/// kept as sent (no trimming).
+pub fn free_text(raw: &str, max_chars: usize) -> Result<&str, NameError> {
+    if let Some(c) = raw.chars().find(|c| is_invisible_or_control(*c)) {
+        return Err(NameError::Invisible(u32::from(c)));
+    }
+    if raw.chars().count() > max_chars {
+        return Err(NameError::TooLong(max_chars));
+    }
+    Ok(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +192,17 @@ mod tests {
         // A leading or trailing one is not trimmed away either (only white space is).
         assert_eq!(name("\u{feff}Nguyễn Thị An", 100), Err(NameError::Invisible(0xFEFF)));
         assert_eq!(name("Nguyễn Thị An\u{200b}", 100), Err(NameError::Invisible(0x200B)));
+    }
+
+    #[test]
+    fn free_text_may_be_empty_or_letterless_but_shows_everything() {
+        for raw in ["", "KBNN 2025/01-056", "Nghị định 76/2024/NĐ-CP", "  spaced  ", "FT25020812345", "12345"] {
+            assert_eq!(free_text(raw, 256), Ok(raw), "{raw:?}");
+        }
+        for c in ['\n', '\r', '\t', '\u{0}', '\u{1b}', '\u{85}', '\u{200b}', '\u{202e}', '\u{2066}', '\u{feff}', '\u{2028}', '\u{e000}', '\u{ad}'] {
+            let raw = format!("REF{c}1");
+            assert_eq!(free_text(&raw, 256), Err(NameError::Invisible(u32::from(c))), "U+{:04X}", u32::from(c));
+        }
+        assert_eq!(free_text(&"x".repeat(257), 256), Err(NameError::TooLong(256)));
     }
 }
