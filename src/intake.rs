@@ -81,16 +81,6 @@ pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
     serde_json::from_value(value).map_err(|e| DecodeError::SchemaViolation(e.to_string()))
 }
 
-/// A key as a path segment, as `strict_json` writes it: `.lines`, or `["a b"]` (at most 64 characters).
-fn path_segment(key: &str) -> String {
-    let shown: String = key.chars().take(64).collect();
-    if !shown.is_empty() && shown.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        format!(".{shown}")
-    } else {
-        format!("[{}]", serde_json::to_string(&shown).expect("a string serializes"))
-    }
-}
-
 /// Where `value` holds an array element that is not an object, as a path below it. serde reads
 /// a JSON array as the fields of a struct in their declaration order, so
 /// `"lines":[["056185000123","750000"]]` (or a whole payload, an account, an attestation written
@@ -103,7 +93,7 @@ fn positional_list(value: &Value) -> Option<String> {
             Value::Object(_) => positional_list(item).map(|below| format!("[{i}]{below}")),
             _ => Some(format!("[{i}]")),
         }),
-        Value::Object(map) => map.iter().find_map(|(key, v)| positional_list(v).map(|below| format!("{}{below}", path_segment(key)))),
+        Value::Object(map) => map.iter().find_map(|(key, v)| positional_list(v).map(|below| format!("{}{below}", strict_json::key_segment(key)))),
         _ => None,
     }
 }
@@ -124,15 +114,15 @@ pub enum CsvError {
          inside a value (750,000) splits it in two: write amounts as whole đồng without separators (750000)"
     )]
     RowWidth { row: u64, line: u64, fields: usize, header_fields: usize },
-    /// An empty line between data rows. The CSV reader skips it, so every later line of the
-    /// batch would be numbered one less than its row in the sheet the agency reads the report
-    /// against. Empty lines after the last row are harmless (editors add them).
     #[error("CSV file is over the bound of {COMMAND_BYTES_MAX} bytes")]
     Oversize,
     #[error("CSV file is empty: a payout list needs a header with columns citizen_id and amount, then one row per payout")]
     Empty,
     #[error("CSV: {0}")]
     Io(#[from] std::io::Error),
+    /// An empty line between data rows. The CSV reader skips it, so every later line of the
+    /// batch would be numbered one less than its row in the sheet the agency reads the report
+    /// against. Empty lines after the last row are harmless (editors add them).
     #[error("CSV file line {line} is empty, between data rows (before row {row}): the file is refused, since the report numbers rows as the file holds them; remove the empty line")]
     EmptyRow { row: u64, line: u64 },
 }

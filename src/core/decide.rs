@@ -62,10 +62,7 @@ fn amount(raw: &str) -> Result<Vnd, Rejection> {
 /// A reference, reason or legal basis (`text::free_text`): at most `TEXT_LEN_MAX` characters,
 /// none of them a control, line break or invisible formatting character.
 fn text(raw: &str, what: &str) -> Result<String, Rejection> {
-    text::free_text(raw, TEXT_LEN_MAX).map(str::to_string).map_err(|e| match e {
-        text::NameError::Invisible(_) => Rejection::new("reference_invalid", format!("{what} {e}")),
-        _ => Rejection::new("reference_invalid", format!("{what} is longer than {TEXT_LEN_MAX} characters")),
-    })
+    text::free_text(raw, TEXT_LEN_MAX).map(str::to_string).map_err(|e| Rejection::new("reference_invalid", format!("{what} {e}")))
 }
 
 /// A defined program. An id outside the identifier set (1-64 of `[A-Za-z0-9._:-]`) is

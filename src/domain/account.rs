@@ -74,14 +74,8 @@ impl Attestation {
         if self.reference.trim().is_empty() || self.reference.len() > 128 {
             return Err(("attestation_invalid", "attestation needs a reference of 1-128 characters".into()));
         }
-        if let Some(c) = self.reference.chars().find(|c| super::text::is_invisible_or_control(*c)) {
-            return Err((
-                "attestation_invalid",
-                format!(
-                    "attestation reference contains U+{:04X}, a control or invisible formatting character; send the reference as the adapter returned it",
-                    u32::from(c)
-                ),
-            ));
+        if let Err(e) = super::text::free_text(&self.reference, usize::MAX) {
+            return Err(("attestation_invalid", format!("attestation reference {e}")));
         }
         let shown: String = self.verified_at.chars().take(48).collect();
         let verified = Timestamp::parse(&self.verified_at)

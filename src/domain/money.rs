@@ -92,18 +92,15 @@ impl Vnd {
         if !digits_only(raw) {
             return Err(VndError::NotANumber(raw.to_string()));
         }
-        let trimmed = raw.trim_start_matches('0');
-        if trimmed.is_empty() {
-            return Err(VndError::NotPositive(raw.to_string()));
-        }
-        if trimmed.len() != raw.len() {
-            return Err(VndError::LeadingZero(raw.to_string()));
+        if raw.starts_with('0') {
+            let all_zero = raw.bytes().all(|b| b == b'0');
+            return Err(if all_zero { VndError::NotPositive(raw.to_string()) } else { VndError::LeadingZero(raw.to_string()) });
         }
         // 19 digits would already exceed the bound; refuse before parsing so no overflow.
-        if trimmed.len() > 16 {
+        if raw.len() > 16 {
             return Err(VndError::TooLarge(raw.to_string()));
         }
-        let value = Decimal::from_str(trimmed).map_err(|_| VndError::NotANumber(raw.to_string()))?;
+        let value = Decimal::from_str(raw).map_err(|_| VndError::NotANumber(raw.to_string()))?;
         Vnd::from_decimal(value).map_err(|e| match e {
             VndError::TooLarge(_) => VndError::TooLarge(raw.to_string()),
             other => other,

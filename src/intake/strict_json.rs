@@ -56,14 +56,20 @@ impl Duplicate {
         for segment in self.reversed_path.iter().rev() {
             match segment {
                 Segment::Index(i) => path.push_str(&format!("[{i}]")),
-                Segment::Key(k) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
-                    path.push('.');
-                    path.push_str(&quoted(k, false));
-                }
-                Segment::Key(k) => path.push_str(&format!("[{}]", quoted(k, true))),
+                Segment::Key(k) => path.push_str(&key_segment(k)),
             }
         }
         StrictJsonError::DuplicateKey { key: quoted(&self.key, false), path }
+    }
+}
+
+/// A member name as a segment of a path shown in a message: `.lines`, or `["a b"]` for a
+/// name that is not plain (cut as `quoted` cuts it).
+pub(super) fn key_segment(key: &str) -> String {
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        format!(".{}", quoted(key, false))
+    } else {
+        format!("[{}]", quoted(key, true))
     }
 }
 
