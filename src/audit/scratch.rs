@@ -122,7 +122,7 @@ impl ScratchViews {
     }
 
     /// The same keys and values, one at a time, without collecting them (see `Views::each_folded`).
-    pub fn each_view(&self, visit: &mut VisitView<'_>) -> Result<(), AuditError> {
+    pub fn each_view<B>(&self, visit: &mut VisitView<'_, B>) -> Result<Option<B>, AuditError> {
         Ok(self.views().each_folded(&self.fold, visit)?)
     }
 }

@@ -267,34 +267,26 @@ fn check_end(
 fn compare_views(live: &sled::Tree, replayed: &ScratchViews, at: u64) -> Result<String, Stop> {
     let mut a = live.iter();
     let mut keys = 0u64;
-    let mut outcome: Result<(), Stop> = Ok(());
     let fix = "the views do not follow from the log: run `ansinh rebuild` to derive them again (the log itself verified up to here)";
-    let differ = |what: String| Err(Failure { seq: None, what }.into());
-    replayed.each_view(&mut |kb, vb| {
-        let step = match a.next() {
-            None => differ(format!("replaying seq 1..{at} produces view {} that the live views lack: {fix}", show_key(kb))),
-            Some(Err(e)) => Err(e.into()),
-            Some(Ok((ka, va))) => {
-                if ka.as_ref() != kb {
-                    let (first, side) = if ka.as_ref() < kb { (ka.as_ref(), "only in the live views") } else { (kb, "only in the replay") };
-                    differ(format!("view {} is {side} (as of seq {at}): {fix}", show_key(first)))
-                } else if va.as_ref() != vb {
-                    differ(format!("view {} differs from its replay as of seq {at}: {}; {fix}", show_key(&ka), first_difference(&va, vb)))
-                } else {
-                    keys += 1;
-                    Ok(())
-                }
-            }
-        };
-        match step {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(stop) => {
-                outcome = Err(stop);
-                ControlFlow::Break(())
-            }
+    let differ = |what: String| ControlFlow::Break(Stop::from(Failure { seq: None, what }));
+    let stopped = replayed.each_view(&mut |kb, vb| match a.next() {
+        None => differ(format!("replaying seq 1..{at} produces view {} that the live views lack: {fix}", show_key(kb))),
+        Some(Err(e)) => ControlFlow::Break(e.into()),
+        Some(Ok((ka, _))) if ka.as_ref() != kb => {
+            let (first, side) = if ka.as_ref() < kb { (ka.as_ref(), "only in the live views") } else { (kb, "only in the replay") };
+            differ(format!("view {} is {side} (as of seq {at}): {fix}", show_key(first)))
+        }
+        Some(Ok((ka, va))) if va.as_ref() != vb => {
+            differ(format!("view {} differs from its replay as of seq {at}: {}; {fix}", show_key(&ka), first_difference(&va, vb)))
+        }
+        Some(Ok(_)) => {
+            keys += 1;
+            ControlFlow::Continue(())
         }
     })?;
-    outcome?;
+    if let Some(stop) = stopped {
+        return Err(stop);
+    }
     if let Some(item) = a.next() {
         let (k, _) = item?;
         return Err(Failure { seq: None, what: format!("live view {} is not produced by replaying seq 1..{at}: {fix}", show_key(&k)) }.into());

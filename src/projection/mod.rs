@@ -38,6 +38,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::ops::ControlFlow;
 use views::*;
 
@@ -54,8 +55,9 @@ pub enum ViewError {
 /// Keys and values of a tree, in key order.
 pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Takes one key and value of the views, in key order (`Views::each_folded`); breaks to stop.
-pub type VisitView<'v> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'v;
+/// Takes one key and value of the views, in key order (`Views::each_folded`); breaks to stop
+/// with what it found.
+pub type VisitView<'v, B> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<B> + 'v;
 
 /// A folded document over the tree: its key, and its bytes (`None`: the key is removed).
 type Overlaid<'f> = (&'f [u8], Option<Cow<'f, [u8]>>);
@@ -308,19 +310,17 @@ impl Views {
             let mut docs: Vec<(String, Doc)> = txn.docs.into_iter().collect();
             docs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (key, doc) in docs {
-                match doc {
-                    Doc::Removed => self.tree.remove(key.as_bytes()).map(drop)?,
-                    Doc::Encoded(b) => self.tree.insert(key.as_bytes(), b).map(drop)?,
-                    doc => self.tree.insert(key.as_bytes(), doc.to_bytes()).map(drop)?,
+                match doc.into_stored() {
+                    Some(bytes) => self.tree.insert(key.as_bytes(), bytes).map(drop)?,
+                    None => self.tree.remove(key.as_bytes()).map(drop)?,
                 }
             }
             batch.remove(FOLDING_KEY);
         } else {
             for (key, doc) in txn.docs {
-                match doc {
-                    Doc::Removed => batch.remove(key.as_bytes()),
-                    Doc::Encoded(b) => batch.insert(key.as_bytes(), b),
-                    doc => batch.insert(key.as_bytes(), doc.to_bytes()),
+                match doc.into_stored() {
+                    Some(bytes) => batch.insert(key.as_bytes(), bytes),
+                    None => batch.remove(key.as_bytes()),
                 }
             }
         }
@@ -334,7 +334,7 @@ impl Views {
     /// overlaid with the folded documents (what `audit verify` compares with the live views).
     pub fn folded(&self, fold: &Fold) -> Result<KeyValues, ViewError> {
         let mut out: KeyValues = Vec::new();
-        self.each_folded(fold, &mut |k, v| {
+        self.each_folded(fold, &mut |k, v| -> ControlFlow<Infallible> {
             out.push((k.to_vec(), v.to_vec()));
             ControlFlow::Continue(())
         })?;
@@ -343,8 +343,8 @@ impl Views {
 
     /// Hands each key and value of `folded` to `visit`, in key order, without collecting them
     /// (a verify's 300,000 documents are compared as they come; encoded ones are not copied).
-    /// Stops early when `visit` breaks.
-    pub fn each_folded(&self, fold: &Fold, visit: &mut VisitView<'_>) -> Result<(), ViewError> {
+    /// Stops at the first break of `visit`, and returns what it broke with.
+    pub fn each_folded<B>(&self, fold: &Fold, visit: &mut VisitView<'_, B>) -> Result<Option<B>, ViewError> {
         let mut txn = Txn { tree: &self.tree, docs: HashMap::default(), index: fold.index.clone(), fresh: fold.fresh };
         txn.write_citizen_indexes()?;
         let applied = fold.last.unwrap_or(self.applied).to_be_bytes();
@@ -393,11 +393,11 @@ impl Views {
                     }
                 }
             };
-            if flow.is_break() {
-                break;
+            if let ControlFlow::Break(found) = flow {
+                return Ok(Some(found));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Sum of the ledger balances a fold would leave (tree overlaid with the fold).
@@ -450,8 +450,8 @@ impl Views {
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Room for a typical document up front (growing from empty copied it several times: a
-    // tenth of a verify's samples), then no more than it needs: a fold keeps them encoded.
+    // Room for a typical document up front (growing from empty copied it several times over),
+    // then no more than it needs: a fold keeps them encoded.
     let mut bytes = postcard::to_extend(v, Vec::with_capacity(ENCODE_CAPACITY)).expect("views serialize");
     bytes.shrink_to_fit();
     bytes
@@ -495,6 +495,15 @@ impl Doc {
             Doc::Program(v) => encode(v),
             Doc::Account(v, _) => encode(v),
             Doc::Encoded(b) => b.clone(),
+        }
+    }
+
+    /// What the tree stores for it, without copying an encoded one; `None` for a removed key.
+    fn into_stored(self) -> Option<Vec<u8>> {
+        match self {
+            Doc::Removed => None,
+            Doc::Encoded(bytes) => Some(bytes),
+            doc => Some(doc.to_bytes()),
         }
     }
 }
