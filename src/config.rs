@@ -13,6 +13,8 @@ pub struct Config {
     pub limits: Limits,
     pub bus: crate::bus::BusConfig,
     pub api: ApiSection,
+    /// Which shards exist and what each owns (issue 12); empty: one unsharded engine.
+    pub shards: crate::shard::ShardsSection,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -158,6 +160,9 @@ impl Config {
         if let Some(dup) = config.api.tokens.iter().find(|t| !seen.insert(t.sha256())) {
             return Err(invalid(&format!("api.tokens {:?}: the same token is configured twice", dup.name)));
         }
+        if let Some(problem) = config.shards.problem() {
+            return Err(invalid(&problem));
+        }
         Ok(config)
     }
 
@@ -167,6 +172,7 @@ impl Config {
             limits: self.limits,
             cache_capacity_bytes: self.engine.cache_capacity_mb * 1024 * 1024,
             checkpoint_every_events: self.engine.checkpoint_every_events,
+            ownership: crate::shard::Ownership::everything(),
         }
     }
 }

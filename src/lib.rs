@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod projection;
 pub mod schema;
+pub mod shard;
 pub mod timefmt;
 
 pub use engine::{Engine, EngineError, EngineOptions};

@@ -47,6 +47,10 @@ pub const CODES: &[(&str, &str)] = &[
     ("command_id_reused", "the command id was already used with a different payload"),
     ("unauthorized", "the sender's role does not allow this command for this province, program or bank"),
     ("version_unsupported", "the command type's version is not one this engine reads"),
+    (
+        "shard_not_owner",
+        "this shard does not own the command's administering province, or the line's citizen ID partition (issue 12: it reached the wrong shard)",
+    ),
     // Identity
     ("citizen_id_format", "citizen ID is not exactly 12 digits"),
     ("citizen_id_unknown_province", "the first 3 digits are not a province code in the table (possibly a country code: check by hand)"),

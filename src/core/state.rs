@@ -82,6 +82,9 @@ impl std::fmt::Debug for Indexes {
 #[derive(Clone, Debug, Default)]
 pub struct State {
     pub limits: Limits,
+    /// What this engine owns (a shard's provinces and citizen partitions; everything when not
+    /// sharded). Not a fact of the log: set at open from the config, read by `decide` only.
+    pub ownership: crate::shard::Ownership,
     programs: Vec<Program>,
     program_by_id: HashMap<Box<str>, ProgramHandle>,
     /// Available amount per (province, program, period): funded - committed + released.

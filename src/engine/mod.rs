@@ -47,6 +47,8 @@ pub struct EngineOptions {
     /// Record a chain checkpoint when an append crosses a multiple of this (0: never); see
     /// `audit::checkpoint`.
     pub checkpoint_every_events: u64,
+    /// What this engine owns (issue 12): a shard refuses the rest (`shard_not_owner`).
+    pub ownership: crate::shard::Ownership,
 }
 
 impl EngineOptions {
@@ -56,6 +58,7 @@ impl EngineOptions {
             limits: Limits::default(),
             cache_capacity_bytes: 256 * 1024 * 1024,
             checkpoint_every_events: 100_000,
+            ownership: crate::shard::Ownership::everything(),
         }
     }
 }
@@ -118,7 +121,8 @@ impl Engine {
         for path in [options.data_dir.join("conf"), options.data_dir.clone()] {
             std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io)?;
         }
-        let state = replay_state(&log, options.limits, progress)?;
+        let mut state = replay_state(&log, options.limits, progress)?;
+        state.ownership = options.ownership.clone();
         let views = Views::open(&db, &log, &mut |n| progress("views", n))?;
         let checkpoint_every_events = options.checkpoint_every_events;
         let durable = log.head().clone();
