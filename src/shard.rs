@@ -40,13 +40,15 @@ pub fn partition_routing_key(partition: u16) -> String {
 
 /// What one engine process owns. Unsharded (`Ownership::everything`), it owns everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ownership {
-    /// `None`: not sharded.
-    pub shard: Option<String>,
-    /// Administering province codes this shard owns (three digits); `None`: all.
-    provinces: Option<BTreeSet<String>>,
-    /// One bit per partition this shard owns; `None`: all.
-    partitions: Option<Box<[u64; PARTITIONS as usize / 64]>>,
+pub struct Ownership(Option<std::sync::Arc<Owned>>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Owned {
+    shard: String,
+    /// Administering province codes this shard owns (three digits).
+    provinces: BTreeSet<String>,
+    /// One bit per partition this shard owns.
+    partitions: [u64; PARTITIONS as usize / 64],
 }
 
 impl Ownership {
@@ -56,36 +58,37 @@ impl Ownership {
 
     /// A shard named `shard` owning `provinces` and the partitions in `partitions`.
     pub fn shard(shard: &str, provinces: impl IntoIterator<Item = String>, partitions: impl IntoIterator<Item = u16>) -> Ownership {
-        let mut bits = Box::new([0u64; PARTITIONS as usize / 64]);
+        let mut bits = [0u64; PARTITIONS as usize / 64];
         for p in partitions {
             assert!(p < PARTITIONS, "partition {p} out of range");
             bits[usize::from(p / 64)] |= 1 << (p % 64);
         }
-        Ownership { shard: Some(shard.to_string()), provinces: Some(provinces.into_iter().collect()), partitions: Some(bits) }
+        Ownership(Some(std::sync::Arc::new(Owned { shard: shard.to_string(), provinces: provinces.into_iter().collect(), partitions: bits })))
     }
 
     pub fn is_sharded(&self) -> bool {
-        self.shard.is_some()
+        self.0.is_some()
     }
 
     pub fn shard_name(&self) -> &str {
-        self.shard.as_deref().unwrap_or("(unsharded)")
+        self.0.as_ref().map_or("(unsharded)", |o| o.shard.as_str())
     }
 
     pub fn owns_province(&self, code: &str) -> bool {
-        self.provinces.as_ref().map_or(true, |p| p.contains(code))
+        self.0.as_ref().is_none_or(|o| o.provinces.contains(code))
     }
 
     pub fn owns_partition(&self, partition: u16) -> bool {
-        self.partitions.as_ref().map_or(true, |bits| partition < PARTITIONS && bits[usize::from(partition / 64)] & (1 << (partition % 64)) != 0)
+        partition < PARTITIONS && self.0.as_ref().is_none_or(|o| o.partitions[usize::from(partition / 64)] & (1 << (partition % 64)) != 0)
     }
 
     pub fn owns_citizen(&self, citizen: &CitizenId) -> bool {
         self.owns_partition(partition_of(citizen.as_str()))
     }
 
+    /// The provinces owned (none listed when unsharded: all are).
     pub fn provinces(&self) -> impl Iterator<Item = &str> {
-        self.provinces.iter().flatten().map(String::as_str)
+        self.0.iter().flat_map(|o| o.provinces.iter()).map(String::as_str)
     }
 
     /// The partitions owned, in order (all of them when unsharded).
