@@ -992,6 +992,61 @@ fn a_failed_payout_can_be_written_off_and_then_nothing_more() {
     state.when(&write_off_cmd("B1-000001", "")).then_rejected("payout_state");
 }
 
+// ---- shards (issue 12) ----------------------------------------------------------------------
+
+/// A shard that owns only `provinces` (no one-off partitions).
+fn shard_owning(events: &[EventData], provinces: &[&str]) -> State {
+    let mut state = given(events);
+    state.ownership = ansinh::shard::Ownership::shard("north", provinces.iter().map(|p| p.to_string()), []);
+    state
+}
+
+/// Every command that names its administering province is refused whole at a shard that does
+/// not own the province, before its other checks; the same commands pass at the owning shard;
+/// commands for the whole nation (a program, a national level) pass everywhere.
+#[test]
+fn a_province_command_at_a_shard_that_does_not_own_the_province_is_refused() {
+    let elsewhere = shard_owning(&paying(&["2025-01"]), &[OTHER_PROVINCE]);
+    let province_commands = [
+        enroll_cmd(&CUONG, "6c", "2025-01"),
+        fund_cmd("2025-02", "1000000"),
+        batch_cmd("B1", "2025-01", &[(AN.id, "750000")]),
+        set_level_cmd(Some(PROVINCE), "2025-01", "600000"),
+    ];
+    for command in &province_commands {
+        elsewhere.when(command).then_rejected("shard_not_owner");
+    }
+    // Precedence: ownership comes first, even for a command that is wrong in other ways.
+    elsewhere.when(&batch_cmd("B1", "2025-13", &[])).then_rejected("shard_not_owner");
+    // A code outside the table is no shard's: it is the command's own reference error.
+    elsewhere.when(&set_level_cmd(Some("003"), "2025-01", "600000")).then_rejected("province_unknown");
+    elsewhere.when(&set_level_cmd(None, "2025-03", "600000")).then_accepted();
+    shard_owning(&[], &[OTHER_PROVINCE]).when(&define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", "1.5")])).then_accepted();
+    let owner = shard_owning(&paying(&["2025-01"]), &[PROVINCE]);
+    for command in &province_commands {
+        owner.when(command).then_accepted();
+    }
+}
+
+/// On the engine: the refusal is recorded as `command.rejected` (like every rejection) and
+/// nothing else is applied.
+#[test]
+fn the_engine_records_a_province_refused_by_its_shard() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut options = ansinh::EngineOptions::new(dir.path());
+    options.ownership = ansinh::shard::Ownership::shard("north", [OTHER_PROVINCE.to_string()], []);
+    let mut engine = ansinh::Engine::open(&options, &mut |_, _| {}).expect("the engine opens");
+    let outcomes = engine
+        .execute(&[envelope("rules", define_program_cmd(PROGRAM, PROGRAM_NAME, &[("6c", "1.5")])), envelope("enroll-an", enroll_cmd(&AN, "6c", "2025-01"))])
+        .expect("the group is stored");
+    outcomes[0].then_accepted();
+    outcomes[1].then_rejected("shard_not_owner");
+    let head = engine.head().seq;
+    let types: Vec<String> = (1..=head).map(|s| engine.log().read(s).unwrap().unwrap().event.data.type_name().to_string()).collect();
+    assert_eq!(types, ["program.defined", "command.rejected"]);
+    assert!(engine.state().enrollment(&cid(AN.id), PROGRAM).is_none());
+}
+
 // ---- the engine shell: idempotency and versions --------------------------------------------
 
 #[test]

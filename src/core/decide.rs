@@ -27,6 +27,7 @@ const NAME_LEN_MAX: usize = 100;
 /// time a decision reads). A batch or a settlement report is decided line by line: its bad
 /// lines become `*.rejected` events next to the good ones, never all-or-nothing.
 pub fn decide(state: &State, command: &Command, issued_at: &Timestamp) -> Decision {
+    owned_province(state, command)?;
     match command {
         Command::DefineProgram(c) => define_program(state, c),
         Command::SetStandardLevel(c) => set_standard_level(state, c),
@@ -42,6 +43,28 @@ pub fn decide(state: &State, command: &Command, issued_at: &Timestamp) -> Decisi
         Command::RecordSettlements(c) => record_settlements(state, c),
         Command::ReissuePayout(c) => reissue(state, c),
         Command::WriteOffPayout(c) => write_off(state, c),
+    }
+}
+
+/// A shard decides only for the provinces it owns (`shard::Ownership`): a command naming its
+/// administering province is refused whole, before any other check, at a shard that does not own
+/// it (it reached this shard's queue straight, or the routing moved: ARCHITECTURE.md "Shards").
+/// Unsharded, every province is owned. A code not in the table is left to the command's own
+/// check (`province_unknown`): no shard owns it, and it is a reference error, not a routing one.
+fn owned_province(state: &State, command: &Command) -> Result<(), Rejection> {
+    let named = match command {
+        Command::EnrollBeneficiary(c) => Some(&c.province),
+        Command::FundBudget(c) => Some(&c.province),
+        Command::SubmitPayoutBatch(c) => Some(&c.province),
+        Command::SetStandardLevel(c) => c.province.as_ref(),
+        _ => None,
+    };
+    match named {
+        Some(code) if province_name(code).is_some() && !state.ownership.owns_province(code) => Err(Rejection::new(
+            "shard_not_owner",
+            format!("shard {} does not own province {code:?}: publish to the route exchange with key province.<code>", state.ownership.shard_name()),
+        )),
+        _ => Ok(()),
     }
 }
 
