@@ -159,7 +159,10 @@ impl Responder<'_> {
             }
         };
         let body = serde_json::to_vec(outcome).expect("outcomes serialize");
-        let mut props = BasicProperties::default().with_content_type("application/json".into()).with_type("outcome".into());
+        // `app_id`: the engine's bus prefix, so that a sender of a command every shard decides
+        // (routed `all`) tells the shards' replies apart (`cli::publish`).
+        let mut props =
+            BasicProperties::default().with_content_type("application/json".into()).with_type("outcome".into()).with_app_id(self.config.prefix.as_str().into());
         if let Some(id) = delivery.properties.correlation_id() {
             props = props.with_correlation_id(id.clone());
         }

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod isolated;
 pub mod relay;
 pub mod routing;
+pub mod shards;
 pub mod storage;
 pub mod topology;
 pub mod writer;
@@ -103,6 +104,7 @@ pub async fn serve(
     storage: Storage,
     hooks: Hooks,
     shutdown: watch::Receiver<bool>,
+    national: Option<shards::National>,
 ) -> Result<(), String> {
     bus.validate()?;
     engine.set_roles(bus.roles());
@@ -120,6 +122,7 @@ pub async fn serve(
         }
         let parts = Parts {
             bus: &bus,
+            national: national.as_ref(),
             group_max,
             writer: &writer,
             observer: hooks.intake.as_ref(),
@@ -160,6 +163,8 @@ pub async fn serve(
 /// What a broker session works with; outlives every session.
 struct Parts<'a> {
     bus: &'a BusConfig,
+    /// Sharded: the national topology is declared with the shard's own (`shards::declare`).
+    national: Option<&'a shards::National>,
     group_max: usize,
     writer: &'a Writer,
     observer: &'a dyn IntakeObserver,
@@ -175,10 +180,14 @@ async fn session(parts: &Parts<'_>, connected: &AtomicBool, backoff: &mut Durati
         .await
         .map_err(|e| SessionError::Broker(format!("connecting to {}: {e}", config::redact(&bus.amqp_url))))?;
     let setup = connection.create_channel().await?;
-    topology::declare(&setup, bus).await.map_err(|e| match e {
-        topology::TopologyError::Conflict { .. } => SessionError::Fatal(format!("declaring the topology: {e}")),
+    let fatal_or_retry = |e: topology::TopologyError| match e {
+        topology::TopologyError::Conflict { .. } | topology::TopologyError::PluginMissing { .. } => SessionError::Fatal(format!("declaring the topology: {e}")),
         e => SessionError::Broker(format!("declaring the topology: {e}")),
-    })?;
+    };
+    topology::declare(&setup, bus).await.map_err(fatal_or_retry)?;
+    if let Some(national) = parts.national {
+        shards::declare(&setup, bus, national).await.map_err(fatal_or_retry)?;
+    }
     let consume = connection.create_channel().await?;
     consume.basic_qos(bus.prefetch, BasicQosOptions::default()).await?;
     let publish = connection.create_channel().await?;

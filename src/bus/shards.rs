@@ -72,9 +72,14 @@ fn durable() -> ExchangeDeclareOptions {
 /// (the broker answers "invalid exchange type" and closes the connection), and an operator's
 /// error to fix, not something a retry helps.
 fn plugin_or(name: &str) -> impl FnOnce(lapin::Error) -> TopologyError + '_ {
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError};
     move |e| match e.kind() {
-        lapin::ErrorKind::ProtocolError(amqp) => TopologyError::PluginMissing { name: name.to_string(), broker: amqp.get_message().to_string() },
-        _ => TopologyError::Amqp(e),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if *amqp.kind() == AMQPErrorKind::Hard(AMQPHardError::COMMANDINVALID) || amqp.get_message().as_str().contains("exchange type") =>
+        {
+            TopologyError::PluginMissing { name: name.to_string(), broker: amqp.get_message().to_string() }
+        }
+        _ => super::topology::conflict_or(name)(e),
     }
 }
 

@@ -40,11 +40,17 @@ pub enum TopologyError {
          declares it anew), then the publishers"
     )]
     Conflict { name: String, broker: String },
+    /// A consistent-hash exchange (sharded deployments, `shards.rs`) the broker cannot declare.
+    #[error(
+        "the broker cannot declare {name}, an exchange of type x-consistent-hash ({broker}): its plugin is probably not enabled. Run \
+         `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange` on every node, then start serve again"
+    )]
+    PluginMissing { name: String, broker: String },
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
 }
 
-fn conflict_or(name: &str) -> impl FnOnce(lapin::Error) -> TopologyError + '_ {
+pub(crate) fn conflict_or(name: &str) -> impl FnOnce(lapin::Error) -> TopologyError + '_ {
     move |e| match e.kind() {
         lapin::ErrorKind::ProtocolError(amqp) if *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
             TopologyError::Conflict { name: name.to_string(), broker: amqp.get_message().to_string() }

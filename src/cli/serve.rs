@@ -18,6 +18,68 @@ pub struct ServeArgs {
     /// when it cannot (the address is taken, or not an address).
     #[arg(long)]
     pub no_api: bool,
+    /// Run as shard NAME of the config's `[shards]`: its data dir and API address come from its
+    /// entry, its exchanges and queues are under `<namespace>.<NAME>`, and it declares the
+    /// national routing (ARCHITECTURE.md "Shards").
+    #[arg(long, value_name = "NAME")]
+    pub shard: Option<String>,
+}
+
+/// What `--shard NAME` makes of the config: the shard's own bus, data dir and API address.
+struct Sharded {
+    bus: crate::bus::BusConfig,
+    national: crate::bus::shards::National,
+}
+
+fn sharded(config: &Config, name: &str) -> Result<Sharded, String> {
+    let shards = &config.shards;
+    if shards.is_empty() {
+        return Err(format!("--shard {name:?}: the config has no [shards] section (see config/shards.example.toml)"));
+    }
+    if shards.get(name).is_none() {
+        let names: Vec<&str> = shards.shard.iter().map(|s| s.name.as_str()).collect();
+        return Err(format!("--shard {name:?} is not a shard of the config (its shards: {})", names.join(", ")));
+    }
+    let bus = crate::bus::shards::shard_bus(&config.bus, shards, name);
+    Ok(Sharded { bus, national: crate::bus::shards::National { shards: shards.clone(), shard: name.to_string() } })
+}
+
+/// Asks the broker which one-off partitions this shard owns (`bus::shards::probe`), retrying
+/// with the reconnection backoff while the broker is away; None when shutdown came first.
+fn probe_partitions(
+    rt: &tokio::runtime::Runtime,
+    bus: &crate::bus::BusConfig,
+    national: &crate::bus::shards::National,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Option<Vec<u16>>, String> {
+    use crate::bus::shards::{owned_partitions, probe, ProbeError};
+    rt.block_on(async {
+        let mut backoff = std::time::Duration::from_millis(100);
+        let max = std::time::Duration::from_millis(bus.reconnect_backoff_max_ms.max(100));
+        loop {
+            let attempt = async {
+                let props = lapin::ConnectionProperties::default().with_connection_name(format!("ansinh-probe/{}", bus.prefix).into());
+                let connection = lapin::Connection::connect(&bus.amqp_url, props)
+                    .await
+                    .map_err(|e| ProbeError::Broker(format!("connecting to {}: {e}", crate::bus::config::redact(&bus.amqp_url))))?;
+                let ring = probe(&connection, &national.shards).await;
+                let _ = connection.close(200, "probe done".into()).await;
+                ring
+            };
+            match attempt.await {
+                Ok(ring) => return Ok(Some(owned_partitions(&ring, &national.shards, &national.shard))),
+                Err(ProbeError::Fatal(why)) => return Err(why),
+                Err(ProbeError::Broker(why)) => {
+                    tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "cannot ask the broker which one-off partitions this shard owns; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return Ok(None),
+                    }
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+    })
 }
 
 /// Binds the API's address before anything else starts, so that a taken port stops serve at
@@ -79,24 +141,54 @@ pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
 
 pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
     config.bus.validate()?;
-    let api_listener = if args.no_api { None } else { Some(bind_api(&config.api.listen)?) };
+    let shard = args.shard.as_deref().map(|name| sharded(config, name)).transpose()?;
+    let mut options = config.engine_options();
+    let (bus, listen) = match &shard {
+        None => (config.bus.clone(), config.api.listen.as_str()),
+        Some(s) => {
+            let entry = s.national.shards.get(&s.national.shard).expect("checked by sharded()");
+            options.data_dir = entry.data_dir.clone();
+            (s.bus.clone(), entry.api_listen.as_str())
+        }
+    };
+    let api_listener = if args.no_api { None } else { Some(bind_api(listen)?) };
     let api_addr = api_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let engine = open_engine(&config.engine_options())?;
+    let rt = runtime()?;
+    // Sharded, the signals are watched from the probe on (it waits for the broker); unsharded,
+    // from where serve always watched them.
+    let early_shutdown = shard.as_ref().map(|_| rt.block_on(async { shutdown_signal() }));
+    if let (Some(s), Some(shutdown)) = (&shard, &early_shutdown) {
+        let Some(partitions) = probe_partitions(&rt, &s.bus, &s.national, shutdown.clone())? else {
+            return Ok(());
+        };
+        let name = &s.national.shard;
+        let remembered = crate::bus::shards::Remembered { namespace: s.national.shards.namespace.clone(), shard: name.clone(), partitions };
+        crate::bus::shards::check_ownership(&options.data_dir, &remembered)?;
+        let entry = s.national.shards.get(name).expect("checked by sharded()");
+        options.ownership = crate::shard::Ownership::shard(name, entry.provinces.iter().cloned(), remembered.partitions.iter().copied());
+        eprintln!(
+            "ansinh serve: shard {name} of {}: provinces {}, {} of {} one-off partitions",
+            s.national.shards.namespace,
+            if entry.provinces.is_empty() { "(none)".to_string() } else { entry.provinces.join(",") },
+            remembered.partitions.len(),
+            crate::shard::PARTITIONS
+        );
+    }
+    let engine = open_engine(&options)?;
     eprintln!(
         "ansinh serve: data dir {} (log head seq {}), broker {}, queue {}{}",
-        config.engine.data_dir.display(),
+        options.data_dir.display(),
         engine.head().seq,
-        crate::bus::config::redact(&config.bus.amqp_url),
-        config.bus.commands_queue(),
+        crate::bus::config::redact(&bus.amqp_url),
+        bus.commands_queue(),
         api_addr.map(|a| format!(", HTTP API on {a}")).unwrap_or_else(|| ", no HTTP API (--no-api)".into())
     );
     let metrics = Arc::new(Metrics::new());
     metrics.head_seq(engine.head().seq);
     let connected = Arc::new(AtomicBool::new(false));
     let storage = Storage::new(&engine)?;
-    let rt = runtime()?;
     rt.block_on(async {
-        let shutdown = shutdown_signal();
+        let shutdown = early_shutdown.unwrap_or_else(shutdown_signal);
         if let Some(listener) = api_listener {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("the API listener: {e}"))?;
             let (c, s) = (connected.clone(), storage.clone());
@@ -141,6 +233,6 @@ pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
             intake: Box::new(MetricsObserver(metrics.clone())),
             connected,
         };
-        serve(config.bus.clone(), config.engine.group_commands_max, engine, storage, hooks, shutdown).await
+        serve(bus, config.engine.group_commands_max, engine, storage, hooks, shutdown, shard.map(|s| s.national)).await
     })
 }
