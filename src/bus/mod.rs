@@ -54,6 +54,28 @@ pub async fn publish_command(
     channel.basic_publish(bus.commands_exchange().as_str().into(), topology::COMMAND_ROUTING_KEY.into(), options, &body, props).await
 }
 
+/// `publish_command` to another exchange and routing key (a sharded deployment's route or
+/// one-off exchange, `shards::route`), mandatory: a command no queue takes comes back in its
+/// confirm (`Confirmation::Ack(Some(returned))`) instead of being dropped.
+pub async fn publish_command_routed(
+    channel: &lapin::Channel,
+    route: &shards::Route,
+    user: &str,
+    reply_to: &lapin::types::ShortString,
+    envelope: &crate::command::CommandEnvelope,
+) -> lapin::Result<lapin::PublisherConfirm> {
+    let body = serde_json::to_vec(envelope).expect("commands serialize");
+    let props = lapin::BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_user_id(user.into())
+        .with_reply_to(reply_to.clone())
+        .with_correlation_id(envelope.command_id.as_str().into())
+        .with_message_id(envelope.command_id.as_str().into());
+    let options = lapin::options::BasicPublishOptions { mandatory: true, ..lapin::options::BasicPublishOptions::default() };
+    channel.basic_publish(route.exchange.as_str().into(), route.routing_key.as_str().into(), options, &body, props).await
+}
+
 /// Why a broker session ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {

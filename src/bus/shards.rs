@@ -209,6 +209,62 @@ pub fn owned_partitions(ring: &[usize], shards: &ShardsSection, name: &str) -> V
     (0..PARTITIONS).filter(|p| Some(ring[usize::from(*p)]) == index).collect()
 }
 
+/// Where a publisher sends a command in a sharded deployment (`ansinh publish`), and how many
+/// shards answer it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub exchange: String,
+    pub routing_key: String,
+    /// Every shard decides a command routed `all`; one shard any other.
+    pub replies: usize,
+}
+
+/// The route of one command, read from its JSON (`type`, `payload`) so that it needs no Rust
+/// type of the command: a command naming its administering province goes to `province.<code>`;
+/// a program definition and a national standard level to `all`; a one-off batch to the one-off
+/// exchange with its `partition` as key; anything else (a citizen's change, a settlement report,
+/// a one-off budget) to `shard.<to_shard>` or `province.<province>`, one of which it needs.
+pub fn route(command: &serde_json::Value, shards: &ShardsSection, to_shard: Option<&str>, province: Option<&str>) -> Result<Route, String> {
+    let kind = command.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    let payload = command.get("payload");
+    let field = |name: &str| payload.and_then(|p| p.get(name));
+    let route_exchange = route_exchange(&shards.namespace);
+    let to_province = |code: &str| -> Result<Route, String> {
+        if !shards.shard.iter().any(|s| s.provinces.iter().any(|p| p == code)) {
+            return Err(format!("{kind}: province {code:?} is owned by no shard of the config's [shards]"));
+        }
+        Ok(Route { exchange: route_exchange.clone(), routing_key: province_key(code), replies: 1 })
+    };
+    let all = || Route { exchange: route_exchange.clone(), routing_key: ALL_KEY.to_string(), replies: shards.shard.len() };
+    match kind {
+        "enroll_beneficiary" | "fund_budget" | "submit_payout_batch" => match field("province").and_then(|p| p.as_str()) {
+            Some(code) => to_province(code),
+            None => Err(format!("{kind}: payload.province is missing or not a string")),
+        },
+        "set_standard_level" => match field("province") {
+            None | Some(serde_json::Value::Null) => Ok(all()),
+            Some(serde_json::Value::String(code)) => to_province(code),
+            Some(_) => Err(format!("{kind}: payload.province is not a string")),
+        },
+        "define_program" | "define_one_off_program" => Ok(all()),
+        "submit_one_off_batch" => match field("partition").and_then(|p| p.as_u64()) {
+            Some(p) if p < u64::from(PARTITIONS) => Ok(Route { exchange: oneoff_exchange(&shards.namespace), routing_key: p.to_string(), replies: 1 }),
+            _ => Err(format!("{kind}: payload.partition must be a whole number 0-{}", PARTITIONS - 1)),
+        },
+        _ => match (to_shard, province) {
+            (Some(_), Some(_)) => Err("give one of --to-shard and --province, not both".into()),
+            (Some(name), None) if shards.get(name).is_some() => {
+                Ok(Route { exchange: route_exchange.clone(), routing_key: shard_key(name), replies: 1 })
+            }
+            (Some(name), None) => Err(format!("--to-shard {name:?} is not a shard of the config's [shards]")),
+            (None, Some(code)) => to_province(code),
+            (None, None) => Err(format!(
+                "{kind:?} names no province: pass --province CODE (the province whose shard holds it) or --to-shard NAME to say which shard decides it"
+            )),
+        },
+    }
+}
+
 /// What a shard's data dir remembers of its ownership (`ownership.json`).
 #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,6 +333,54 @@ pub fn check_ownership(data_dir: &Path, now: &Remembered) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn three() -> ShardsSection {
+        let text = r#"
+            namespace = "vn"
+            [[shard]]
+            name = "north"
+            provinces = ["001"]
+            data_dir = "n"
+            api_listen = "127.0.0.1:1"
+            [[shard]]
+            name = "south"
+            provinces = ["079"]
+            data_dir = "s"
+            api_listen = "127.0.0.1:2"
+        "#;
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn commands_route_by_what_they_name() {
+        let shards = three();
+        let r = |v: serde_json::Value, to: Option<&str>, p: Option<&str>| route(&v, &shards, to, p).map(|r| (r.exchange, r.routing_key, r.replies));
+        let key = |e: &str, k: &str, n: usize| Ok((e.to_string(), k.to_string(), n));
+        use serde_json::json;
+        assert_eq!(r(json!({"type": "enroll_beneficiary", "payload": {"province": "079"}}), Some("north"), None), key("vn.route", "province.079", 1));
+        assert_eq!(r(json!({"type": "fund_budget", "payload": {"province": "001"}}), None, None), key("vn.route", "province.001", 1));
+        assert_eq!(r(json!({"type": "submit_payout_batch", "payload": {"province": "001"}}), None, None), key("vn.route", "province.001", 1));
+        assert_eq!(r(json!({"type": "set_standard_level", "payload": {"province": "079"}}), None, None), key("vn.route", "province.079", 1));
+        assert_eq!(r(json!({"type": "set_standard_level", "payload": {}}), None, None), key("vn.route", "all", 2));
+        assert_eq!(r(json!({"type": "define_program", "payload": {}}), None, None), key("vn.route", "all", 2));
+        assert_eq!(r(json!({"type": "define_one_off_program", "payload": {}}), None, None), key("vn.route", "all", 2));
+        assert_eq!(r(json!({"type": "submit_one_off_batch", "payload": {"partition": 1023}}), None, None), key("vn.oneoff", "1023", 1));
+        assert_eq!(r(json!({"type": "fund_one_off", "payload": {}}), Some("south"), None), key("vn.route", "shard.south", 1));
+        assert_eq!(r(json!({"type": "suspend_beneficiary", "payload": {}}), None, Some("001")), key("vn.route", "province.001", 1));
+        let refused = [
+            r(json!({"type": "submit_one_off_batch", "payload": {"partition": 1024}}), None, None),
+            r(json!({"type": "submit_one_off_batch", "payload": {"partition": "7"}}), None, None),
+            r(json!({"type": "enroll_beneficiary", "payload": {"province": "056"}}), None, None),
+            r(json!({"type": "enroll_beneficiary", "payload": {}}), None, None),
+            r(json!({"type": "change_payment_account", "payload": {}}), None, None),
+            r(json!({"type": "change_payment_account", "payload": {}}), Some("east"), None),
+            r(json!({"type": "change_payment_account", "payload": {}}), Some("north"), Some("001")),
+        ];
+        for e in refused {
+            assert!(e.is_err(), "{e:?}");
+        }
+        assert!(r(json!({"type": "record_settlements", "payload": {}}), None, None).unwrap_err().contains("--province CODE"));
+    }
 
     #[test]
     fn a_changed_partition_set_or_another_shards_dir_is_refused() {

@@ -26,7 +26,8 @@ pub struct SubmitArgs {
     /// CSV only: program id.
     #[arg(long)]
     pub program: Option<String>,
-    /// CSV only: administering province code.
+    /// CSV: administering province code. `publish` to shards: also the province whose shard
+    /// gets the commands that name none (a citizen's change, a settlement report).
     #[arg(long)]
     pub province: Option<String>,
     /// CSV only: benefit period YYYY-MM.
