@@ -13,6 +13,8 @@
 #   ansinh-engine        the engine: declares the topology, consumes commands, publishes
 #                        events, replies and dead letters
 #   ansinh-admin         program rules and budgets: publishes commands, reads its reply queue
+#                        (to PREFIX.commands, and in a sharded deployment of namespace NS to
+#                        NS.route, NS.oneoff and NS.<shard>.commands; the agency too)
 #   ansinh-agency-056    the Khánh Hòa agency (provinces 056 and 058, as in config/dev.toml):
 #                        publishes commands, reads its reply queue, and binds its own queues
 #                        (server-named amq.gen-*, or durable PREFIX.agency-056.<name>) to
@@ -38,6 +40,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 ctl() { rabbitmqctl -q "$@" </dev/null; }  # rabbitmqctl reads stdin: keep it off the loop's input
 
 ctl await_startup >/dev/null 2>&1 || { echo "RabbitMQ is not running (start it: rabbitmq-server -detached)" >&2; exit 1; }
+# Sharded deployments (ARCHITECTURE.md "Shards") route one-off batches through a consistent-hash
+# exchange; enabling an enabled plugin is a no-op.
+if ! rabbitmq-plugins -q list -e rabbitmq_consistent_hash_exchange </dev/null 2>/dev/null | grep -q 'rabbitmq_consistent_hash_exchange'; then
+  rabbitmq-plugins -q enable rabbitmq_consistent_hash_exchange </dev/null >/dev/null
+fi
+echo "plugin rabbitmq_consistent_hash_exchange: enabled"
 if ! ctl list_vhosts | grep -qx -- "$vhost"; then
   ctl add_vhost "$vhost"
 fi
@@ -69,9 +77,12 @@ topic() { # name write read: which routing keys the user may publish to and bind
 # Test runs use prefixes like ansinh-t-<n>: every queue and exchange pattern matches any prefix
 # starting "ansinh".
 user ansinh-engine '^(ansinh.*|amq\.gen.*)$' '^(ansinh.*|amq\.gen.*|amq\.default)$' '^(ansinh.*|amq\.gen.*)$'
-user ansinh-admin '^amq\.gen.*$' '^ansinh[^.]*\.commands$' '^amq\.gen.*$'
+# Commands: PREFIX.commands unsharded; sharded (namespace NS), the national NS.route and
+# NS.oneoff, and a shard's own NS.<shard>.commands.
+commands='ansinh[^.]*(\.[^.]+)?\.commands|ansinh[^.]*\.(route|oneoff)'
+user ansinh-admin '^amq\.gen.*$' "^($commands)$" '^amq\.gen.*$'
 own='ansinh[^.]*\.agency-056\.[^.]+'
-user ansinh-agency-056 "^(amq\.gen.*|$own)$" "^(ansinh[^.]*\.commands|amq\.gen.*|$own)$" "^(amq\.gen.*|$own|ansinh[^.]*\.events)$"
+user ansinh-agency-056 "^(amq\.gen.*|$own)$" "^($commands|amq\.gen.*|$own)$" "^(amq\.gen.*|$own|ansinh[^.]*\.events)$"
 topic ansinh-agency-056 '^$' '^((beneficiary\.enrolled|budget\.funded|payout_batch\.submitted|standard_level\.set)\.(056|058)|standard_level\.set\.national)$'
 own='ansinh[^.]*\.auditor\.[^.]+'
 user ansinh-auditor "^(amq\.gen.*|$own)$" "^(amq\.gen.*|$own)$" "^(amq\.gen.*|$own|ansinh[^.]*\.(events|checkpoints))$"

@@ -352,6 +352,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_gives_every_province_to_one_of_three_shards() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/shards.example.toml");
+        let config = crate::config::Config::load(&path, true).unwrap();
+        let names: Vec<&str> = config.shards.shard.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["north", "central", "south"]);
+        let mut owned: Vec<&str> = config.shards.shard.iter().flat_map(|s| s.provinces.iter().map(String::as_str)).collect();
+        owned.sort_unstable();
+        assert_eq!(owned, crate::domain::reference::province_codes().collect::<Vec<_>>());
+    }
+
+    #[test]
     fn commands_route_by_what_they_name() {
         let shards = three();
         let r = |v: serde_json::Value, to: Option<&str>, p: Option<&str>| route(&v, &shards, to, p).map(|r| (r.exchange, r.routing_key, r.replies));
