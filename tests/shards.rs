@@ -1,0 +1,522 @@
+//! Shards over RabbitMQ (issue 12), against the real broker on 127.0.0.1:5672: routing by
+//! province through `<namespace>.route`, a shard's refusal of a province it does not own, the
+//! probe of the one-off ring against the real consistent-hash exchange, a refused start when
+//! the ring moved, and a shard killed mid-stream. Each test has its own namespace, temp data
+//! dirs and config; the real `ansinh` binary runs as child processes, killed at the end, and the
+//! test's queues and exchanges are deleted. Without the broker these tests fail, never skip.
+
+mod amqp_support;
+
+use amqp_support::{connect, ensure_broker, parse_outcomes, path, read_commands, url, wait_child, wait_for, write_commands, ADMIN, AGENCY, ENGINE};
+use ansinh::bus::shards::{self, National};
+use ansinh::bus::BusConfig;
+use ansinh::event::EventData;
+use ansinh::log::chain::Record;
+use ansinh::outcome::{Outcome, OutcomeStatus};
+use ansinh::shard::{ShardsSection, PARTITIONS};
+use ansinh::{Engine, EngineOptions};
+use futures_util::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ExchangeKind};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PROGRAM: &str = "social-allowance";
+const SECS_120: Duration = Duration::from_secs(120);
+
+/// (name, provinces, weight) of each shard, in config order.
+type Layout<'a> = &'a [(&'a str, &'a [&'a str], u32)];
+
+struct Shards {
+    namespace: String,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    layout: Vec<(String, Vec<String>, u32)>,
+    rt: tokio::runtime::Runtime,
+    conn: Connection,
+    serves: BTreeMap<String, Child>,
+    runs: usize,
+    extra_queues: Vec<String>,
+}
+
+impl Shards {
+    fn new(test: &str, layout: Layout) -> Shards {
+        ensure_broker();
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let namespace = format!("ansinh-s{}-{test}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = dir.path().join("ansinh.toml");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
+        let conn = rt.block_on(connect(ENGINE));
+        let layout = layout.iter().map(|(n, p, w)| (n.to_string(), p.iter().map(|s| s.to_string()).collect(), *w)).collect();
+        let shards = Shards { namespace, dir, config, layout, rt, conn, serves: BTreeMap::new(), runs: 0, extra_queues: Vec::new() };
+        shards.write_config();
+        shards
+    }
+
+    fn write_config(&self) {
+        let mut toml = format!(
+            "[bus]\namqp_url = {url:?}\ngroup_wait_ms = 5\nrelay_poll_ms = 50\nreconnect_backoff_max_ms = 1000\n\n\
+             [[bus.users]]\nname = {ADMIN:?}\nrole = \"admin\"\n\n\
+             [[bus.users]]\nname = {AGENCY:?}\nrole = \"agency\"\nprovinces = [\"001\", \"056\", \"079\", \"092\"]\nprograms = [{PROGRAM:?}]\n\n\
+             [shards]\nnamespace = {ns:?}\n",
+            url = url(ENGINE),
+            ns = self.namespace
+        );
+        for (i, (name, provinces, weight)) in self.layout.iter().enumerate() {
+            toml.push_str(&format!(
+                "\n[[shards.shard]]\nname = {name:?}\nprovinces = {provinces:?}\nweight = {weight}\ndata_dir = {dir:?}\napi_listen = \"127.0.0.1:{port}\"\n",
+                dir = self.data_dir(name).display().to_string(),
+                port = 1 + i
+            ));
+        }
+        std::fs::write(&self.config, toml).expect("the config is written");
+    }
+
+    fn section(&self) -> ShardsSection {
+        ansinh::config::Config::load(&self.config, true).expect("the test config loads").shards
+    }
+
+    fn data_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn bus(&self, name: &str) -> BusConfig {
+        BusConfig { prefix: format!("{}.{name}", self.namespace), ..BusConfig::default() }
+    }
+
+    fn ansinh(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ansinh"));
+        c.arg("--config").arg(&self.config).stdin(Stdio::null());
+        c
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Starts `serve --shard NAME` and waits until it consumes its command queue.
+    fn start(&mut self, name: &str) {
+        self.runs += 1;
+        let log_name = format!("serve-{name}-{}", self.runs);
+        let log = std::fs::File::create(self.dir.path().join(format!("{log_name}.log"))).expect("a log file");
+        let child = self
+            .ansinh()
+            .args(["serve", "--shard", name, "--no-api"])
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("a handle"))
+            .stderr(log)
+            .spawn()
+            .expect("serve starts");
+        self.serves.insert(name.to_string(), child);
+        let queue = self.bus(name).commands_queue();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.serves.get_mut(name).and_then(|c| c.try_wait().expect("a status")) {
+                panic!("serve --shard {name} exited at start-up ({status}):\n{}", self.log(&log_name));
+            }
+            if self.queue_counts(&queue).is_some_and(|(_, consumers)| consumers > 0) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve --shard {name} did not consume within 60 s:\n{}", self.log(&log_name));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self, name: &str) {
+        let mut child = self.serves.remove(name).expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        let queue = self.bus(name).commands_queue();
+        wait_for(Duration::from_secs(30), "the broker to drop the killed shard's consumer", || self.queue_counts(&queue).is_some_and(|(_, c)| c == 0));
+    }
+
+    fn stop(&mut self, name: &str) {
+        let mut child = self.serves.remove(name).expect("running");
+        assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill runs").success());
+        let status = wait_child(&mut child, Duration::from_secs(30), "serve to stop");
+        assert!(status.success(), "serve --shard {name} exited with {status}");
+    }
+
+    fn stop_all(&mut self) {
+        let names: Vec<String> = self.serves.keys().cloned().collect();
+        for n in names {
+            self.stop(&n);
+        }
+    }
+
+    fn queue_counts(&self, queue: &str) -> Option<(u32, u32)> {
+        self.rt.block_on(async {
+            let ch = self.conn.create_channel().await.expect("a channel");
+            let q = ch.queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.ok()?;
+            let _ = ch.close(200, "".into()).await;
+            Some((q.message_count(), q.consumer_count()))
+        })
+    }
+
+    /// Runs `ansinh ARGS`; (success, stdout, stderr).
+    fn run(&self, args: &[&str], timeout: Duration) -> (bool, String, String) {
+        let mut child = self.ansinh().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("ansinh runs");
+        let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let o = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let e = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let status = wait_child(&mut child, timeout, &format!("ansinh {}", args.join(" ")));
+        (status.success(), o.join().expect("reader"), e.join().expect("reader"))
+    }
+
+    /// `ansinh publish FILE --json` as `user` (routing by the config); (shard, outcome) per reply.
+    fn publish(&self, file: &std::path::Path, user: &str, extra: &[&str]) -> Vec<(String, Outcome)> {
+        let u = url(user);
+        let mut args = vec!["publish", path(file), "--amqp", &u, "--json", "--timeout-secs", "150"];
+        args.extend_from_slice(extra);
+        let (ok, stdout, stderr) = self.run(&args, Duration::from_secs(180));
+        assert!(ok, "publish failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        let shards: Vec<String> = stdout
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON")["shard"].as_str().unwrap_or("").to_string())
+            .collect();
+        shards.into_iter().zip(parse_outcomes(&stdout)).collect()
+    }
+
+    /// `demo-files` for `people` beneficiaries administered by `province`.
+    fn demo_files(&self, province: &str, seed: u64, people: usize, batch_lines: usize) -> PathBuf {
+        let out = self.dir.path().join(format!("files-{province}"));
+        let args = ["demo-files", "--out", path(&out), "--beneficiaries", &people.to_string(), "--province", province, "--seed", &seed.to_string()];
+        let (ok, _, err) = self.run(&[&args[..], &["--batch-lines", &batch_lines.to_string()]].concat(), Duration::from_secs(60));
+        assert!(ok, "demo-files: {err}");
+        out
+    }
+
+    fn engine(&self, name: &str) -> Engine {
+        Engine::open(&EngineOptions::new(self.data_dir(name)), &mut |_, _| {}).expect("the shard's engine opens")
+    }
+
+    /// Counts every event the shard's relay publishes (a queue bound `#` to its events exchange,
+    /// declared before the shard starts).
+    fn count_events(&mut self, name: &str) -> Arc<AtomicUsize> {
+        let queue = format!("{}.test-events", self.bus(name).prefix);
+        self.extra_queues.push(queue.clone());
+        let exchange = self.bus(name).events_exchange();
+        let count = Arc::new(AtomicUsize::new(0));
+        let sink = count.clone();
+        self.rt.block_on(async {
+            let ch = self.conn.create_channel().await.expect("a channel");
+            ch.exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, ExchangeDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+                .await
+                .expect("the events exchange");
+            ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.expect("a queue");
+            ch.queue_bind(queue.as_str().into(), exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default()).await.expect("bound");
+            let mut consumer = ch
+                .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+                .await
+                .expect("consuming");
+            self.rt.spawn(async move {
+                let _ch = ch;
+                while let Some(Ok(_)) = consumer.next().await {
+                    sink.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        });
+        count
+    }
+
+    async fn delete_topology(&self) {
+        let Ok(ch) = self.conn.create_channel().await else { return };
+        let mut queues = self.extra_queues.clone();
+        let mut exchanges = vec![shards::route_exchange(&self.namespace), shards::oneoff_exchange(&self.namespace)];
+        for (name, _, _) in &self.layout {
+            let (q, x) = self.bus(name).topology_names();
+            queues.extend(q);
+            exchanges.extend(x);
+        }
+        for q in queues {
+            let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        for x in exchanges {
+            let _ = ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+        }
+    }
+}
+
+impl Drop for Shards {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        for child in self.serves.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if failing {
+            for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+                let p = entry.path();
+                if p.extension().is_some_and(|e| e == "log") {
+                    let text = std::fs::read_to_string(&p).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    eprintln!("---- {} ----\n{}", p.display(), lines[lines.len().saturating_sub(30)..].join("\n"));
+                }
+            }
+        }
+        let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), self.delete_topology()).await });
+    }
+}
+
+fn records(engine: &Engine) -> Vec<Record> {
+    (1..=engine.head().seq).map(|s| engine.log().read(s).expect("a read").expect("a record")).collect()
+}
+
+fn types(records: &[Record]) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        *m.entry(r.event.data.type_name()).or_insert(0) += 1;
+    }
+    m
+}
+
+fn accepted(outcomes: &[(String, Outcome)], what: &str) {
+    for (shard, o) in outcomes {
+        assert_eq!(o.status, OutcomeStatus::Accepted, "{what}: {} at shard {shard}: {:?} {:?}", o.command_id, o.code, o.message);
+    }
+}
+
+/// Publishes one command straight to `exchange` with `key` as the admin user and waits for
+/// its reply.
+fn publish_straight(s: &Shards, user: &str, exchange: &str, key: &str, envelope: &ansinh::command::CommandEnvelope) -> Outcome {
+    s.rt.block_on(async {
+        let conn = connect(user).await;
+        let ch = conn.create_channel().await.expect("a channel");
+        ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+        let q = ch
+            .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+            .await
+            .expect("a reply queue");
+        let mut replies =
+            ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.expect("consume");
+        let body = serde_json::to_vec(envelope).expect("serializes");
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_user_id(user.into())
+            .with_reply_to(q.name().clone())
+            .with_correlation_id(envelope.command_id.as_str().into());
+        let confirm = ch
+            .basic_publish(exchange.into(), key.into(), BasicPublishOptions { mandatory: true, ..Default::default() }, &body, props)
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack() && confirm.take_message().is_none(), "the command reached a queue");
+        let d = tokio::time::timeout(Duration::from_secs(60), replies.next()).await.expect("a reply in time").expect("a delivery").expect("ok");
+        let _ = conn.close(200, "".into()).await;
+        serde_json::from_slice(&d.data).expect("an outcome")
+    })
+}
+
+/// (a) Province routing and (b) the refusal at the wrong shard.
+#[test]
+fn province_commands_reach_the_owning_shard_only_and_another_shard_refuses_them() {
+    let mut s = Shards::new("route", &[("north", &["001"], 1), ("south", &["079", "092"], 1)]);
+    let north = s.demo_files("001", 1, 200, 50);
+    s.start("north");
+    s.start("south");
+    // Rules go to every shard (`all`): one accepted reply from each; the fund is province 001's.
+    let rules = s.publish(&north.join("rules.jsonl"), ADMIN, &[]);
+    accepted(&rules, "rules");
+    let by_shard: BTreeSet<&str> = rules.iter().map(|(sh, _)| sh.as_str()).collect();
+    assert_eq!(by_shard, BTreeSet::from(["north", "south"]), "the national rules were decided by both shards");
+    let rule_ids = read_commands(&north.join("rules.jsonl")).len();
+    assert_eq!(rules.len(), 2 * (rule_ids - 1) + 1, "every rule answered by both shards, the province's fund by one");
+    let enroll = s.publish(&north.join("enroll.jsonl"), AGENCY, &[]);
+    accepted(&enroll, "enroll");
+    assert!(enroll.iter().all(|(sh, _)| sh == "north"), "province 001's enrollments went to north");
+    let batch = s.publish(&north.join("batch.jsonl"), AGENCY, &[]);
+    accepted(&batch, "batch");
+    let lines: usize = batch.iter().map(|(_, o)| o.lines.len()).sum();
+    assert!(lines > 0 && batch.iter().all(|(sh, _)| sh == "north"));
+
+    // (b) An enrollment of province 079 (south's) published straight to north's own commands
+    // exchange: refused whole, recorded, nothing applied.
+    let mut stray = read_commands(&north.join("enroll.jsonl")).remove(0);
+    stray.command_id = "stray-enroll-079".into();
+    if let ansinh::command::Command::EnrollBeneficiary(e) = &mut stray.command {
+        e.province = "079".into();
+    }
+    let refused = publish_straight(&s, AGENCY, &s.bus("north").commands_exchange(), "command", &stray);
+    assert_eq!((refused.status, refused.code.as_deref()), (OutcomeStatus::Rejected, Some("shard_not_owner")), "{refused:?}");
+    // A citizen-only command without --province or --to-shard is refused by publish itself.
+    let lone = s.dir.path().join("lone.jsonl");
+    std::fs::write(&lone, r#"{"command_id":"lone-1","type":"suspend_beneficiary","issued_at":"2025-01-20T08:00:00Z","payload":{"citizen_id":"001090000001","program_id":"social-allowance","effective_from":"2025-02"}}"#).unwrap();
+    let (ok, _, err) = s.run(&["publish", path(&lone), "--amqp", &url(AGENCY)], Duration::from_secs(30));
+    assert!(!ok && err.contains("--province CODE"), "{err}");
+    s.stop_all();
+
+    let (n, so) = (records(&s.engine("north")), records(&s.engine("south")));
+    let (nt, st) = (types(&n), types(&so));
+    assert_eq!(nt.get("beneficiary.enrolled"), Some(&200), "north enrolled province 001: {nt:?}");
+    assert_eq!(nt.get("payout.instructed"), Some(&lines), "north paid the batches' lines: {nt:?}");
+    assert_eq!(nt.get("command.rejected"), Some(&1), "north recorded its refusal: {nt:?}");
+    let refusal = n.iter().find(|r| r.event.command_id == "stray-enroll-079").expect("the refusal is in north's log");
+    assert!(matches!(&refusal.event.data, EventData::CommandRejected(r) if r.code == "shard_not_owner"));
+    for t in ["beneficiary.enrolled", "payout.instructed", "budget.funded", "payout_batch.submitted"] {
+        assert_eq!(st.get(t), None, "south decided nothing of province 001: {st:?}");
+    }
+    assert_eq!(st.get("program.defined"), Some(&1), "south has the program: {st:?}");
+}
+
+/// (c) The probe agrees with the real one-off exchange: every partition key published to
+/// `<namespace>.oneoff` (no shard running) lands in the queue the probe predicted; and a shard
+/// whose ring moved (a weight changed) refuses to start.
+#[test]
+fn the_probe_predicts_the_real_one_off_exchange_and_a_moved_ring_stops_serve() {
+    let mut s = Shards::new("probe", &[("a", &["001"], 1), ("b", &["079"], 2), ("c", &["092"], 1)]);
+    let section = s.section();
+    let national = National { shards: section.clone(), shard: "b".into() };
+    let ring = s.rt.block_on(async {
+        let ch = s.conn.create_channel().await.expect("a channel");
+        shards::declare(&ch, &s.bus("b"), &national).await.expect("the national topology");
+        shards::probe(&s.conn, &section).await.expect("the probe")
+    });
+    let counts: Vec<usize> = (0..3).map(|i| ring.iter().filter(|o| **o == i).count()).collect();
+    assert!(counts.iter().all(|n| *n > 100) && counts[1] > counts[0] && counts[1] > counts[2], "weights 1:2:1 give b the most: {counts:?}");
+    let landed: Vec<Vec<u16>> = s.rt.block_on(async {
+        let ch = s.conn.create_channel().await.expect("a channel");
+        ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+        let oneoff = shards::oneoff_exchange(&s.namespace);
+        for p in 0..PARTITIONS {
+            let key = p.to_string();
+            let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+            let c = ch.basic_publish(oneoff.as_str().into(), key.as_str().into(), opts, key.as_bytes(), BasicProperties::default()).await.expect("publish").await.expect("confirm");
+            assert!(c.is_ack() && c.take_message().is_none(), "partition {p} reached a queue");
+        }
+        let mut landed = Vec::new();
+        for name in ["a", "b", "c"] {
+            let mut got = Vec::new();
+            while let Some(m) = ch.basic_get(s.bus(name).commands_queue().as_str().into(), BasicGetOptions { no_ack: true }).await.expect("get") {
+                got.push(std::str::from_utf8(&m.delivery.data).unwrap().parse::<u16>().unwrap());
+            }
+            landed.push(got);
+        }
+        landed
+    });
+    for (i, got) in landed.iter().enumerate() {
+        let predicted: BTreeSet<u16> = (0..PARTITIONS).filter(|p| ring[usize::from(*p)] == i).collect();
+        assert_eq!(got.iter().copied().collect::<BTreeSet<u16>>(), predicted, "shard {i}: the real exchange and the probe agree");
+        assert_eq!(got.len(), predicted.len(), "each partition once");
+    }
+
+    // serve --shard a remembers its partitions; with b's weight changed it refuses to start.
+    s.start("a");
+    s.stop("a");
+    let remembered: shards::Remembered = serde_json::from_slice(&std::fs::read(s.data_dir("a").join(shards::OWNERSHIP_FILE)).unwrap()).unwrap();
+    assert_eq!(remembered.partitions, shards::owned_partitions(&ring, &section, "a"));
+    s.layout[1].2 = 3;
+    s.write_config();
+    let (ok, _, err) = s.run(&["serve", "--shard", "a", "--no-api"], Duration::from_secs(60));
+    assert!(!ok && err.contains("Rebalancing") && err.contains("other one-off partitions"), "{err}");
+    // Provinces may move: a started with another province still starts (weights put back).
+    s.layout[1].2 = 2;
+    s.layout[0].1 = vec!["001".into(), "056".into()];
+    s.write_config();
+    s.start("a");
+    s.stop("a");
+    // Bad --shard arguments are named.
+    let (ok, _, err) = s.run(&["serve", "--shard", "nowhere", "--no-api"], Duration::from_secs(30));
+    assert!(!ok && err.contains("not a shard of the config"), "{err}");
+    let bare = s.dir.path().join("bare.toml");
+    std::fs::write(&bare, "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ansinh")).args(["--config", path(&bare), "serve", "--shard", "a", "--no-api"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no [shards] section"));
+}
+
+/// (d) One of two shards SIGKILLed while both decide many province batches, then restarted:
+/// every command has exactly one outcome and one range of events, every line is paid once, on
+/// its province's shard.
+#[test]
+fn a_shard_killed_mid_stream_loses_and_doubles_nothing() {
+    const PEOPLE: usize = 2_000;
+    let mut s = Shards::new("crash", &[("north", &["001"], 1), ("south", &["079"], 1)]);
+    let north_files = s.demo_files("001", 11, PEOPLE, 20);
+    let south_files = s.demo_files("079", 12, PEOPLE, 20);
+    let north_events = s.count_events("north");
+    s.start("north");
+    s.start("south");
+    for files in [&north_files, &south_files] {
+        accepted(&s.publish(&files.join("rules.jsonl"), ADMIN, &[]), "rules");
+        accepted(&s.publish(&files.join("enroll.jsonl"), AGENCY, &[]), "enroll");
+    }
+    // Both provinces' batches interleaved in one file, published in the background.
+    let (nb, sb) = (read_commands(&north_files.join("batch.jsonl")), read_commands(&south_files.join("batch.jsonl")));
+    let mixed: Vec<_> = nb.iter().zip(sb.iter()).flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
+    assert_eq!(mixed.len(), nb.len() + sb.len(), "as many batches in each province");
+    let file = s.dir.path().join("batches.jsonl");
+    write_commands(&file, &mixed);
+    let line_count = |b: &[ansinh::command::CommandEnvelope]| -> usize {
+        b.iter().map(|e| if let ansinh::command::Command::SubmitPayoutBatch(c) = &e.command { c.lines.len() } else { 0 }).sum()
+    };
+    let (north_lines, south_lines) = (line_count(&nb), line_count(&sb));
+    let before = north_events.load(Ordering::SeqCst);
+    let log = std::fs::File::create(s.dir.path().join("publish-batches.log")).unwrap();
+    let mut publisher = s
+        .ansinh()
+        .args(["publish", path(&file), "--amqp", &url(AGENCY), "--json", "--timeout-secs", "150", "--window", "20"])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("publish runs");
+    let mut stdout = publisher.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    wait_for(SECS_120, "north to pay a share of its batches", || north_events.load(Ordering::SeqCst) >= before + north_lines / 4);
+    s.kill("north");
+    // The kill landed mid-stream: batches north had not acknowledged are back in its queue.
+    let (left, _) = s.queue_counts(&s.bus("north").commands_queue()).expect("north's queue");
+    eprintln!("crash test: {left} of {} north batches left at the kill", nb.len());
+    assert!(left > 0, "north had finished before the kill; the test would show nothing");
+    std::thread::sleep(Duration::from_millis(500));
+    s.start("north");
+    let status = wait_child(&mut publisher, Duration::from_secs(200), "the publisher");
+    let stdout = reader.join().unwrap();
+    assert!(status.success(), "publish: {status}\n{}", std::fs::read_to_string(s.dir.path().join("publish-batches.log")).unwrap_or_default());
+    let outcomes = parse_outcomes(&stdout);
+    assert_eq!(outcomes.len(), mixed.len(), "exactly one outcome per batch");
+    assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Accepted), "every batch accepted");
+    s.stop_all();
+
+    for (name, batches, lines, province) in [("north", &nb, north_lines, "001"), ("south", &sb, south_lines, "079")] {
+        let recs = records(&s.engine(name));
+        let mut by_command: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        let mut ids = BTreeSet::new();
+        for r in &recs {
+            assert!(ids.insert(r.event.id.as_str()), "{name}: event id {} twice", r.event.id);
+            by_command.entry(r.event.command_id.as_str()).or_default().push(r.seq);
+        }
+        for b in batches.iter() {
+            let seqs = by_command.get(b.command_id.as_str()).unwrap_or_else(|| panic!("{name}: batch {} lost", b.command_id));
+            assert_eq!(seqs.last().unwrap() - seqs[0] + 1, seqs.len() as u64, "{name}: {} decided once", b.command_id);
+        }
+        let mut paid = BTreeSet::new();
+        for r in &recs {
+            if let EventData::PayoutInstructed(p) = &r.event.data {
+                assert_eq!(p.province, province, "{name} paid only its province");
+                assert!(paid.insert((p.citizen_id.to_string(), p.period.to_string())), "{name}: a citizen paid twice for a period");
+            }
+        }
+        assert_eq!(paid.len(), lines, "{name}: every line paid once");
+        assert!(!recs.iter().any(|r| matches!(r.event.data, EventData::CommandRejected(_))), "{name}: nothing refused");
+    }
+}
