@@ -216,11 +216,18 @@ impl Shards {
         let sink = count.clone();
         self.rt.block_on(async {
             let ch = self.conn.create_channel().await.expect("a channel");
-            ch.exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, ExchangeDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
-                .await
-                .expect("the events exchange");
+            ch.exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions { durable: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .expect("the events exchange");
             ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.expect("a queue");
-            ch.queue_bind(queue.as_str().into(), exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default()).await.expect("bound");
+            ch.queue_bind(queue.as_str().into(), exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+                .await
+                .expect("bound");
             let mut consumer = ch
                 .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
                 .await
@@ -303,8 +310,10 @@ fn publish_straight(s: &Shards, user: &str, exchange: &str, key: &str, envelope:
             .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
             .await
             .expect("a reply queue");
-        let mut replies =
-            ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.expect("consume");
+        let mut replies = ch
+            .basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .await
+            .expect("consume");
         let body = serde_json::to_vec(envelope).expect("serializes");
         let props = BasicProperties::default()
             .with_delivery_mode(2)
@@ -397,7 +406,12 @@ fn the_probe_predicts_the_real_one_off_exchange_and_a_moved_ring_stops_serve() {
         for p in 0..PARTITIONS {
             let key = p.to_string();
             let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
-            let c = ch.basic_publish(oneoff.as_str().into(), key.as_str().into(), opts, key.as_bytes(), BasicProperties::default()).await.expect("publish").await.expect("confirm");
+            let c = ch
+                .basic_publish(oneoff.as_str().into(), key.as_str().into(), opts, key.as_bytes(), BasicProperties::default())
+                .await
+                .expect("publish")
+                .await
+                .expect("confirm");
             assert!(c.is_ack() && c.take_message().is_none(), "partition {p} reached a queue");
         }
         let mut landed = Vec::new();

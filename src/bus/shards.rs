@@ -91,7 +91,10 @@ pub async fn declare(channel: &Channel, bus: &BusConfig, national: &National) ->
     let (shards, own) = (&national.shards, national.shard.as_str());
     let route = route_exchange(&shards.namespace);
     let oneoff = oneoff_exchange(&shards.namespace);
-    channel.exchange_declare(oneoff.as_str().into(), ExchangeKind::Custom(CONSISTENT_HASH.into()), durable(), FieldTable::default()).await.map_err(plugin_or(&oneoff))?;
+    channel
+        .exchange_declare(oneoff.as_str().into(), ExchangeKind::Custom(CONSISTENT_HASH.into()), durable(), FieldTable::default())
+        .await
+        .map_err(plugin_or(&oneoff))?;
     channel.exchange_declare(route.as_str().into(), ExchangeKind::Topic, durable(), FieldTable::default()).await?;
     for entry in &shards.shard {
         // The same queue, with the same arguments, as that shard's own `topology::declare`.
@@ -104,7 +107,9 @@ pub async fn declare(channel: &Channel, bus: &BusConfig, national: &National) ->
             .map_err(|e| super::topology::conflict_or(&queue)(e))?;
         if entry.weight > 0 {
             let weight = entry.weight.to_string();
-            channel.queue_bind(queue.as_str().into(), oneoff.as_str().into(), weight.as_str().into(), QueueBindOptions::default(), FieldTable::default()).await?;
+            channel
+                .queue_bind(queue.as_str().into(), oneoff.as_str().into(), weight.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+                .await?;
         }
     }
     let entry = shards.get(own).expect("serve checked its shard is configured");
@@ -150,13 +155,12 @@ pub async fn probe(connection: &Connection, shards: &ShardsSection) -> Result<Ve
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let exchange = format!("{}.probe.{}-{nanos}", shards.namespace, std::process::id());
     let options = ExchangeDeclareOptions { durable: false, auto_delete: true, ..ExchangeDeclareOptions::default() };
-    channel
-        .exchange_declare(exchange.as_str().into(), ExchangeKind::Custom(CONSISTENT_HASH.into()), options, FieldTable::default())
-        .await
-        .map_err(|e| match plugin_or(&exchange)(e) {
+    channel.exchange_declare(exchange.as_str().into(), ExchangeKind::Custom(CONSISTENT_HASH.into()), options, FieldTable::default()).await.map_err(|e| {
+        match plugin_or(&exchange)(e) {
             TopologyError::Amqp(e) => ProbeError::Broker(e.to_string()),
             e => ProbeError::Fatal(e.to_string()),
-        })?;
+        }
+    })?;
     let mut queues = Vec::with_capacity(shards.shard.len());
     for entry in &shards.shard {
         let q = channel
@@ -183,9 +187,11 @@ pub async fn probe(connection: &Connection, shards: &ShardsSection) -> Result<Ve
     let mut owner: Vec<Option<usize>> = vec![None; usize::from(PARTITIONS)];
     for (index, queue) in queues.iter().enumerate() {
         while let Some(message) = channel.basic_get(queue.clone(), BasicGetOptions { no_ack: true }).await? {
-            let p: usize = std::str::from_utf8(&message.delivery.data).ok().and_then(|s| s.parse().ok()).filter(|p| *p < usize::from(PARTITIONS)).ok_or_else(
-                || ProbeError::Fatal(format!("probing the one-off ring: queue {queue} held a message that is not a partition number")),
-            )?;
+            let p: usize = std::str::from_utf8(&message.delivery.data)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .filter(|p| *p < usize::from(PARTITIONS))
+                .ok_or_else(|| ProbeError::Fatal(format!("probing the one-off ring: queue {queue} held a message that is not a partition number")))?;
             if owner[p].replace(index).is_some() {
                 return Err(ProbeError::Fatal(format!("probing the one-off ring: partition {p} reached two shards")));
             }
@@ -253,9 +259,7 @@ pub fn route(command: &serde_json::Value, shards: &ShardsSection, to_shard: Opti
         },
         _ => match (to_shard, province) {
             (Some(_), Some(_)) => Err("give one of --to-shard and --province, not both".into()),
-            (Some(name), None) if shards.get(name).is_some() => {
-                Ok(Route { exchange: route_exchange.clone(), routing_key: shard_key(name), replies: 1 })
-            }
+            (Some(name), None) if shards.get(name).is_some() => Ok(Route { exchange: route_exchange.clone(), routing_key: shard_key(name), replies: 1 }),
             (Some(name), None) => Err(format!("--to-shard {name:?} is not a shard of the config's [shards]")),
             (None, Some(code)) => to_province(code),
             (None, None) => Err(format!(
@@ -287,7 +291,8 @@ pub fn check_ownership(data_dir: &Path, now: &Remembered) -> Result<(), String> 
     let path = data_dir.join(OWNERSHIP_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let before: Remembered = serde_json::from_slice(&bytes).map_err(|e| format!("{} is not readable ({e}); it records which one-off partitions this shard owns", path.display()))?;
+            let before: Remembered = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is not readable ({e}); it records which one-off partitions this shard owns", path.display()))?;
             if (before.namespace.as_str(), before.shard.as_str()) != (now.namespace.as_str(), now.shard.as_str()) {
                 return Err(format!(
                     "data dir {} belongs to shard {:?} of namespace {:?}, not shard {:?} of {:?}: check data_dir in [shards]",

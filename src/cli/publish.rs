@@ -63,7 +63,10 @@ fn routing(config: &Config, args: &PublishArgs, envelopes: &[(usize, crate::comm
     let mut routes = Vec::with_capacity(envelopes.len());
     for (line_no, envelope) in envelopes {
         let value = serde_json::to_value(envelope).expect("commands serialize");
-        routes.push(crate::bus::shards::route(&value, &config.shards, args.to_shard.as_deref(), province).map_err(|e| format!("line {line_no}: {e}; nothing was published"))?);
+        routes.push(
+            crate::bus::shards::route(&value, &config.shards, args.to_shard.as_deref(), province)
+                .map_err(|e| format!("line {line_no}: {e}; nothing was published"))?,
+        );
     }
     Ok(Routing::Sharded { namespace: config.shards.namespace.clone(), routes })
 }
