@@ -200,20 +200,26 @@ impl ServeChild {
         );
         let config_path = dir.join("serve.toml");
         std::fs::write(&config_path, toml).map_err(|e| format!("{}: {e}", config_path.display()))?;
-        let log = dir.join("serve.log");
-        let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        ServeChild::spawn(&config_path, &[], &dir.join("serve.log"), api)
+    }
+
+    /// Starts `ansinh --config CONFIG serve ARGS` with its output in `log`; `api` is where the
+    /// config makes its HTTP API listen.
+    pub fn spawn(config_path: &Path, args: &[&str], log: &Path, api: SocketAddr) -> Result<ServeChild, String> {
+        let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let child = Command::new(&exe)
             .arg("--config")
-            .arg(&config_path)
+            .arg(config_path)
             .arg("serve")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .map_err(|e| format!("{}: {e}", exe.display()))?;
-        Ok(ServeChild { child: Some(child), log, api })
+        Ok(ServeChild { child: Some(child), log: log.to_path_buf(), api })
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -15,7 +15,11 @@
 //! - `latency`: p50/p99/max publish-to-reply of single commands at a fixed offered rate through
 //!   `ansinh serve` vs a minimal lapin echo at the same rate (ratios: lower is better).
 //!
-//! `amqp` and `latency` need the broker (`broker.rs`) and fail, saying how to start it, when it
+//! - `shards`: a national one-off programme through K `ansinh serve --shard` children over
+//!   RabbitMQ (consistent-hash routing by partition) vs the same programme through one shard,
+//!   back to back; aggregate lines/s and per-shard peak RSS.
+//!
+//! `amqp`, `latency` and `shards` need the broker (`broker.rs`) and fail, saying how to start it, when it
 //! is not there.
 
 pub mod amqp;
@@ -23,6 +27,7 @@ pub mod broker;
 pub mod embedded;
 pub mod latency;
 pub mod process;
+pub mod shards;
 
 use crate::outln;
 use serde::Serialize;

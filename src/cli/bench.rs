@@ -21,6 +21,9 @@ pub enum Suite {
     /// p50/p99/max publish-to-reply of single commands at a fixed rate through `ansinh serve` vs
     /// a minimal lapin echo (needs the broker).
     Latency,
+    /// A one-off programme through `--shards` shard processes over RabbitMQ vs through one
+    /// shard, back to back (needs the broker and its consistent-hash exchange plugin).
+    Shards,
 }
 
 #[derive(clap::Args, Debug)]
@@ -29,9 +32,13 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     pub suite: Suite,
     /// Size: payout lines / beneficiaries (embedded, amqp, memory; default 200,000, 200,000 and
-    /// 1,000,000), events in the log (replay; default 1,000,000) or commands (latency; default 5,000).
+    /// 1,000,000), events in the log (replay; default 1,000,000), commands (latency; default 5,000)
+    /// or one-off lines (shards; default 4,000,000).
     #[arg(long)]
     pub lines: Option<u64>,
+    /// Shard processes of the shards suite.
+    #[arg(long, default_value_t = 4)]
+    pub shards: usize,
     /// Offered rate of the latency suite, commands per second.
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
@@ -52,6 +59,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> CliResult {
         Suite::Memory => bench::process::memory(size(1_000_000) as usize, &tmp)?,
         Suite::Amqp => bench::amqp::run(config, size(200_000) as usize, &tmp)?,
         Suite::Latency => bench::latency::run(config, size(5_000) as usize, args.rate, &tmp)?,
+        Suite::Shards => bench::shards::run(config, args.shards, size(4_000_000) as usize, &tmp)?,
     };
     if args.json {
         outln!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);

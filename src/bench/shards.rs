@@ -1,0 +1,525 @@
+//! `shards`: a national one-off programme through K shard processes (`ansinh serve --shard`) on
+//! this machine over RabbitMQ, against the same programme through one shard, measured back to
+//! back in the same run (issue 12).
+//!
+//! Each run has its own namespace: K shards in `[shards]` (weight 1 each), each a child process
+//! with its own data dir. Untimed set-up: `define_one_off_program` published once to
+//! `<namespace>.route` with key `all` (every shard defines it), `fund_one_off` to each shard by
+//! `shard.<name>`. Timed: every batch message (the lines of one partition, up to
+//! [`BATCH_LINES`] each) published with confirms to `<namespace>.oneoff`, RabbitMQ's
+//! consistent-hash exchange, with the partition as routing key, until every batch was answered
+//! and every line's event (`payout.instructed` or `one_off.cash_listed`) was seen on its shard's
+//! events exchange, published by that shard's relay with confirms. Observers count each
+//! (shard, seq) once. Per-shard peak RSS is VmHWM, sampled by the kernel.
+
+use super::broker::{Broker, Progress, ServeChild, STALL};
+use super::{Report, Scratch};
+use crate::bus::shards::{oneoff_exchange, route_exchange, shard_key, ALL_KEY};
+use crate::config::Config;
+use crate::outcome::{Outcome, OutcomeStatus};
+use crate::shard::{partition_of, PARTITIONS};
+use futures_util::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Most lines in one batch message (each message holds the lines of one partition).
+pub const BATCH_LINES: usize = 2_000;
+/// The programme: the National Day gift of September 2025 (`shared/domain/vn-welfare-facts.md`):
+/// 100,000 VND to everyone with a personal ID number by 30 August 2025.
+pub const PROGRAM: &str = "qk-2025";
+pub const AMOUNT: &str = "100000";
+pub const CUTOFF: &str = "2025-08-30";
+/// Messages published and not yet confirmed at once (`ansinh publish`'s default).
+const PUBLISH_WINDOW: usize = 500;
+const ISSUED_AT: &str = "2025-09-01T08:00:00+07:00";
+
+/// One batch message, ready to publish.
+pub struct BatchMessage {
+    pub partition: u16,
+    pub command_id: String,
+    pub body: Vec<u8>,
+    pub lines: usize,
+}
+
+/// `lines` deterministic one-off lines (valid citizen IDs of every province of the table, born
+/// 1930-2024; nine in ten with an account at a bank of the table, the tenth to be paid in cash
+/// at its commune), grouped by partition into `submit_one_off_batch` messages.
+pub fn programme(lines: usize) -> Vec<BatchMessage> {
+    let provinces: Vec<&str> = crate::domain::reference::province_codes().collect();
+    let bins: Vec<&str> = crate::domain::reference::bank_bins().collect();
+    let mut open: Vec<Vec<serde_json::Value>> = vec![Vec::new(); usize::from(PARTITIONS)];
+    let mut chunks = vec![0u32; usize::from(PARTITIONS)];
+    let mut out = Vec::with_capacity(lines / BATCH_LINES + usize::from(PARTITIONS));
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        // xorshift64*: deterministic, no dependency.
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let flush = |partition: u16, lines: Vec<serde_json::Value>, chunk: u32, out: &mut Vec<BatchMessage>| {
+        let command_id = format!("{PROGRAM}-p{partition:04}-{chunk:04}");
+        let n = lines.len();
+        let envelope = serde_json::json!({
+            "command_id": command_id,
+            "issued_at": ISSUED_AT,
+            "type": "submit_one_off_batch",
+            "payload": {"batch_id": command_id, "program_id": PROGRAM, "partition": partition, "lines": lines},
+        });
+        out.push(BatchMessage { partition, command_id, body: serde_json::to_vec(&envelope).expect("json"), lines: n });
+    };
+    for i in 0..lines {
+        let r = next();
+        let year = 1930 + (r % 95) as u32;
+        let female = (r >> 8) & 1 == 1;
+        let century_digit = if year < 2000 { 0 } else { 2 } + u32::from(female);
+        // (province, sequence part) is distinct for every line up to provinces x 1,000,000 lines,
+        // so every ID is distinct; year and sex vary at random.
+        let province = provinces[(i / 1_000_000) % provinces.len()];
+        let citizen_id = format!("{province}{century_digit}{:02}{:06}", year % 100, i % 1_000_000);
+        let partition = partition_of(&citizen_id);
+        let assigned = if year <= 2021 { "2021-07-01".to_string() } else { format!("{year}-12-01") };
+        let line = if r % 10 == 9 {
+            serde_json::json!({"citizen_id": citizen_id, "id_assigned_on": assigned, "commune": format!("{:05}", 100 + (r >> 24) % 29_000)})
+        } else {
+            serde_json::json!({
+                "citizen_id": citizen_id,
+                "id_assigned_on": assigned,
+                "account": {"bin": bins[(r >> 20) as usize % bins.len()], "account_no": format!("{:012}", r % 1_000_000_000_000), "holder_name": "NGUYEN VAN AN"},
+            })
+        };
+        let slot = &mut open[usize::from(partition)];
+        slot.push(line);
+        if slot.len() == BATCH_LINES {
+            let full = std::mem::take(slot);
+            chunks[usize::from(partition)] += 1;
+            flush(partition, full, chunks[usize::from(partition)], &mut out);
+        }
+    }
+    for (p, slot) in open.into_iter().enumerate() {
+        if !slot.is_empty() {
+            chunks[p] += 1;
+            flush(p as u16, slot, chunks[p], &mut out);
+        }
+    }
+    out
+}
+
+/// What one run (K shards) measured.
+struct Run {
+    shards: usize,
+    wall: Duration,
+    publish: Duration,
+    replies: usize,
+    events_seen: usize,
+    peak_rss: Vec<(String, Option<u64>)>,
+    lines_per_shard: Vec<(String, usize)>,
+    state_bytes: usize,
+}
+
+pub fn run(config: &Config, shards: usize, lines: usize, tmp: &Path) -> Result<Report, String> {
+    if shards == 0 || shards > 16 {
+        return Err("--shards must be 1-16".into());
+    }
+    let most = crate::domain::reference::province_codes().count() * 1_000_000;
+    if lines == 0 || lines > most {
+        return Err(format!("--lines must be 1-{most} (distinct citizen IDs the generator makes)"));
+    }
+    let broker = Broker::reach(config, "shards")?;
+    let load_at_start = super::load_average();
+    let mut progress = Progress::new("shards");
+    progress.say(format!("generating the programme: {lines} one-off lines grouped by partition (untimed)"));
+    let batches = programme(lines);
+    let cash = batches.iter().map(|b| b.lines).sum::<usize>();
+    debug_assert_eq!(cash, lines);
+    progress.say(format!("{} batch messages of up to {BATCH_LINES} lines", batches.len()));
+    let scratch = Scratch::new(tmp, "shards")?;
+    let sharded = run_once(config, &broker, shards, &batches, lines, &scratch.path().join(format!("k{shards}")), &mut progress)?;
+    let single = run_once(config, &broker, 1, &batches, lines, &scratch.path().join("k1"), &mut progress)?;
+
+    let mut report = Report::new("shards", lines as u64);
+    let rate = |r: &Run| lines as f64 / r.wall.as_secs_f64();
+    for r in [&sharded, &single] {
+        let k = r.shards;
+        report.figure(&format!("{k} shard(s): aggregate one-off lines/s"), rate(r), "lines/s");
+        report.figure(&format!("{k} shard(s): seconds, first publish to every line relayed"), r.wall.as_secs_f64(), "s");
+        report.figure(&format!("{k} shard(s): seconds to publish (confirmed)"), r.publish.as_secs_f64(), "s");
+        report.figure(&format!("{k} shard(s): replies"), r.replies as f64, "replies");
+        report.figure(&format!("{k} shard(s): line events seen"), r.events_seen as f64, "events");
+        for ((name, rss), (_, n)) in r.peak_rss.iter().zip(&r.lines_per_shard) {
+            report.figure(&format!("{k} shard(s): {name} lines"), *n as f64, "lines");
+            if let Some(rss) = rss {
+                report.figure(&format!("{k} shard(s): {name} peak RSS"), *rss as f64, "bytes");
+            }
+        }
+        report.figure(&format!("{k} shard(s): decision state per one-off payee"), r.state_bytes as f64 / lines as f64, "bytes");
+    }
+    report.figure("batch messages", batches.len() as f64, "messages");
+    for (name, load) in [("load average at start", load_at_start), ("load average at end", super::load_average())] {
+        if let Some(load) = load {
+            report.figure(name, load, "1-minute");
+        }
+    }
+    report.ratio(&format!("{shards} shards / 1 shard, aggregate lines/s"), rate(&sharded) / rate(&single), "-");
+    // The projection the issue asks for, from this machine's measured rate.
+    const PEOPLE: f64 = 106_855_575.0;
+    let per_machine = rate(&sharded).max(rate(&single));
+    let machines = (PEOPLE / 3600.0 / per_machine).ceil();
+    report.figure("PROJECTION: machines like this one to pay 106,855,575 people in one hour", machines, "machines (at the better of the two runs' rate)");
+    let peak = sharded.peak_rss.iter().filter_map(|(_, r)| *r).max().unwrap_or(0) as f64;
+    let per_shard_lines = lines as f64 / shards as f64;
+    report.figure(
+        "PROJECTION: decision state for 106,855,575 one-off payees",
+        sharded.state_bytes as f64 / lines as f64 * PEOPLE,
+        "bytes (measured bytes per payee x people)",
+    );
+    report.note(format!(
+        "timed: {} submit_one_off_batch messages ({lines} lines, one partition each) published with confirms ({PUBLISH_WINDOW} in flight) to the \
+         consistent-hash exchange; until every reply and every line's event relayed by its shard; the same messages through {shards} shards, then \
+         through 1, back to back",
+        batches.len()
+    ));
+    report.note(format!(
+        "projection, not a measurement: 106,855,575 lines in 3,600 s need {:.0} lines/s; at the measured {per_machine:.0} lines/s per machine that is \
+         {machines} machine(s); the largest shard peaked at {:.0} MiB for {per_shard_lines:.0} lines",
+        PEOPLE / 3600.0,
+        peak / 1_048_576.0
+    ));
+    report.note("all shard processes, the broker and the bench's publisher and observers share this machine's 2 cores");
+    report.note(format!("broker namespaces ansinh-bs*-{} (deleted at the end of each run)", std::process::id()));
+    Ok(report)
+}
+
+fn free_api() -> Result<SocketAddr, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("finding a free port: {e}"))?.port();
+    Ok(([127, 0, 0, 1], port).into())
+}
+
+/// Writes the K-shard config and returns its path, the namespace, and each shard's (name, data dir, api).
+fn write_config(config: &Config, broker: &Broker, shards: usize, dir: &Path) -> Result<(PathBuf, String, Vec<(String, PathBuf, SocketAddr)>), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000).unwrap_or(0);
+    let namespace = format!("ansinh-bs{shards}-{}-{ms}", std::process::id());
+    let s = |v: &str| toml::Value::from(v).to_string();
+    let limits = toml::to_string(&config.limits).map_err(|e| e.to_string())?;
+    let bus = &config.bus;
+    let mut toml = format!(
+        "[engine]\ngroup_commands_max = {gmax}\ncache_capacity_mb = {cache}\ncheckpoint_every_events = {ckpt}\n\n[limits]\n{limits}\n\
+         [bus]\namqp_url = {url}\nqueue_type = {qtype}\nprefetch = {prefetch}\ndelivery_limit = {dlimit}\ngroup_wait_ms = {wait}\n\
+         relay_batch_max = {relay}\nrelay_poll_ms = {poll}\nreconnect_backoff_max_ms = {backoff}\n\n[[bus.users]]\nname = {user}\nrole = \"admin\"\n\n\
+         [shards]\nnamespace = {ns}\n",
+        gmax = config.engine.group_commands_max,
+        cache = config.engine.cache_capacity_mb,
+        ckpt = config.engine.checkpoint_every_events,
+        url = s(&broker.url),
+        qtype = s(&bus.queue_type),
+        prefetch = bus.prefetch,
+        dlimit = bus.delivery_limit,
+        wait = bus.group_wait_ms,
+        relay = bus.relay_batch_max,
+        poll = bus.relay_poll_ms,
+        backoff = bus.reconnect_backoff_max_ms,
+        user = s(&broker.user),
+        ns = s(&namespace),
+    );
+    let mut entries = Vec::new();
+    for i in 0..shards {
+        let name = format!("s{i}");
+        let data_dir = dir.join(&name);
+        let api = free_api()?;
+        toml.push_str(&format!(
+            "\n[[shards.shard]]\nname = {}\nweight = 1\ndata_dir = {}\napi_listen = {}\n",
+            s(&name),
+            s(&data_dir.display().to_string()),
+            s(&api.to_string())
+        ));
+        entries.push((name, data_dir, api));
+    }
+    let path = dir.join("shards.toml");
+    std::fs::write(&path, toml).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((path, namespace, entries))
+}
+
+fn envelope(command_id: &str, kind: &str, payload: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"command_id": command_id, "issued_at": ISSUED_AT, "type": kind, "payload": payload})).expect("json")
+}
+
+async fn publish(ch: &Channel, exchange: &str, key: &str, user: &str, reply_to: &str, id: &str, body: &[u8]) -> Result<lapin::PublisherConfirm, String> {
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_user_id(user.into())
+        .with_reply_to(reply_to.into())
+        .with_correlation_id(id.into())
+        .with_message_id(id.into());
+    ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions { mandatory: true, ..Default::default() }, body, props).await.map_err(|e| e.to_string())
+}
+
+async fn settle(pending: &mut Vec<lapin::PublisherConfirm>) -> Result<(), String> {
+    for confirm in pending.drain(..) {
+        let c = confirm.await.map_err(|e| e.to_string())?;
+        if c.is_nack() {
+            return Err("the broker refused (nacked) a publish".into());
+        }
+        if c.take_message().is_some() {
+            return Err("the broker returned a publish as unroutable: no shard queue bound for its key".into());
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    config: &Config,
+    broker: &Broker,
+    shards: usize,
+    batches: &[BatchMessage],
+    lines: usize,
+    dir: &Path,
+    progress: &mut Progress,
+) -> Result<Run, String> {
+    let (config_path, namespace, entries) = write_config(config, broker, shards, dir)?;
+    let rt = crate::cli::serve::runtime()?;
+    let mut children = Vec::new();
+    let result = rt.block_on(async {
+        let admin = broker.connect("ansinh-bench-shards-admin").await?;
+        progress.say(format!("{shards} shard(s): starting serve --shard for each ({namespace})"));
+        for (name, data_dir, api) in &entries {
+            std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+            children.push(ServeChild::spawn(&config_path, &["--shard", name], &dir.join(format!("{name}.log")), *api)?);
+        }
+        for ((name, _, _), child) in entries.iter().zip(children.iter_mut()) {
+            child.wait_consuming(&admin, &format!("{namespace}.{name}.commands"), STALL).await?;
+        }
+        let r = timed(broker, &admin, &namespace, &entries, &mut children, batches, lines, progress).await;
+        let _ = admin.close(200, "done".into()).await;
+        r
+    });
+    let mut peak_rss = Vec::new();
+    for ((name, _, _), child) in entries.iter().zip(children.iter_mut()) {
+        peak_rss.push((name.clone(), child.peak_rss()));
+        child.stop()?;
+    }
+    let (wall, publish, replies, events_seen, per_shard) = result?;
+    // The decision state each shard rebuilt from its own log, measured by what it allocates.
+    let mut state_bytes = 0;
+    for (_, data_dir, _) in &entries {
+        let mut options = crate::engine::EngineOptions::new(data_dir);
+        options.cache_capacity_bytes = 64 * 1024 * 1024;
+        let engine = crate::engine::Engine::open(&options, &mut |_, _| {}).map_err(|e| e.to_string())?;
+        state_bytes += engine.state().heap_bytes();
+    }
+    let left = rt.block_on(async {
+        let admin = broker.connect("ansinh-bench-shards-cleanup").await?;
+        let mut queues = Vec::new();
+        let mut exchanges = vec![route_exchange(&namespace), oneoff_exchange(&namespace)];
+        for (name, _, _) in &entries {
+            let bus = crate::bus::BusConfig { prefix: format!("{namespace}.{name}"), ..crate::bus::BusConfig::default() };
+            let (q, x) = bus.topology_names();
+            queues.extend(q);
+            exchanges.extend(x);
+        }
+        let left = Broker::delete(&admin, &queues, &exchanges).await;
+        let _ = admin.close(200, "done".into()).await;
+        Ok::<_, String>(left)
+    })?;
+    if !left.is_empty() {
+        eprintln!("bench shards: warning: left on the broker: {}", left.join(", "));
+    }
+    let lines_per_shard = entries.iter().map(|(n, _, _)| n.clone()).zip(per_shard).collect();
+    Ok(Run { shards, wall, publish, replies, events_seen, peak_rss, lines_per_shard, state_bytes })
+}
+
+type Timed = (Duration, Duration, usize, usize, Vec<usize>);
+
+#[allow(clippy::too_many_arguments)]
+async fn timed(
+    broker: &Broker,
+    conn: &Connection,
+    namespace: &str,
+    entries: &[(String, PathBuf, SocketAddr)],
+    children: &mut [ServeChild],
+    batches: &[BatchMessage],
+    lines: usize,
+    progress: &mut Progress,
+) -> Result<Timed, String> {
+    let e = |e: lapin::Error| e.to_string();
+    // Observers: one queue per shard on its events exchange, counting each seq once.
+    let seen: Arc<Mutex<Vec<HashSet<u64>>>> = Arc::new(Mutex::new(vec![HashSet::new(); entries.len()]));
+    let last_new: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    for (i, (name, _, _)) in entries.iter().enumerate() {
+        let ch = conn.create_channel().await.map_err(e)?;
+        let q = ch
+            .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+            .await
+            .map_err(e)?;
+        let events = format!("{namespace}.{name}.events");
+        for key in ["payout.instructed.*", "one_off.cash_listed.*"] {
+            ch.queue_bind(q.name().clone(), events.as_str().into(), key.into(), QueueBindOptions::default(), FieldTable::default()).await.map_err(e)?;
+        }
+        let mut deliveries = ch
+            .basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .await
+            .map_err(e)?;
+        let (sink, at) = (seen.clone(), last_new.clone());
+        tokio::spawn(async move {
+            let _keep = ch;
+            while let Some(Ok(d)) = deliveries.next().await {
+                if let Some(AMQPValue::LongLongInt(seq)) = d.properties.headers().as_ref().and_then(|h| h.inner().get("x-seq").cloned()) {
+                    if sink.lock().expect("observer lock")[i].insert(seq as u64) {
+                        *at.lock().expect("observer lock") = Some(Instant::now());
+                    }
+                }
+            }
+        });
+    }
+    let pch = conn.create_channel().await.map_err(e)?;
+    pch.confirm_select(ConfirmSelectOptions::default()).await.map_err(e)?;
+    let reply_queue = pch
+        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+        .await
+        .map_err(e)?;
+    let mut reply_stream = pch
+        .basic_consume(reply_queue.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .await
+        .map_err(e)?;
+    let replies: Arc<Mutex<Vec<(Instant, Outcome)>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = replies.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = reply_stream.next().await {
+            if let Ok(o) = serde_json::from_slice::<Outcome>(&d.data) {
+                sink.lock().expect("replies lock").push((Instant::now(), o));
+            }
+        }
+    });
+    let reply_to = reply_queue.name().as_str().to_string();
+    let (route, oneoff) = (route_exchange(namespace), oneoff_exchange(namespace));
+
+    // Untimed set-up: the programme on every shard, each shard's budget.
+    let budget = ((lines as u128 + 1) * 100_000).to_string();
+    let mut pending = vec![
+        publish(
+            &pch,
+            &route,
+            ALL_KEY,
+            &broker.user,
+            &reply_to,
+            "define-qk-2025",
+            &envelope(
+                "define-qk-2025",
+                "define_one_off_program",
+                serde_json::json!({"program_id": PROGRAM, "name": "Quà Quốc khánh 2025", "amount": AMOUNT, "eligible_cutoff": CUTOFF, "period": "2025-09"}),
+            ),
+        )
+        .await?,
+    ];
+    settle(&mut pending).await?;
+    wait_replies(&replies, entries.len(), children, "the programme's definition").await?;
+    for (name, _, _) in entries {
+        let id = format!("fund-qk-2025-{name}");
+        let body = envelope(&id, "fund_one_off", serde_json::json!({"program_id": PROGRAM, "amount": budget, "reference": "bench"}));
+        pending.push(publish(&pch, &route, &shard_key(name), &broker.user, &reply_to, &id, &body).await?);
+    }
+    settle(&mut pending).await?;
+    wait_replies(&replies, 2 * entries.len(), children, "the budgets").await?;
+    {
+        let set_up = replies.lock().expect("replies lock");
+        if let Some((_, o)) = set_up.iter().find(|(_, o)| o.status != OutcomeStatus::Accepted) {
+            return Err(format!("set-up command {} was not accepted: {:?}", o.command_id, o.code));
+        }
+    }
+    replies.lock().expect("replies lock").clear();
+
+    progress.say(format!("timed: publishing {} batch messages ({lines} lines) to {oneoff}", batches.len()));
+    let t0 = Instant::now();
+    for b in batches {
+        pending.push(publish(&pch, &oneoff, &b.partition.to_string(), &broker.user, &reply_to, &b.command_id, &b.body).await?);
+        if pending.len() >= PUBLISH_WINDOW {
+            settle(&mut pending).await?;
+        }
+    }
+    settle(&mut pending).await?;
+    let publish_time = t0.elapsed();
+    let mut last = (0, Instant::now());
+    loop {
+        let n_replies = replies.lock().expect("replies lock").len();
+        let n_events: usize = seen.lock().expect("observer lock").iter().map(HashSet::len).sum();
+        if n_replies >= batches.len() && n_events >= lines {
+            break;
+        }
+        for c in children.iter_mut() {
+            c.check_running()?;
+        }
+        if n_replies + n_events != last.0 {
+            last = (n_replies + n_events, Instant::now());
+        } else if last.1.elapsed() > STALL {
+            return Err(format!("no progress for {} s: {n_replies} of {} replies, {n_events} of {lines} line events", STALL.as_secs(), batches.len()));
+        }
+        progress.tick(|| format!("{n_replies}/{} replies, {n_events}/{lines} line events after {:.0} s", batches.len(), t0.elapsed().as_secs_f64()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let replies = std::mem::take(&mut *replies.lock().expect("replies lock"));
+    let to_replies = replies.iter().map(|(at, _)| at.duration_since(t0)).max().unwrap_or_default();
+    let to_events = last_new.lock().expect("observer lock").map(|at| at.duration_since(t0)).unwrap_or_default();
+    let mut answered: HashMap<&str, &Outcome> = HashMap::new();
+    for (_, o) in &replies {
+        answered.entry(o.command_id.as_str()).or_insert(o);
+    }
+    for b in batches {
+        let o = answered.get(b.command_id.as_str()).ok_or_else(|| format!("no reply to {}", b.command_id))?;
+        if o.status != OutcomeStatus::Accepted || o.duplicate || o.count_lines("rejected") != 0 || o.lines.len() != b.lines {
+            return Err(format!("{}: {:?} (duplicate {}), {} of {} lines rejected", b.command_id, o.status, o.duplicate, o.count_lines("rejected"), b.lines));
+        }
+    }
+    let per_shard: Vec<usize> = seen.lock().expect("observer lock").iter().map(HashSet::len).collect();
+    let events_seen = per_shard.iter().sum();
+    if events_seen != lines {
+        return Err(format!("{events_seen} line events seen for {lines} lines"));
+    }
+    Ok((to_replies.max(to_events), publish_time, answered.len(), events_seen, per_shard))
+}
+
+async fn wait_replies(replies: &Arc<Mutex<Vec<(Instant, Outcome)>>>, n: usize, children: &mut [ServeChild], what: &str) -> Result<(), String> {
+    let started = Instant::now();
+    while replies.lock().expect("replies lock").len() < n {
+        for c in children.iter_mut() {
+            c.check_running()?;
+        }
+        if started.elapsed() > STALL {
+            return Err(format!("no reply to {what} within {} s", STALL.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_programme_holds_each_line_once_in_its_partition() {
+        let batches = programme(30_000);
+        assert_eq!(batches.iter().map(|b| b.lines).sum::<usize>(), 30_000);
+        let mut ids = HashSet::new();
+        for b in &batches {
+            let v: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
+            let lines = v["payload"]["lines"].as_array().unwrap();
+            assert!(lines.len() <= BATCH_LINES && !lines.is_empty());
+            assert_eq!(v["payload"]["partition"], b.partition);
+            for l in lines {
+                let id = l["citizen_id"].as_str().unwrap();
+                assert!(crate::domain::CitizenId::parse(id).is_ok(), "{id}");
+                assert_eq!(partition_of(id), b.partition);
+                assert!(ids.insert(id.to_string()), "{id} twice");
+            }
+        }
+    }
+}
