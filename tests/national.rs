@@ -167,7 +167,8 @@ fn tamper_first_payout(dir: &Path) -> u64 {
     let seq = (1..=head).find(|s| String::from_utf8_lossy(&stored(*s)).contains("\"payout.instructed\"")).expect("a payout");
     let seg = segment::find(&journal, seq).unwrap().unwrap();
     let first = seg.first_seq;
-    let mut records: Vec<SealedRecord> = seg.records_from(first).map(|(seq, bytes, meta)| SealedRecord { seq, bytes: bytes.to_vec(), meta: meta.clone() }).collect();
+    let mut records: Vec<SealedRecord> =
+        seg.records_from(first).map(|(seq, bytes, meta)| SealedRecord { seq, bytes: bytes.to_vec(), meta: meta.clone() }).collect();
     let changed = String::from_utf8(records[(seq - first) as usize].bytes.clone()).unwrap().replacen("\"amount\":\"750000\"", "\"amount\":\"7500000\"", 1);
     records[(seq - first) as usize].bytes = changed.into_bytes();
     journal.remove(segment::key(first)).unwrap();
@@ -191,7 +192,7 @@ fn a_national_checkpoint_of_three_shards_verifies_and_a_changed_shard_is_named()
 
     let out = nation.cli(&["audit", "verify-national", "--checkpoint", s(&path)]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("national: all 3 shards the national checkpoint OK"), "{}", text(&out));
+    assert!(text(&out).contains("national: all 3 shards pass through the heads it names: OK"), "{}", text(&out));
     let out = nation.cli(&["audit", "verify", "--shards"]);
     assert!(out.status.success(), "{}", text(&out));
     for name in ["north", "south", "central"] {
@@ -254,7 +255,8 @@ fn a_wrong_seq_or_hash_in_the_checkpoint_fails_naming_that_shard_and_a_changed_r
 
     // Exports instead of data dirs.
     let (n, so) = (nation.export("north"), nation.export("south"));
-    let out = nation.cli(&["audit", "verify-national", "--checkpoint", s(&path), "--export", &format!("north={}", s(&n)), "--export", &format!("south={}", s(&so))]);
+    let out =
+        nation.cli(&["audit", "verify-national", "--checkpoint", s(&path), "--export", &format!("north={}", s(&n)), "--export", &format!("south={}", s(&so))]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -275,7 +277,8 @@ fn serve(listener: std::net::TcpListener, state: ApiState) -> ShardApi {
 
 fn state_of(engine: &Engine, nation: Option<Nation>) -> ApiState {
     let head = engine.head().clone();
-    ApiState::new(engine.views().reader(), Arc::new(move || Ok(head.clone())), &tokens(), Arc::new(Metrics::new()), Arc::new(Readiness::default)).with_nation(nation)
+    ApiState::new(engine.views().reader(), Arc::new(move || Ok(head.clone())), &tokens(), Arc::new(Metrics::new()), Arc::new(Readiness::default))
+        .with_nation(nation)
 }
 
 #[test]
@@ -316,6 +319,18 @@ fn a_running_shard_is_read_over_its_api_and_named_as_not_verified() {
     assert!(out.status.success(), "once the shard is stopped its chain verifies through the head read over its API: {}", text(&out));
 }
 
+/// The body matches the 200 schema the OpenAPI document gives for `route`.
+fn assert_documented(addr: SocketAddr, route: &str, body: &Value) {
+    let (_, doc) = http_get(addr, "/v1/openapi.json", AUDITOR);
+    let schema =
+        doc["paths"][route]["get"]["responses"]["200"]["content"]["application/json"]["schema"].as_object().unwrap_or_else(|| panic!("{route} is documented"));
+    let mut root = Value::Object(schema.clone());
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::draft202012::new(&root).unwrap_or_else(|e| panic!("{route}: the documented schema builds: {e}"));
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "{route}: the body does not match its documented schema: {errors:#?}");
+}
+
 fn ansinh_token_env() -> &'static str {
     "ANSINH_API_TOKEN"
 }
@@ -337,7 +352,8 @@ fn the_nation_routes_answer_from_the_shard_that_holds_the_citizen_and_name_a_sto
     let engines: Vec<Engine> = ["north", "south"].iter().map(|n| open_engine(&nation.dir(n))).collect();
     let listeners: Vec<std::net::TcpListener> = (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     let stopped = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // bound, then closed
-    let mut peers: Vec<(String, String)> = vec![("north".into(), listeners[0].local_addr().unwrap().to_string()), ("south".into(), listeners[1].local_addr().unwrap().to_string())];
+    let mut peers: Vec<(String, String)> =
+        vec![("north".into(), listeners[0].local_addr().unwrap().to_string()), ("south".into(), listeners[1].local_addr().unwrap().to_string())];
     let two = Nation::new(peers.clone(), Duration::from_secs(3));
     peers.push(("west".into(), stopped.to_string()));
     let three = Nation::new(peers, Duration::from_secs(3));
@@ -351,8 +367,12 @@ fn the_nation_routes_answer_from_the_shard_that_holds_the_citizen_and_name_a_sto
     assert_eq!(body["complete"], true, "{body}");
     let payouts = body["payouts"].as_array().unwrap();
     assert_eq!(payouts.len(), 1, "{body}");
-    assert_eq!((payouts[0]["shard"].as_str(), payouts[0]["payout_id"].as_str(), payouts[0]["status"].as_str()), (Some("north"), Some("N1-000001"), Some("settled")));
+    assert_eq!(
+        (payouts[0]["shard"].as_str(), payouts[0]["payout_id"].as_str(), payouts[0]["status"].as_str()),
+        (Some("north"), Some("N1-000001"), Some("settled"))
+    );
     assert_eq!((payouts[0]["period"].as_str(), payouts[0]["amount"].as_str()), (Some("2025-01"), Some("750000")));
+    assert_documented(south.addr, "/v1/nation/citizens/{citizen_id}/payouts", &body);
     let answers: Vec<(&str, &str)> = body["shards"].as_array().unwrap().iter().map(|s| (s["shard"].as_str().unwrap(), s["answer"].as_str().unwrap())).collect();
     assert_eq!(answers, [("north", "found"), ("south", "not_found")]);
 
@@ -370,10 +390,12 @@ fn the_nation_routes_answer_from_the_shard_that_holds_the_citizen_and_name_a_sto
     let (status, body) = http_get(south.addr, &format!("/v1/nation/citizens/{}", BINH.id), AUDITOR);
     assert_eq!((status, body["found"][0]["shard"].as_str()), (200, Some("north")), "{body}");
     assert_eq!(body["found"][0]["citizen"]["citizen_id"], BINH.id, "{body}");
+    assert_documented(south.addr, "/v1/nation/citizens/{citizen_id}", &body);
     let (status, body) = http_get(south.addr, "/v1/nation/citizens/056185000555/payouts", AUDITOR);
     assert_eq!((status, body["error"].as_str()), (404, Some("citizen_not_found")), "{body}");
     let (status, body) = http_get(south.addr, &format!("/v1/nation/citizens/{}/payouts/N1-000001", AN.id), AUDITOR);
     assert_eq!((status, body["shard"].as_str(), body["payout"]["payout_id"].as_str()), (200, Some("north"), Some("N1-000001")), "{body}");
+    assert_documented(south.addr, "/v1/nation/citizens/{citizen_id}/payouts/{payout_id}", &body);
 
     // Each shard applies the caller's scope itself: the TP HCM agency may not read a Khánh Hòa
     // citizen (north says 403, south 404); the Khánh Hòa agency and the citizen service may.

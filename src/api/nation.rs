@@ -55,9 +55,11 @@ enum Answer {
 }
 
 async fn ask_all(state: &ApiState, path: &str, headers: &HeaderMap) -> Result<Vec<(String, Answer)>, ApiError> {
-    let nation = state.inner.nation.as_ref().ok_or_else(|| {
-        ApiError::NotFound("nation_not_configured", "this server's config has no [shards]: read the citizen under /v1/citizens/".into())
-    })?;
+    let nation = state
+        .inner
+        .nation
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("nation_not_configured", "this server's config has no [shards]: read the citizen under /v1/citizens/".into()))?;
     let authorization = headers.get(header::AUTHORIZATION);
     let asks = nation.peers.iter().map(|(name, addr)| async move {
         let answer = match super::client::get(addr, path, authorization, nation.timeout).await {
@@ -310,9 +312,6 @@ pub async fn payout(
         Some((shard, payout)) => Ok(Json(NationOnePayoutOut { shard, coverage, payout })),
         // One payout lives in one shard: not found among those that answered says nothing of
         // those that did not.
-        None => Err(ApiError::BadGateway(format!(
-            "the payout is not in the shards that answered; {} did not answer",
-            coverage.missing.join(", ")
-        ))),
+        None => Err(ApiError::BadGateway(format!("the payout is not in the shards that answered; {} did not answer", coverage.missing.join(", ")))),
     }
 }

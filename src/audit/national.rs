@@ -124,7 +124,8 @@ impl NationalCheckpoint {
             }
             let name = s["name"].as_str().ok_or_else(|| format!("shards[{i}].name is not a string"))?.to_string();
             let seq = s["seq"].as_u64().filter(|n| *n >= 1).ok_or_else(|| format!("shards[{i}] ({name}): seq is not an integer of 1 or more"))?;
-            let hash = s["hash"].as_str().filter(|h| is_hash(h)).ok_or_else(|| format!("shards[{i}] ({name}): hash is not 64 lowercase hex digits"))?.to_string();
+            let hash =
+                s["hash"].as_str().filter(|h| is_hash(h)).ok_or_else(|| format!("shards[{i}] ({name}): hash is not 64 lowercase hex digits"))?.to_string();
             shards.push(ShardHead { name, seq, hash });
         }
         if shards.is_empty() {

@@ -84,7 +84,7 @@ fn data_dir_source(path: &Path, config: &Config) -> Result<(sled::Db, Source), A
 
 /// Prints the per-shard lines and the national summary; `Err` names the first shard that did
 /// not pass.
-fn summarize(what: &str, results: &[(String, Outcome)]) -> CliResult {
+fn summarize(what: &str, passed: &str, results: &[(String, Outcome)]) -> CliResult {
     outln!();
     for (name, outcome) in results {
         match outcome {
@@ -96,7 +96,7 @@ fn summarize(what: &str, results: &[(String, Outcome)]) -> CliResult {
     let bad: Vec<&str> = results.iter().filter(|(_, o)| !matches!(o, Outcome::Ok(_))).map(|(n, _)| n.as_str()).collect();
     match bad.first() {
         None => {
-            outln!("national: all {} shards {what} OK", results.len());
+            outln!("national: all {} shards {passed}", results.len());
             Ok(())
         }
         Some(first) => {
@@ -121,7 +121,7 @@ pub fn verify_shards(config: &Config, views: bool) -> CliResult {
         };
         results.push((s.name.clone(), outcome));
     }
-    summarize("verification", &results)
+    summarize("verification", "verified OK", &results)
 }
 
 /// `audit national-checkpoint`: each shard's head read once, from its data dir when it can be
@@ -136,7 +136,8 @@ pub fn national_checkpoint(config: &Config, args: &NationalCheckpointArgs) -> Cl
             Ok(h) => (h, format!("data dir {}", s.data_dir.display())),
             Err(e) if e.is_in_use() || matches!(e, AuditError::NotADataDir { .. }) => {
                 if runtime.is_none() {
-                    runtime = Some(tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the async runtime: {e}"))?);
+                    runtime =
+                        Some(tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the async runtime: {e}"))?);
                 }
                 let rt = runtime.as_ref().expect("just built");
                 let head = rt.block_on(head_over_api(&s.api_listen)).map_err(|why| format!("shard {}: its data dir cannot be read ({e}) and {why}", s.name))?;
@@ -175,8 +176,10 @@ fn write_file(path: &Path, bytes: &[u8]) -> CliResult {
 /// `GET /v1/head` of a shard's API with the token in [`TOKEN_ENV`].
 async fn head_over_api(addr: &str) -> Result<Head, String> {
     let token = std::env::var(TOKEN_ENV).map_err(|_| format!("{TOKEN_ENV} is not set: set it to an API token to read the head over http://{addr}/v1/head"))?;
-    let authorization = axum::http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| format!("{TOKEN_ENV} holds characters a header cannot carry"))?;
-    let (status, body) = crate::api::client::get(addr, "/v1/head", Some(&authorization), HEAD_TIMEOUT).await.map_err(|why| format!("its API gave no head: {why}"))?;
+    let authorization =
+        axum::http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| format!("{TOKEN_ENV} holds characters a header cannot carry"))?;
+    let (status, body) =
+        crate::api::client::get(addr, "/v1/head", Some(&authorization), HEAD_TIMEOUT).await.map_err(|why| format!("its API gave no head: {why}"))?;
     if !status.is_success() {
         return Err(format!("its API answered {status} to /v1/head: {}", String::from_utf8_lossy(&body).chars().take(300).collect::<String>()));
     }
@@ -199,7 +202,8 @@ pub fn verify_national(config: &Config, args: &VerifyNationalArgs) -> CliResult 
     let record = NationalCheckpoint::parse(&bytes).map_err(|why| format!("{} is not a valid national checkpoint: {why}", args.checkpoint.display()))?;
     let mut exports = BTreeMap::new();
     for raw in &args.export {
-        let (name, file) = raw.split_once('=').filter(|(n, f)| !n.is_empty() && !f.is_empty()).ok_or_else(|| format!("--export {raw:?}: expected NAME=EXPORT.jsonl"))?;
+        let (name, file) =
+            raw.split_once('=').filter(|(n, f)| !n.is_empty() && !f.is_empty()).ok_or_else(|| format!("--export {raw:?}: expected NAME=EXPORT.jsonl"))?;
         if !record.shards.iter().any(|s| s.name == name) {
             return Err(format!("--export {raw:?}: the checkpoint holds no shard named {name:?}"));
         }
@@ -214,7 +218,8 @@ pub fn verify_national(config: &Config, args: &VerifyNationalArgs) -> CliResult 
     if same_nation {
         // A shard of this nation left out of the record is a hole in what it proves.
         for s in config.shards.shard.iter().filter(|s| !record.shards.iter().any(|h| h.name == s.name)) {
-            results.push((s.name.clone(), Outcome::Failed(format!("is configured in [shards] of {} but the checkpoint holds no head of it", record.namespace))));
+            results
+                .push((s.name.clone(), Outcome::Failed(format!("is configured in [shards] of {} but the checkpoint holds no head of it", record.namespace))));
         }
     }
     for head in &record.shards {
@@ -233,5 +238,5 @@ pub fn verify_national(config: &Config, args: &VerifyNationalArgs) -> CliResult 
         results.push((head.name.clone(), outcome));
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
-    summarize("the national checkpoint", &results)
+    summarize("the national checkpoint", "pass through the heads it names: OK", &results)
 }
