@@ -221,7 +221,7 @@ fn a_wrong_seq_or_hash_in_the_checkpoint_fails_naming_that_shard_and_a_changed_r
     let (path, record) = nation.checkpoint();
     let forged = |f: &dyn Fn(&mut ShardHead)| {
         let mut shards = record.shards.clone();
-        shards.iter_mut().filter(|s| s.name == "south").for_each(|s| f(s));
+        shards.iter_mut().filter(|s| s.name == "south").for_each(f);
         let p = nation.file("forged.json");
         std::fs::write(&p, NationalCheckpoint::seal(&record.namespace, &record.taken_at, shards).unwrap().to_bytes()).unwrap();
         p
