@@ -29,6 +29,9 @@ const ROUTES: &[&str] = &[
     "/v1/programs/{program_id}",
 ];
 
+const NATION_ROUTES: &[&str] =
+    &["/v1/nation/citizens/{citizen_id}", "/v1/nation/citizens/{citizen_id}/payouts", "/v1/nation/citizens/{citizen_id}/payouts/{payout_id}"];
+
 fn concrete(route: &str) -> String {
     route
         .replace("{citizen_id}", AN.id)
@@ -54,7 +57,8 @@ fn the_openapi_document_lists_every_route_and_matches_the_bodies() {
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
     let mut documented: Vec<&str> = doc["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
     documented.sort();
-    let mut expected = ROUTES.to_vec();
+    // The /v1/nation/ routes ask other shards; their bodies are checked in tests/national.rs.
+    let mut expected = [ROUTES, NATION_ROUTES].concat();
     expected.sort();
     assert_eq!(documented, expected);
     let mut all = Vec::new();

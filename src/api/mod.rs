@@ -2,6 +2,9 @@
 //! reports as JSON and CSV), budgets, programs and the chain head under `/v1`, plus `/healthz`,
 //! `/readyz`, `/metrics` and the OpenAPI document at `/v1/openapi.json`.
 //!
+//! Under `/v1/nation/` the citizen routes ask every shard of `[shards]` over HTTP and merge
+//! the answers by shard (`nation.rs`); each shard still answers only from its own data.
+//!
 //! It mounts in any process that holds a `ViewReader`: `ansinh api` standalone over a data dir,
 //! or `ansinh serve` next to the writer (`router` or `serve_api`). It never writes.
 //!
@@ -16,8 +19,10 @@
 
 mod access;
 mod batches;
+pub mod client;
 pub mod csv_export;
 pub mod model;
+pub mod nation;
 mod openapi;
 mod reconciliation;
 mod routes;
@@ -120,6 +125,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     readiness: ReadinessSource,
     in_flight: Semaphore,
+    /// The shards' APIs for `/v1/nation/` (`None`: unsharded, those routes answer 404).
+    nation: Option<nation::Nation>,
 }
 
 impl ApiState {
@@ -138,8 +145,15 @@ impl ApiState {
         metrics: Arc<Metrics>,
         readiness: ReadinessSource,
     ) -> ApiState {
-        let inner = Inner { views, head, access: Access::new(tokens), metrics, readiness, in_flight: Semaphore::new(IN_FLIGHT_MAX) };
+        let inner = Inner { views, head, access: Access::new(tokens), metrics, readiness, in_flight: Semaphore::new(IN_FLIGHT_MAX), nation: None };
         ApiState { inner: Arc::new(inner) }
+    }
+
+    /// With the shards' APIs that `/v1/nation/` asks. Call it on a new state, before it is
+    /// cloned or served.
+    pub fn with_nation(mut self, nation: Option<nation::Nation>) -> ApiState {
+        Arc::get_mut(&mut self.inner).expect("with_nation is called on a new ApiState, before it is cloned").nation = nation;
+        self
     }
 
     /// The views for this request, or 503 when they cannot be read now.
@@ -167,6 +181,8 @@ pub enum ApiError {
     BadRequest(&'static str, String),
     /// 503: overloaded or timed out.
     Unavailable(String),
+    /// 502: no shard answered a `/v1/nation/` request.
+    BadGateway(String),
     /// 500: logged in full, answered in general terms.
     Internal(String),
 }
@@ -185,6 +201,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(code, m) => (StatusCode::NOT_FOUND, code, m),
             ApiError::BadRequest(code, m) => (StatusCode::BAD_REQUEST, code, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            ApiError::BadGateway(m) => (StatusCode::BAD_GATEWAY, "no_shard_answered", m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %crate::domain::citizen_id::log_safe_error(&m), "API request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "the views could not be read; the server log says why".to_string())
@@ -212,6 +229,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/citizens/{citizen_id}", get(routes::citizen))
         .route("/v1/citizens/{citizen_id}/payouts/{payout_id}", get(routes::citizen_payout))
         .route("/v1/payouts/{payout_id}", get(routes::payout))
+        .route("/v1/nation/citizens/{citizen_id}", get(nation::citizen))
+        .route("/v1/nation/citizens/{citizen_id}/payouts", get(nation::payouts))
+        .route("/v1/nation/citizens/{citizen_id}/payouts/{payout_id}", get(nation::payout))
         .route("/v1/batches", get(batches::list))
         .route("/v1/batches/{batch_id}", get(batches::batch))
         .route("/v1/batches/{batch_id}/lines", get(batches::lines))

@@ -37,7 +37,7 @@ impl utoipa::PartialSchema for Vnd {
 impl ToSchema for Vnd {}
 
 /// Every error: a stable code to branch on and a sentence for people.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// `unauthenticated`, `forbidden`, `citizen_not_found`, `citizen_id_format`, ...
     pub error: String,

@@ -2,7 +2,7 @@
 //! annotations and the response types: a route added to `router` without being listed here
 //! fails the test that compares the two (`tests/api.rs`).
 
-use super::{batches, reconciliation, routes};
+use super::{batches, nation, reconciliation, routes};
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
@@ -23,6 +23,9 @@ use utoipa::OpenApi;
         routes::citizen,
         routes::citizen_payout,
         routes::payout,
+        nation::citizen,
+        nation::payouts,
+        nation::payout,
         batches::list,
         batches::batch,
         batches::lines,
@@ -34,6 +37,7 @@ use utoipa::OpenApi;
     modifiers(&BearerAuth),
     tags(
         (name = "citizens", description = "A beneficiary by citizen ID: \"was my allowance paid\"."),
+        (name = "nation", description = "A citizen across every shard: each shard's own answer, labeled by shard, with the shards that did not answer named."),
         (name = "payouts", description = "One payout and its status history (G2P Connect and ISO 20022 codes)."),
         (name = "batches", description = "Monthly payout lists: progress, lines, the unpaid list, reconciliation per bank."),
         (name = "budgets", description = "Funded, committed, settled, released, available."),

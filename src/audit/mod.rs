@@ -11,11 +11,13 @@
 //! - `replay`: the views as they stood after seq N, or after every event up to a time.
 //! - `checkpoint`: `{seq, hash, recorded_at}` in the `checkpoints` tree, every
 //!   `engine.checkpoint_every_events` events and on demand; `checkpoints_since` for publishers.
+//! - `national`: the national checkpoint (every shard's head in one hashed record, issue 12).
 //! - `rebuild`: drop the live views and replay the whole log into them.
 
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
+pub mod national;
 pub mod replay;
 pub mod scratch;
 pub mod source;
@@ -51,6 +53,14 @@ pub enum AuditError {
     /// The request itself cannot be served (a seq past the head, an empty log, ...).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl AuditError {
+    /// The data dir is held by a running engine (sled's exclusive lock): read it through that
+    /// engine's API, or stop it.
+    pub fn is_in_use(&self) -> bool {
+        matches!(self, AuditError::Open { source: sled::Error::Io(e), .. } if e.to_string().contains("could not acquire lock"))
+    }
 }
 
 /// Sled page cache used by the audit tools when the caller has no configured value.

@@ -33,7 +33,8 @@ pub fn run(config: &Config, args: &ApiArgs) -> CliResult {
     let head_source: HeadSource = Arc::new(move || Ok(head.clone()));
     // No writer and no broker in this process: ready whenever the views can be read.
     let readiness: ReadinessSource = Arc::new(Readiness::default);
-    let state = ApiState::new(views.reader(), head_source, &config.api.tokens, Arc::new(Metrics::new()), readiness);
+    let state = ApiState::new(views.reader(), head_source, &config.api.tokens, Arc::new(Metrics::new()), readiness)
+        .with_nation(crate::api::nation::Nation::from_shards(&config.shards));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     eprintln!(
         "ansinh api: {} (head seq {seq}) on http://{listen} with {} token(s); OpenAPI at /v1/openapi.json; Ctrl-C stops",

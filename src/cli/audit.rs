@@ -31,6 +31,31 @@ pub enum AuditCommand {
     Checkpoint,
     /// List the checkpoints recorded in the data dir.
     Checkpoints(CheckpointsArgs),
+    /// Record the head of every shard of [shards] in one hashed record (the national checkpoint).
+    NationalCheckpoint(NationalCheckpointArgs),
+    /// Check a national checkpoint: its own hash, and that every shard's chain passes through
+    /// the head it names.
+    VerifyNational(VerifyNationalArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NationalCheckpointArgs {
+    /// Write the record to FILE (written as FILE.partial, renamed when complete) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyNationalArgs {
+    /// The national checkpoint record (written by `audit national-checkpoint`).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Verify this shard from an export file instead of its data dir (repeatable).
+    #[arg(long, value_name = "NAME=EXPORT.jsonl")]
+    pub export: Vec<String>,
+    /// Check the chains only; do not replay the events into fresh views.
+    #[arg(long)]
+    pub chain_only: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,6 +87,9 @@ pub struct VerifyArgs {
     /// Check the chain only; do not replay the events into fresh views.
     #[arg(long)]
     pub chain_only: bool,
+    /// Verify every shard of [shards] in the config, each from its own data dir.
+    #[arg(long, visible_alias = "all-shards", conflicts_with_all = ["file", "from", "head"])]
+    pub shards: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -107,10 +135,12 @@ pub fn run(config: &Config, args: &AuditArgs) -> CliResult {
         AuditCommand::Replay(a) => replay(config, a),
         AuditCommand::Checkpoint => checkpoint(config),
         AuditCommand::Checkpoints(a) => checkpoints(config, a),
+        AuditCommand::NationalCheckpoint(a) => super::audit_national::national_checkpoint(config, a),
+        AuditCommand::VerifyNational(a) => super::audit_national::verify_national(config, a),
     }
 }
 
-fn cache_bytes(config: &Config) -> u64 {
+pub(super) fn cache_bytes(config: &Config) -> u64 {
     config.engine.cache_capacity_mb * 1024 * 1024
 }
 
@@ -119,11 +149,11 @@ fn open(config: &Config) -> Result<sled::Db, String> {
 }
 
 /// The stored head, read without trusting it (for progress bar lengths only).
-fn stored_head_seq(source: &Source) -> u64 {
+pub(super) fn stored_head_seq(source: &Source) -> u64 {
     source.stored_head().ok().flatten().map_or(0, |h| h.seq)
 }
 
-fn rate(what: &str, events: u64, elapsed: std::time::Duration) {
+pub(super) fn rate(what: &str, events: u64, elapsed: std::time::Duration) {
     eprintln!("{what} {} events in {:.1} s ({} events/s)", count(events), elapsed.as_secs_f64(), count(per_second(events, elapsed)));
 }
 
@@ -186,6 +216,9 @@ fn parse_head(raw: &str) -> Result<Head, String> {
 }
 
 fn verify(config: &Config, args: &VerifyArgs) -> CliResult {
+    if args.shards {
+        return super::audit_national::verify_shards(config, !args.chain_only);
+    }
     let options = VerifyOptions {
         from: args.from.unwrap_or(1),
         expected_head: args.head.as_deref().map(parse_head).transpose()?,
@@ -223,7 +256,7 @@ fn verify(config: &Config, args: &VerifyArgs) -> CliResult {
     }
 }
 
-fn print_report(report: &Report) {
+pub(super) fn print_report(report: &Report) {
     for line in &report.checks {
         outln!("  {line}");
     }

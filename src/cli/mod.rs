@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audit;
+mod audit_national;
 pub mod bank;
 pub mod bench;
 pub mod demo;

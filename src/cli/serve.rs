@@ -208,7 +208,8 @@ pub fn run(config: &Config, args: &ServeArgs) -> CliResult {
             let head = Arc::new(move || s.current().ok_or(REOPENING)?.log.head().map_err(|e| e.to_string()));
             let s = storage.clone();
             let views = Arc::new(move || s.current().map(|h| HeldViews::new(h.views.clone(), h)).ok_or_else(|| REOPENING.to_string()));
-            let state = ApiState::with_view_source(views, head, &config.api.tokens, metrics.clone(), readiness);
+            let state = ApiState::with_view_source(views, head, &config.api.tokens, metrics.clone(), readiness)
+                .with_nation(crate::api::nation::Nation::from_shards(&config.shards));
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let stopped = async move { while !*stop.borrow() && stop.changed().await.is_ok() {} };
