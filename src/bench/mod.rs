@@ -22,6 +22,7 @@ pub mod amqp;
 pub mod broker;
 pub mod embedded;
 pub mod latency;
+pub mod oneoff_data;
 pub mod process;
 
 use crate::outln;
