@@ -607,7 +607,10 @@ fn one_off_views_fold_budget_cash_list_and_ledger() {
     let engine = Engine::open(&EngineOptions::new(data.path()), &mut |_, _| {}).expect("the engine reopens");
     let views = engine.views().reader();
     let budget = views.budget("national", "ho-tro-100k", "2025-09").unwrap().expect("the one-off budget view");
-    assert_eq!((budget.funded.to_string(), budget.instructed.to_string(), budget.failed.to_string(), budget.available.to_string()), ("1000000".into(), "200000".into(), "100000".into(), "900000".into()));
+    assert_eq!(
+        (budget.funded.to_string(), budget.instructed.to_string(), budget.failed.to_string(), budget.available.to_string()),
+        ("1000000".into(), "200000".into(), "100000".into(), "900000".into())
+    );
     let cash = views.cash("ho-tro-100k", "22333").unwrap().expect("the commune's cash view");
     assert_eq!((cash.lines, cash.amount.to_string(), cash.seqs.len()), (1, "100000".to_string(), 1));
     let lines = views.cash_lines("ho-tro-100k", "22333", 0, 10).unwrap();
@@ -615,11 +618,10 @@ fn one_off_views_fold_budget_cash_list_and_ledger() {
     assert_ne!(lines[0].citizen_id, AN.id);
     assert_eq!(views.cash_communes("ho-tro-100k").unwrap().len(), 1);
     let batch_lines = views.batch_lines("OO-1", 0, 10).unwrap();
-    assert_eq!(batch_lines.iter().map(|l| (l.payout_id.is_some(), l.cash_commune.is_some(), l.code.clone())).collect::<Vec<_>>(), [
-        (true, false, None),
-        (false, true, None),
-        (false, false, Some("duplicate_line".to_string()))
-    ]);
+    assert_eq!(
+        batch_lines.iter().map(|l| (l.payout_id.is_some(), l.cash_commune.is_some(), l.code.clone())).collect::<Vec<_>>(),
+        [(true, false, None), (false, true, None), (false, false, Some("duplicate_line".to_string()))]
+    );
     assert_eq!(views.payout("OO-1-000001").unwrap().expect("the one-off payout").status, "failed");
     assert_eq!(views.balance("cash:ho-tro-100k:22333").unwrap().to_string(), "100000");
     assert_eq!(views.balance("budget:national:ho-tro-100k:2025-09").unwrap().to_string(), "900000");

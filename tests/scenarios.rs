@@ -13,8 +13,8 @@ use ansinh::core::{Limits, PayoutStatus, State, CODES};
 use ansinh::domain::account::AccountInput;
 use ansinh::domain::{Attestation, BirthDate, FailureReason};
 use ansinh::event::{
-    CategoryChanged, EventData, OneOffBatchSubmitted, OneOffCashListed, OneOffFunded, OneOffProgramDefined, PaymentAccountChanged, PayoutInstructed, PayoutKind,
-    ProgramDefined, StandardLevelSet,
+    CategoryChanged, EventData, OneOffBatchSubmitted, OneOffCashListed, OneOffFunded, OneOffProgramDefined, PaymentAccountChanged, PayoutInstructed,
+    PayoutKind, ProgramDefined, StandardLevelSet,
 };
 use ansinh::shard::{partition_of, Ownership};
 use common::*;
@@ -1182,14 +1182,18 @@ fn a_one_off_batch_pays_to_accounts_lists_cash_and_settles_like_a_regular_batch(
     let p = state.payout("OO-1-000001").expect("a one-off payout is found by its id");
     assert_eq!((p.bin(), p.province(), p.citizen_id()), (VCB.to_string(), "national".to_string(), cid(&ids[0])));
     state.when(&settlements_cmd(BIDV, vec![settled_item("OO-1-000001", "X")])).then_item_rejected("bank_mismatch", 1);
-    let failed_state = state
-        .when(&settlements_cmd(VCB, vec![failed_item("OO-1-000001", FailureReason::AccountClosed, "AC04")]))
-        .then_events(&[failed(&payout, FailureReason::AccountClosed, "AC04")]);
+    let failed_state = state.when(&settlements_cmd(VCB, vec![failed_item("OO-1-000001", FailureReason::AccountClosed, "AC04")])).then_events(&[failed(
+        &payout,
+        FailureReason::AccountClosed,
+        "AC04",
+    )]);
     assert_eq!(failed_state.one_off(ONE_OFF).unwrap().1.available(), Decimal::from(100_000));
     let settled_state = state.when(&settlements_cmd(VCB, vec![settled_item("OO-1-000001", "FT1")])).then_events(&[settled(&payout, "FT1")]);
-    let returned_state = settled_state
-        .when(&settlements_cmd(VCB, vec![returned_item("OO-1-000001", FailureReason::Other, "RT")]))
-        .then_events(&[returned(&payout, FailureReason::Other, "RT")]);
+    let returned_state = settled_state.when(&settlements_cmd(VCB, vec![returned_item("OO-1-000001", FailureReason::Other, "RT")])).then_events(&[returned(
+        &payout,
+        FailureReason::Other,
+        "RT",
+    )]);
     assert_eq!(returned_state.one_off(ONE_OFF).unwrap().1.available(), Decimal::from(100_000));
     // Not reissued, not written off (yet): said with its own code, not as a lifecycle refusal.
     failed_state.when(&reissue_cmd("OO-1-000001")).then_rejected("program_kind_mismatch");
@@ -1206,7 +1210,9 @@ fn a_one_off_is_paid_once_per_citizen_over_every_batch() {
     assert_eq!(line_codes(&events), ["one_off_already_paid", "one_off_already_paid"]);
     state.when_at(&one_off_batch("OO-3", vec![bank_line(&ids[0])]), SEPT).then_line_rejected("one_off_already_paid", 1);
     // Twice in one batch: the second line.
-    given(&one_off_world(10)).when_at(&one_off_batch("OO-1", vec![bank_line(&ids[0]), cash_line(&ids[0], "22333")]), SEPT).then_line_rejected("duplicate_line", 2);
+    given(&one_off_world(10))
+        .when_at(&one_off_batch("OO-1", vec![bank_line(&ids[0]), cash_line(&ids[0], "22333")]), SEPT)
+        .then_line_rejected("duplicate_line", 2);
     // The batch id is taken by either kind of batch.
     state.when_at(&one_off_batch("OO-1", vec![bank_line(AN.id)]), SEPT).then_rejected("batch_exists");
 }
@@ -1242,7 +1248,9 @@ fn a_one_off_line_needs_an_account_or_a_commune() {
     let mut line = bank_line(AN.id);
     line.account.as_mut().unwrap().bin = "999999".into();
     given(&one_off_world(1)).when_at(&one_off_batch("OO-1", vec![line]), SEPT).then_line_rejected("bank_unknown", 1);
-    let (events, _) = given(&one_off_world(1)).when_at(&one_off_batch("OO-1", vec![OneOffLine { citizen_id: "0561850001".into(), ..bank_line(AN.id) }]), SEPT).then_accepted();
+    let (events, _) = given(&one_off_world(1))
+        .when_at(&one_off_batch("OO-1", vec![OneOffLine { citizen_id: "0561850001".into(), ..bank_line(AN.id) }]), SEPT)
+        .then_accepted();
     assert_eq!(line_codes(&events), ["citizen_id_format"]);
 }
 
@@ -1275,12 +1283,21 @@ fn a_one_off_batch_stays_within_its_budget() {
 fn one_off_and_regular_programs_do_not_mix() {
     let world = and(rules(), &one_off_world(1));
     // Regular commands naming the one-off program.
-    given(&world).when(&Command::FundBudget(FundBudget { program_id: ONE_OFF.into(), ..fund_payload("2025-09", "1000") })).then_rejected("program_kind_mismatch");
-    given(&world).when(&Command::SubmitPayoutBatch(SubmitPayoutBatch { program_id: ONE_OFF.into(), ..batch_payload("B1", "2025-09", &[(AN.id, "100000")]) })).then_rejected("program_kind_mismatch");
-    given(&world).when(&Command::EnrollBeneficiary(EnrollBeneficiary { program_id: ONE_OFF.into(), ..enroll_payload(&AN, "6c", "2025-01") })).then_rejected("program_kind_mismatch");
+    given(&world)
+        .when(&Command::FundBudget(FundBudget { program_id: ONE_OFF.into(), ..fund_payload("2025-09", "1000") }))
+        .then_rejected("program_kind_mismatch");
+    given(&world)
+        .when(&Command::SubmitPayoutBatch(SubmitPayoutBatch { program_id: ONE_OFF.into(), ..batch_payload("B1", "2025-09", &[(AN.id, "100000")]) }))
+        .then_rejected("program_kind_mismatch");
+    given(&world)
+        .when(&Command::EnrollBeneficiary(EnrollBeneficiary { program_id: ONE_OFF.into(), ..enroll_payload(&AN, "6c", "2025-01") }))
+        .then_rejected("program_kind_mismatch");
     // One-off commands naming the regular program.
-    given(&world).when(&Command::FundOneOff(FundOneOff { program_id: PROGRAM.into(), amount: "1000".into(), reference: String::new() })).then_rejected("program_kind_mismatch");
-    let mut batch = SubmitOneOffBatch { batch_id: "OO-1".into(), program_id: PROGRAM.into(), partition: u32::from(partition_of(AN.id)), lines: vec![bank_line(AN.id)] };
+    given(&world)
+        .when(&Command::FundOneOff(FundOneOff { program_id: PROGRAM.into(), amount: "1000".into(), reference: String::new() }))
+        .then_rejected("program_kind_mismatch");
+    let mut batch =
+        SubmitOneOffBatch { batch_id: "OO-1".into(), program_id: PROGRAM.into(), partition: u32::from(partition_of(AN.id)), lines: vec![bank_line(AN.id)] };
     given(&world).when_at(&Command::SubmitOneOffBatch(batch.clone()), SEPT).then_rejected("program_kind_mismatch");
     batch.program_id = "khong-co".into();
     given(&world).when_at(&Command::SubmitOneOffBatch(batch.clone()), SEPT).then_rejected("program_unknown");
@@ -1319,7 +1336,12 @@ fn a_one_off_program_is_defined_with_checked_terms() {
     given(&[]).when(&with(|c| c.program_id = String::new())).then_rejected("program_id_invalid");
     given(&[one_off_defined()])
         .when(&Command::FundOneOff(FundOneOff { program_id: ONE_OFF.into(), amount: "5000000".into(), reference: "KB-1".into() }))
-        .then_events(&[EventData::OneOffFunded(OneOffFunded { amount: vnd(5_000_000), period: period("2025-09"), program_id: ONE_OFF.into(), reference: "KB-1".into() })]);
+        .then_events(&[EventData::OneOffFunded(OneOffFunded {
+            amount: vnd(5_000_000),
+            period: period("2025-09"),
+            program_id: ONE_OFF.into(),
+            reference: "KB-1".into(),
+        })]);
 }
 
 #[test]

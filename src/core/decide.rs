@@ -192,14 +192,22 @@ fn define_one_off(state: &State, c: &DefineOneOffProgram) -> Decision {
     }
     let name = program_name(&c.name)?;
     let amount = amount(&c.amount)?;
-    let eligible_cutoff = BirthDate::parse(&c.eligible_cutoff)
-        .map_err(|_| Rejection::new("cutoff_invalid", format!("eligible_cutoff {:?} is not a real calendar date YYYY-MM-DD", truncate(&c.eligible_cutoff, 32))))?;
+    let eligible_cutoff = BirthDate::parse(&c.eligible_cutoff).map_err(|_| {
+        Rejection::new("cutoff_invalid", format!("eligible_cutoff {:?} is not a real calendar date YYYY-MM-DD", truncate(&c.eligible_cutoff, 32)))
+    })?;
     let period = period(&c.period)?;
     let legal_basis = text(&c.legal_basis, "legal basis")?;
     if state.program(&c.program_id).is_some() {
         return Err(Rejection::new("program_exists", format!("program {:?} is already defined", c.program_id)));
     }
-    Ok(vec![EventData::OneOffProgramDefined(OneOffProgramDefined { program_id: c.program_id.clone(), name: name.to_string(), amount, eligible_cutoff, period, legal_basis })])
+    Ok(vec![EventData::OneOffProgramDefined(OneOffProgramDefined {
+        program_id: c.program_id.clone(),
+        name: name.to_string(),
+        amount,
+        eligible_cutoff,
+        period,
+        legal_basis,
+    })])
 }
 
 fn fund_one_off(state: &State, c: &FundOneOff) -> Decision {

@@ -94,7 +94,15 @@ impl PartialEq for OneOff {
 
 impl std::fmt::Debug for OneOff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OneOff {{ amount: {}, cutoff: {}, period: {}, available: {}, taken: {} }}", self.amount, self.eligible_cutoff, self.period, self.available, self.taken.len())
+        write!(
+            f,
+            "OneOff {{ amount: {}, cutoff: {}, period: {}, available: {}, taken: {} }}",
+            self.amount,
+            self.eligible_cutoff,
+            self.period,
+            self.available,
+            self.taken.len()
+        )
     }
 }
 
@@ -430,7 +438,8 @@ impl State {
             + self.batch_by_id.keys().map(|k| k.len()).sum::<usize>();
         let reissues = table::<((BatchHandle, u32), Reissues)>(self.reissues.capacity())
             + self.reissues.values().map(|r| r.capacity() * std::mem::size_of::<Slot>()).sum::<usize>();
-        let one_offs = table::<(ProgramHandle, OneOff)>(self.one_offs.capacity()) + self.one_offs.values().map(|o| table::<u64>(o.taken.capacity())).sum::<usize>();
+        let one_offs =
+            table::<(ProgramHandle, OneOff)>(self.one_offs.capacity()) + self.one_offs.values().map(|o| table::<u64>(o.taken.capacity())).sum::<usize>();
         programs + budgets + reassigned + indexes + batches + reissues + one_offs + self.people.heap_bytes()
     }
 
@@ -554,7 +563,8 @@ impl State {
                 let previous = self.program_by_id.insert(e.program_id.as_str().into(), h);
                 assert!(previous.is_none(), "a program is never defined twice");
                 self.programs.push(Program { id: e.program_id.as_str().into(), rules });
-                let one_off = OneOff { amount: e.amount, eligible_cutoff: e.eligible_cutoff, period: e.period, available: Decimal::ZERO, taken: HashTable::new() };
+                let one_off =
+                    OneOff { amount: e.amount, eligible_cutoff: e.eligible_cutoff, period: e.period, available: Decimal::ZERO, taken: HashTable::new() };
                 self.one_offs.insert(h, one_off);
             }
             EventData::OneOffFunded(e) => {
@@ -580,7 +590,11 @@ impl State {
             EventData::OneOffCashListed(e) => {
                 let (batch, _) = self.batch(&e.batch_id).expect("a cash line's batch was submitted");
                 assert!((1..=self.batches[batch as usize].lines.len()).contains(&(e.line_no as usize)), "a cash line is a line of its batch");
-                assert_eq!(self.program_by_handle(self.batches[batch as usize].program).id.as_ref(), e.program_id.as_str(), "a cash line is of its batch's program");
+                assert_eq!(
+                    self.program_by_handle(self.batches[batch as usize].program).id.as_ref(),
+                    e.program_id.as_str(),
+                    "a cash line is of its batch's program"
+                );
                 self.take_one_off(&e.program_id, cid_number(&e.citizen_id), e.amount);
             }
             EventData::PayoutInstructed(e) if self.one_offs.contains_key(&self.program_handle(&e.program_id)) => self.instruct_one_off(e),
@@ -640,7 +654,11 @@ impl State {
         let (batch_id, line, reissue) = parse_payout_id(&e.payout_id).expect("payout ids have their format");
         assert_eq!((batch_id, line, reissue), (e.batch_id.as_str(), e.line_no, 0), "a payout id names its batch and line");
         let (batch, b) = self.batch(batch_id).expect("a payout's batch was submitted");
-        assert_eq!((self.program_by_handle(b.program).id.as_ref(), b.period), (e.program_id.as_str(), e.period), "a one-off payout is of its batch's program and period");
+        assert_eq!(
+            (self.program_by_handle(b.program).id.as_ref(), b.period),
+            (e.program_id.as_str(), e.period),
+            "a one-off payout is of its batch's program and period"
+        );
         let citizen = cid_number(&e.citizen_id);
         self.take_one_off(&e.program_id, citizen, e.amount);
         let bin: u32 = e.account.bin.parse().expect("BINs in events are 6 digits");

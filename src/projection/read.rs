@@ -250,9 +250,15 @@ impl ViewReader {
                     message: None,
                     cash_commune: Some(c.commune),
                 },
-                EventData::PayoutLineRejected(r) if r.batch_id == batch_id => {
-                    LineView { line_no: r.line_no, citizen_id: r.citizen_id, amount: r.amount, payout_id: None, code: Some(r.code), message: Some(r.message), cash_commune: None }
-                }
+                EventData::PayoutLineRejected(r) if r.batch_id == batch_id => LineView {
+                    line_no: r.line_no,
+                    citizen_id: r.citizen_id,
+                    amount: r.amount,
+                    payout_id: None,
+                    code: Some(r.code),
+                    message: Some(r.message),
+                    cash_commune: None,
+                },
                 other => return Err(corrupt(format!("seq {seq} should be a line of the batch, it is {}", other.type_name()))),
             };
             if u64::from(line.line_no) != seq - b.submitted_seq {
