@@ -113,6 +113,9 @@ pub enum Command {
     RecordSettlements(RecordSettlements),
     ReissuePayout(PayoutRef),
     WriteOffPayout(PayoutRef),
+    DefineOneOffProgram(DefineOneOffProgram),
+    FundOneOff(FundOneOff),
+    SubmitOneOffBatch(SubmitOneOffBatch),
 }
 
 impl Command {
@@ -132,6 +135,9 @@ impl Command {
             Command::RecordSettlements(_) => "record_settlements",
             Command::ReissuePayout(_) => "reissue_payout",
             Command::WriteOffPayout(_) => "write_off_payout",
+            Command::DefineOneOffProgram(_) => "define_one_off_program",
+            Command::FundOneOff(_) => "fund_one_off",
+            Command::SubmitOneOffBatch(_) => "submit_one_off_batch",
         }
     }
 
@@ -151,6 +157,9 @@ impl Command {
         "record_settlements",
         "reissue_payout",
         "write_off_payout",
+        "define_one_off_program",
+        "fund_one_off",
+        "submit_one_off_batch",
     ];
 }
 
@@ -306,4 +315,60 @@ pub struct PayoutRef {
     pub payout_id: String,
     #[serde(default)]
     pub reason: String,
+}
+
+/// A national one-off program (issue 12): one fixed amount to every citizen who held a personal
+/// ID number by `eligible_cutoff`, paid in `period`. Routed to every shard (`all`): each defines it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefineOneOffProgram {
+    pub program_id: String,
+    pub name: String,
+    /// Whole đồng, digits only, e.g. "100000".
+    pub amount: String,
+    /// `YYYY-MM-DD`: a citizen is eligible if their personal ID number was assigned on or
+    /// before this day.
+    pub eligible_cutoff: String,
+    /// `YYYY-MM`: the month it is paid in (payouts carry it as their period).
+    pub period: String,
+    #[serde(default)]
+    pub legal_basis: String,
+}
+
+/// This shard's own budget for a one-off program (routed `shard.<name>`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FundOneOff {
+    pub program_id: String,
+    pub amount: String,
+    #[serde(default)]
+    pub reference: String,
+}
+
+/// Lines of one citizen ID partition (routed to the consistent-hash exchange with the
+/// partition in decimal as its routing key). A shard that does not own `partition` refuses the
+/// whole command (`shard_not_owner`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitOneOffBatch {
+    pub batch_id: String,
+    pub program_id: String,
+    /// `partition_of` of every line's citizen ID: 0-1023.
+    pub partition: u32,
+    /// Line numbers are positions, from 1.
+    pub lines: Vec<OneOffLine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OneOffLine {
+    pub citizen_id: String,
+    /// `YYYY-MM-DD`: the day the personal ID number was assigned.
+    pub id_assigned_on: String,
+    /// The VNeID-linked social-security account; absent: paid in cash through `commune`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountInput>,
+    /// 5-digit commune code, where a line without an account is paid in cash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commune: Option<String>,
 }

@@ -72,6 +72,7 @@ macro_rules! event_types {
                     EventData::BudgetFunded(e) => &e.province,
                     EventData::PayoutBatchSubmitted(e) => &e.province,
                     EventData::StandardLevelSet(e) => e.province.as_deref().unwrap_or("national"),
+                    EventData::OneOffCashListed(e) => &e.commune,
                     _ => "all",
                 }
             }
@@ -112,6 +113,10 @@ event_types! {
     PayoutWrittenOff => "payout.written_off", PayoutTransition;
     SettlementItemRejected => "settlement_item.rejected", SettlementItemRejected;
     CommandRejected => "command.rejected", CommandRejected;
+    OneOffProgramDefined => "one_off_program.defined", OneOffProgramDefined;
+    OneOffFunded => "one_off.funded", OneOffFunded;
+    OneOffBatchSubmitted => "one_off_batch.submitted", OneOffBatchSubmitted;
+    OneOffCashListed => "one_off.cash_listed", OneOffCashListed;
 }
 
 impl Serialize for Event {
@@ -361,4 +366,58 @@ pub struct CommandRejected {
     pub code: String,
     pub command_type: String,
     pub message: String,
+}
+
+/// A national one-off program (issue 12). Its payouts are `payout.instructed` events like any
+/// other, with `province` `"national"` and `period` the program's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OneOffProgramDefined {
+    pub amount: Vnd,
+    /// Eligible: personal ID number assigned on or before this day.
+    pub eligible_cutoff: BirthDate,
+    pub legal_basis: String,
+    pub name: String,
+    pub period: Period,
+    pub program_id: String,
+}
+
+/// This shard's budget for a one-off program grew by `amount`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OneOffFunded {
+    pub amount: Vnd,
+    /// The program's period (the budget view's key), so the event stands alone.
+    pub period: Period,
+    pub program_id: String,
+    pub reference: String,
+}
+
+/// A one-off batch of one partition; its lines follow it in order, one event each
+/// (`payout.instructed`, `one_off.cash_listed` or `payout_line.rejected`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OneOffBatchSubmitted {
+    pub batch_id: String,
+    pub lines_cash: u32,
+    pub lines_instructed: u32,
+    pub lines_rejected: u32,
+    pub lines_total: u32,
+    pub partition: u16,
+    pub period: Period,
+    pub program_id: String,
+}
+
+/// A one-off line without an account: to be paid in cash at the citizen's commune. The
+/// amount is committed from the budget.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OneOffCashListed {
+    pub amount: Vnd,
+    pub batch_id: String,
+    pub citizen_id: CitizenId,
+    /// 5-digit commune code.
+    pub commune: String,
+    pub line_no: u32,
+    pub program_id: String,
 }

@@ -43,7 +43,7 @@ pub struct Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineOutcome {
     pub line_no: u32,
-    /// instructed | settled | failed | returned | rejected
+    /// instructed | cash_listed (a one-off line to be paid in cash) | settled | failed | returned | rejected
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_id: Option<String>,
@@ -95,7 +95,7 @@ impl Outcome {
             payout_id: None,
             lines: Vec::new(),
         };
-        let itemized = matches!(command_type, "submit_payout_batch" | "record_settlements");
+        let itemized = matches!(command_type, "submit_payout_batch" | "record_settlements" | "submit_one_off_batch");
         let mut item_no = 0u32;
         for (_, event) in events {
             let line = |status: &str, payout_id: Option<String>, code: Option<String>, message: Option<String>, no: u32| LineOutcome {
@@ -111,7 +111,7 @@ impl Outcome {
                     outcome.code = Some(r.code.clone());
                     outcome.message = Some(r.message.clone());
                 }
-                EventData::PayoutBatchSubmitted(_) => {}
+                EventData::PayoutBatchSubmitted(_) | EventData::OneOffBatchSubmitted(_) => {}
                 EventData::PayoutInstructed(p) if command_type == "reissue_payout" => outcome.payout_id = Some(p.payout_id.clone()),
                 _ if !itemized => {}
                 data => {
@@ -119,6 +119,7 @@ impl Outcome {
                     outcome.lines.push(match data {
                         EventData::PayoutInstructed(p) => line("instructed", Some(p.payout_id.clone()), None, None, p.line_no),
                         EventData::PayoutLineRejected(r) => line("rejected", None, Some(r.code.clone()), Some(r.message.clone()), r.line_no),
+                        EventData::OneOffCashListed(c) => line("cash_listed", None, None, None, c.line_no),
                         EventData::PayoutSettled(t) => line("settled", Some(t.payout_id.clone()), None, None, item_no),
                         EventData::PayoutFailed(t) => line("failed", Some(t.payout_id.clone()), None, None, item_no),
                         EventData::PayoutReturned(t) => line("returned", Some(t.payout_id.clone()), None, None, item_no),

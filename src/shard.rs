@@ -189,8 +189,10 @@ mod tests {
 
     #[test]
     fn partitions_are_stable_and_spread() {
-        // The contract's example (events/README.md): a client computes the same.
-        assert_eq!(partition_of("056095001234"), partition_of("056095001234"));
+        // The contract's example (events/README.md): SHA-256 of the 12 ASCII digits begins
+        // 14 f8, 0x14f8 = 5368, 5368 mod 1024 = 248; a client computes the same.
+        assert_eq!(partition_of("056095001234"), 248);
+        assert_eq!(partition_of("056185000123"), 832);
         let mut counts = vec![0u32; usize::from(PARTITIONS)];
         for n in 0..200_000u64 {
             counts[usize::from(partition_of(&format!("001090{n:06}")))] += 1;

@@ -27,6 +27,7 @@ const ROUTES: &[&str] = &[
     "/v1/batches/{batch_id}/reconciliation.csv",
     "/v1/budgets/{province}/{program_id}/{period}",
     "/v1/programs/{program_id}",
+    "/v1/one-off/{program_id}/cash",
 ];
 
 const NATION_ROUTES: &[&str] =
@@ -34,6 +35,7 @@ const NATION_ROUTES: &[&str] =
 
 fn concrete(route: &str) -> String {
     route
+        .replace("/v1/one-off/{program_id}", &format!("/v1/one-off/{ONE_OFF}"))
         .replace("{citizen_id}", AN.id)
         .replace("{payout_id}", "KH-2025-01-000001")
         .replace("{batch_id}", KH)
@@ -169,9 +171,10 @@ fn batches_list_and_detail_per_role() {
         let page = expect(&s, "/v1/batches", Some(token), 200, "").json();
         page["batches"].as_array().expect("batches").iter().map(|b| b["batch_id"].as_str().unwrap_or_default().to_string()).collect()
     };
-    assert_eq!(ids(AUDITOR), [HCM, KH]);
+    assert_eq!(ids(AUDITOR), [HCM, KH, "OO-1"]);
     assert_eq!(ids(AGENCY_KH), [KH]);
     assert_eq!(ids(AGENCY_HCM), [HCM]);
+    assert_eq!(ids(AGENCY_ONE_OFF), ["OO-1"]);
     let first = expect(&s, "/v1/batches?limit=1", Some(AUDITOR), 200, "").json();
     assert_eq!((first["batches"][0]["batch_id"].as_str(), first["next_after"].as_str()), (Some(HCM), Some(HCM)));
     let second = expect(&s, &format!("/v1/batches?limit=1&after={HCM}"), Some(AUDITOR), 200, "").json();
@@ -314,4 +317,28 @@ fn health_readiness_and_metrics() {
     assert!(m.body.contains("ansinh_http_requests_total{route=\"/v1/citizens/{citizen_id}\",status=\"401\"} 1\n"));
     assert!(m.body.contains(&format!("ansinh_log_head_seq {}\n", s.head_seq)));
     assert!(!m.body.contains(AN.id), "metrics never carry a citizen ID");
+}
+
+/// Issue 12: the cash list of a one-off program, by commune and for one commune; read by the
+/// auditor and the program's agency (its provinces do not apply), refused to others.
+#[test]
+fn the_one_off_cash_list_is_read_by_commune() {
+    let s = start();
+    let all = expect(&s, &format!("/v1/one-off/{ONE_OFF}/cash"), Some(AUDITOR), 200, "").json();
+    assert_eq!(all["communes"][0]["commune"], "22333");
+    assert_eq!(all["communes"][0]["lines"], 1);
+    let one = expect(&s, &format!("/v1/one-off/{ONE_OFF}/cash?commune=22333"), Some(AGENCY_ONE_OFF), 200, "").json();
+    assert_eq!(one["lines"][0]["citizen_id"], AN.id);
+    assert_eq!(one["lines"][0]["amount"], "100000");
+    assert_eq!((one["lines"][0]["batch_id"].as_str(), one["lines"][0]["line_no"].as_u64()), (Some("OO-1"), Some(1)));
+    assert!(one["next_skip"].is_null());
+    expect(&s, &format!("/v1/one-off/{ONE_OFF}/cash?commune=22333"), Some(AGENCY_KH), 403, "");
+    expect(&s, &format!("/v1/one-off/{ONE_OFF}/cash?commune=22333"), Some(SERVICE), 403, "");
+    expect(&s, &format!("/v1/one-off/{ONE_OFF}/cash?commune=2233"), Some(AUDITOR), 400, "commune_invalid");
+    expect(&s, &format!("/v1/one-off/{ONE_OFF}/cash?commune=11111"), Some(AUDITOR), 404, "cash_list_not_found");
+    expect(&s, &format!("/v1/one-off/{ONE_OFF}/cash?limit=0"), Some(AUDITOR), 400, "limit_out_of_range");
+    // The program's national budget is the agency's to read too, and no other agency's.
+    let budget = expect(&s, &format!("/v1/budgets/national/{ONE_OFF}/2025-02"), Some(AGENCY_ONE_OFF), 200, "").json();
+    assert_eq!((budget["funded"].as_str(), budget["available"].as_str()), (Some("1000000"), Some("900000")));
+    expect(&s, &format!("/v1/budgets/national/{ONE_OFF}/2025-02"), Some(AGENCY_KH), 403, "");
 }

@@ -66,6 +66,48 @@ fn groups() -> Vec<Vec<CommandEnvelope>> {
         vec![at("batch-b1", t3, batch_cmd("B1", "2025-01", &[(AN.id, amount), (BINH.id, amount), (CUONG.id, amount)]))],
         vec![at("settle-1", t4, settlements_cmd(VCB, vec![settled_item("B1-000001", "FT-1"), failed_item("B1-000002", FailureReason::AccountClosed, "FT-2")]))],
         vec![at("batch-b2", t5, batch_cmd("B2", "2025-01", &[(DUNG.id, amount)]))],
+        one_off_commands(),
+        vec![at("settle-oo", "2025-09-03T10:00:00+07:00", settlements_cmd(VCB, vec![failed_item("OO-1-000001", FailureReason::AccountClosed, "AC04")]))],
+    ]
+}
+
+/// Issue 12's one-off program in the same log: defined, funded, a batch of AN's partition with
+/// a payout to a bank, a line listed for cash and a refused line; the payout fails afterwards.
+fn one_off_commands() -> Vec<CommandEnvelope> {
+    use ansinh::command::{DefineOneOffProgram, FundOneOff, OneOffLine, SubmitOneOffBatch};
+    let t = "2025-09-01T08:00:00+07:00";
+    let partition = ansinh::shard::partition_of(AN.id);
+    let neighbour = (124u64..).map(|n| format!("056185{n:06}")).find(|id| ansinh::shard::partition_of(id) == partition).unwrap();
+    let line = |citizen_id: &str, account, commune: Option<&str>| OneOffLine {
+        citizen_id: citizen_id.into(),
+        id_assigned_on: "2021-06-01".into(),
+        account,
+        commune: commune.map(String::from),
+    };
+    vec![
+        at(
+            "oneoff-define",
+            t,
+            Command::DefineOneOffProgram(DefineOneOffProgram {
+                program_id: "ho-tro-100k".into(),
+                name: "Quà tặng 100.000 đồng".into(),
+                amount: "100000".into(),
+                eligible_cutoff: "2025-08-30".into(),
+                period: "2025-09".into(),
+                legal_basis: String::new(),
+            }),
+        ),
+        at("oneoff-fund", t, Command::FundOneOff(FundOneOff { program_id: "ho-tro-100k".into(), amount: "1000000".into(), reference: "KB".into() })),
+        at(
+            "oneoff-batch",
+            t,
+            Command::SubmitOneOffBatch(SubmitOneOffBatch {
+                batch_id: "OO-1".into(),
+                program_id: "ho-tro-100k".into(),
+                partition: u32::from(partition),
+                lines: vec![line(AN.id, Some(account_input(&AN)), None), line(&neighbour, None, Some("22333")), line(AN.id, None, Some("22333"))],
+            }),
+        ),
     ]
 }
 
@@ -554,4 +596,38 @@ fn copy_all(from: &Path, to: &Path) {
     } else {
         std::fs::copy(from, to).unwrap();
     }
+}
+
+/// The one-off program's views come out of the same fold: this shard's budget (`national`),
+/// the commune's cash list with its lines read from the log, the failed payout's money back
+/// in the budget, and the ledger's accounts naming the program.
+#[test]
+fn one_off_views_fold_budget_cash_list_and_ledger() {
+    let data = build();
+    let engine = Engine::open(&EngineOptions::new(data.path()), &mut |_, _| {}).expect("the engine reopens");
+    let views = engine.views().reader();
+    let budget = views.budget("national", "ho-tro-100k", "2025-09").unwrap().expect("the one-off budget view");
+    assert_eq!(
+        (budget.funded.to_string(), budget.instructed.to_string(), budget.failed.to_string(), budget.available.to_string()),
+        ("1000000".into(), "200000".into(), "100000".into(), "900000".into())
+    );
+    let cash = views.cash("ho-tro-100k", "22333").unwrap().expect("the commune's cash view");
+    assert_eq!((cash.lines, cash.amount.to_string(), cash.seqs.len()), (1, "100000".to_string(), 1));
+    let lines = views.cash_lines("ho-tro-100k", "22333", 0, 10).unwrap();
+    assert_eq!((lines.len(), lines[0].line_no, lines[0].batch_id.as_str()), (1, 2, "OO-1"));
+    assert_ne!(lines[0].citizen_id, AN.id);
+    assert_eq!(views.cash_communes("ho-tro-100k").unwrap().len(), 1);
+    let batch_lines = views.batch_lines("OO-1", 0, 10).unwrap();
+    assert_eq!(
+        batch_lines.iter().map(|l| (l.payout_id.is_some(), l.cash_commune.is_some(), l.code.clone())).collect::<Vec<_>>(),
+        [(true, false, None), (false, true, None), (false, false, Some("duplicate_line".to_string()))]
+    );
+    assert_eq!(views.payout("OO-1-000001").unwrap().expect("the one-off payout").status, "failed");
+    assert_eq!(views.balance("cash:ho-tro-100k:22333").unwrap().to_string(), "100000");
+    assert_eq!(views.balance("budget:national:ho-tro-100k:2025-09").unwrap().to_string(), "900000");
+    assert_eq!(engine.views().ledger_total().unwrap(), rust_decimal::Decimal::ZERO);
+    // Replayed from the log at open, the decision state knows who has a line.
+    let (h, o) = engine.state().one_off("ho-tro-100k").expect("the one-off program");
+    assert_eq!((o.taken_count(), o.available().to_string()), (2, "900000".to_string()));
+    assert!(engine.state().one_off_taken(h, AN.id.parse().unwrap()));
 }

@@ -8,11 +8,15 @@
 
 mod common;
 
-use ansinh::command::{Command, EnrollBeneficiary};
+use ansinh::command::{Command, DefineOneOffProgram, EnrollBeneficiary, FundBudget, FundOneOff, OneOffLine, SubmitOneOffBatch, SubmitPayoutBatch};
 use ansinh::core::{Limits, PayoutStatus, State, CODES};
 use ansinh::domain::account::AccountInput;
-use ansinh::domain::{Attestation, FailureReason};
-use ansinh::event::{CategoryChanged, EventData, PaymentAccountChanged, PayoutInstructed, ProgramDefined, StandardLevelSet};
+use ansinh::domain::{Attestation, BirthDate, FailureReason};
+use ansinh::event::{
+    CategoryChanged, EventData, OneOffBatchSubmitted, OneOffCashListed, OneOffFunded, OneOffProgramDefined, PaymentAccountChanged, PayoutInstructed,
+    PayoutKind, ProgramDefined, StandardLevelSet,
+};
+use ansinh::shard::{partition_of, Ownership};
 use common::*;
 use rust_decimal::Decimal;
 
@@ -1112,6 +1116,318 @@ fn engine_runs_a_story_end_to_end() {
     let batch = &outcomes[4];
     assert_eq!((batch.count_lines("instructed"), batch.count_lines("rejected")), (1, 1));
     assert_eq!(batch.lines[1].code.as_deref(), Some("not_enrolled"));
+}
+
+// ---- one-off programs (issue 12) ------------------------------------------------------------
+
+const ONE_OFF: &str = "ho-tro-100k";
+/// The one-off commands are issued after the cutoff day (30 Aug 2025), in Hà Nội's offset.
+const SEPT: &str = "2025-09-05T08:00:00+07:00";
+
+fn one_off_defined() -> EventData {
+    EventData::OneOffProgramDefined(OneOffProgramDefined {
+        amount: vnd(100_000),
+        eligible_cutoff: BirthDate::parse("2025-08-30").unwrap(),
+        legal_basis: "Nghị quyết 2025".into(),
+        name: "Hỗ trợ 100.000 đồng".into(),
+        period: period("2025-09"),
+        program_id: ONE_OFF.into(),
+    })
+}
+
+fn one_off_funded(amount: u64) -> EventData {
+    EventData::OneOffFunded(OneOffFunded { amount: vnd(amount), period: period("2025-09"), program_id: ONE_OFF.into(), reference: "KB-1".into() })
+}
+
+/// The one-off program with a budget for `payees` lines.
+fn one_off_world(payees: u64) -> Vec<EventData> {
+    vec![one_off_defined(), one_off_funded(payees * 100_000)]
+}
+
+/// `n` valid citizen IDs (female, born 1985, Khánh Hòa) in the partition of the first.
+fn same_partition(n: usize) -> Vec<String> {
+    let first = partition_of(AN.id);
+    let mut out = vec![AN.id.to_string()];
+    let mut serial = 124u64;
+    while out.len() < n {
+        let id = format!("056185{serial:06}");
+        if partition_of(&id) == first {
+            out.push(id);
+        }
+        serial += 1;
+    }
+    out
+}
+
+/// A citizen ID of another partition than AN's.
+fn other_partition() -> String {
+    (124u64..).map(|n| format!("056185{n:06}")).find(|id| partition_of(id) != partition_of(AN.id)).unwrap()
+}
+
+fn bank_line(citizen_id: &str) -> OneOffLine {
+    OneOffLine { citizen_id: citizen_id.into(), id_assigned_on: "2021-06-01".into(), account: Some(account_input(&AN)), commune: None }
+}
+
+fn cash_line(citizen_id: &str, commune: &str) -> OneOffLine {
+    OneOffLine { citizen_id: citizen_id.into(), id_assigned_on: "2021-06-01".into(), account: None, commune: Some(commune.into()) }
+}
+
+fn one_off_batch(batch_id: &str, lines: Vec<OneOffLine>) -> Command {
+    Command::SubmitOneOffBatch(SubmitOneOffBatch { batch_id: batch_id.into(), program_id: ONE_OFF.into(), partition: u32::from(partition_of(AN.id)), lines })
+}
+
+/// The line outcome codes of a one-off batch, in line order: `instructed`, `cash` or a code.
+fn line_codes(events: &[EventData]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventData::PayoutInstructed(_) => Some("instructed".to_string()),
+            EventData::OneOffCashListed(_) => Some("cash".to_string()),
+            EventData::PayoutLineRejected(r) => Some(r.code.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_one_off_batch_pays_to_accounts_lists_cash_and_settles_like_a_regular_batch() {
+    let ids = same_partition(2);
+    let (events, state) = given(&one_off_world(2)).when_at(&one_off_batch("OO-1", vec![bank_line(&ids[0]), cash_line(&ids[1], "22333")]), SEPT).then_accepted();
+    let payout = PayoutInstructed {
+        account: account(&AN),
+        amount: vnd(100_000),
+        batch_id: "OO-1".into(),
+        citizen_id: cid(&ids[0]),
+        kind: PayoutKind::Regular,
+        line_no: 1,
+        payout_id: "OO-1-000001".into(),
+        period: period("2025-09"),
+        program_id: ONE_OFF.into(),
+        province: "national".into(),
+        reissue_of: None,
+    };
+    assert_eq!(
+        events,
+        vec![
+            EventData::OneOffBatchSubmitted(OneOffBatchSubmitted {
+                batch_id: "OO-1".into(),
+                lines_cash: 1,
+                lines_instructed: 1,
+                lines_rejected: 0,
+                lines_total: 2,
+                partition: partition_of(AN.id),
+                period: period("2025-09"),
+                program_id: ONE_OFF.into(),
+            }),
+            EventData::PayoutInstructed(payout.clone()),
+            EventData::OneOffCashListed(OneOffCashListed {
+                amount: vnd(100_000),
+                batch_id: "OO-1".into(),
+                citizen_id: cid(&ids[1]),
+                commune: "22333".into(),
+                line_no: 2,
+                program_id: ONE_OFF.into(),
+            }),
+        ]
+    );
+    let (h, o) = state.one_off(ONE_OFF).unwrap();
+    assert_eq!((o.available(), o.taken_count()), (Decimal::ZERO, 2));
+    assert!(state.one_off_taken(h, ids[1].parse().unwrap()));
+    // The bank settles it with the same command as a regular payout; a failure releases the money.
+    let p = state.payout("OO-1-000001").expect("a one-off payout is found by its id");
+    assert_eq!((p.bin(), p.province(), p.citizen_id()), (VCB.to_string(), "national".to_string(), cid(&ids[0])));
+    state.when(&settlements_cmd(BIDV, vec![settled_item("OO-1-000001", "X")])).then_item_rejected("bank_mismatch", 1);
+    let failed_state = state.when(&settlements_cmd(VCB, vec![failed_item("OO-1-000001", FailureReason::AccountClosed, "AC04")])).then_events(&[failed(
+        &payout,
+        FailureReason::AccountClosed,
+        "AC04",
+    )]);
+    assert_eq!(failed_state.one_off(ONE_OFF).unwrap().1.available(), Decimal::from(100_000));
+    let settled_state = state.when(&settlements_cmd(VCB, vec![settled_item("OO-1-000001", "FT1")])).then_events(&[settled(&payout, "FT1")]);
+    let returned_state = settled_state.when(&settlements_cmd(VCB, vec![returned_item("OO-1-000001", FailureReason::Other, "RT")])).then_events(&[returned(
+        &payout,
+        FailureReason::Other,
+        "RT",
+    )]);
+    assert_eq!(returned_state.one_off(ONE_OFF).unwrap().1.available(), Decimal::from(100_000));
+    // Not reissued, not written off (yet): said with its own code, not as a lifecycle refusal.
+    failed_state.when(&reissue_cmd("OO-1-000001")).then_rejected("program_kind_mismatch");
+    failed_state.when(&write_off_cmd("OO-1-000001", "")).then_rejected("program_kind_mismatch");
+}
+
+#[test]
+fn a_one_off_is_paid_once_per_citizen_over_every_batch() {
+    let ids = same_partition(2);
+    let (_, state) = given(&one_off_world(10)).when_at(&one_off_batch("OO-1", vec![bank_line(&ids[0]), cash_line(&ids[1], "22333")]), SEPT).then_accepted();
+    // Paid, or listed for cash: either way, no second line, in cash or to a bank.
+    let again = vec![cash_line(&ids[0], "22333"), bank_line(&ids[1])];
+    let (events, _) = state.when_at(&one_off_batch("OO-2", again), SEPT).then_accepted();
+    assert_eq!(line_codes(&events), ["one_off_already_paid", "one_off_already_paid"]);
+    state.when_at(&one_off_batch("OO-3", vec![bank_line(&ids[0])]), SEPT).then_line_rejected("one_off_already_paid", 1);
+    // Twice in one batch: the second line.
+    given(&one_off_world(10))
+        .when_at(&one_off_batch("OO-1", vec![bank_line(&ids[0]), cash_line(&ids[0], "22333")]), SEPT)
+        .then_line_rejected("duplicate_line", 2);
+    // The batch id is taken by either kind of batch.
+    state.when_at(&one_off_batch("OO-1", vec![bank_line(AN.id)]), SEPT).then_rejected("batch_exists");
+}
+
+#[test]
+fn a_one_off_line_needs_a_number_assigned_by_the_cutoff() {
+    let mut line = bank_line(AN.id);
+    line.id_assigned_on = "2025-08-31".into();
+    given(&one_off_world(1)).when_at(&one_off_batch("OO-1", vec![line.clone()]), SEPT).then_line_rejected("one_off_after_cutoff", 1);
+    line.id_assigned_on = "2025-08-30".into();
+    given(&one_off_world(1)).when_at(&one_off_batch("OO-1", vec![line]), SEPT).then_accepted();
+}
+
+#[test]
+fn a_one_off_line_names_a_real_assignment_date() {
+    // Not a date; after the day the command was issued; before the year AN was born (1985).
+    for (raw, at) in [("2021-02-29", SEPT), ("01/06/2021", SEPT), ("2025-09-06", SEPT), ("2025-09-05", "2025-09-04T22:00:00-05:00"), ("1984-12-31", SEPT)] {
+        let line = OneOffLine { id_assigned_on: raw.into(), ..bank_line(AN.id) };
+        given(&one_off_world(1)).when_at(&one_off_batch("OO-1", vec![line]), at).then_line_rejected("id_assigned_on_invalid", 1);
+    }
+    let line = OneOffLine { id_assigned_on: "1985-01-01".into(), ..bank_line(AN.id) };
+    given(&one_off_world(1)).when_at(&one_off_batch("OO-1", vec![line]), SEPT).then_accepted();
+}
+
+#[test]
+fn a_one_off_line_needs_an_account_or_a_commune() {
+    let line = OneOffLine { account: None, commune: None, ..bank_line(AN.id) };
+    given(&one_off_world(1)).when_at(&one_off_batch("OO-1", vec![line]), SEPT).then_line_rejected("account_missing", 1);
+    for commune in ["2233", "223334", "2233a", "２２３３３", ""] {
+        given(&one_off_world(1)).when_at(&one_off_batch("OO-1", vec![cash_line(AN.id, commune)]), SEPT).then_line_rejected("commune_invalid", 1);
+    }
+    // An account is checked as at enrollment.
+    let mut line = bank_line(AN.id);
+    line.account.as_mut().unwrap().bin = "999999".into();
+    given(&one_off_world(1)).when_at(&one_off_batch("OO-1", vec![line]), SEPT).then_line_rejected("bank_unknown", 1);
+    let (events, _) = given(&one_off_world(1))
+        .when_at(&one_off_batch("OO-1", vec![OneOffLine { citizen_id: "0561850001".into(), ..bank_line(AN.id) }]), SEPT)
+        .then_accepted();
+    assert_eq!(line_codes(&events), ["citizen_id_format"]);
+}
+
+#[test]
+fn a_one_off_batch_holds_one_partition_of_this_shard() {
+    let stranger = other_partition();
+    given(&one_off_world(2)).when_at(&one_off_batch("OO-1", vec![bank_line(AN.id), bank_line(&stranger)]), SEPT).then_line_rejected("partition_mismatch", 2);
+    let mut batch = SubmitOneOffBatch { batch_id: "OO-1".into(), program_id: ONE_OFF.into(), partition: 1024, lines: vec![bank_line(AN.id)] };
+    given(&one_off_world(1)).when_at(&Command::SubmitOneOffBatch(batch.clone()), SEPT).then_rejected("partition_mismatch");
+    // A shard that does not own the partition refuses the whole command.
+    let mut state = given(&one_off_world(1));
+    let mine = partition_of(AN.id);
+    state.ownership = Ownership::shard("north", ["001".to_string()], (0..1024).filter(|p| *p != mine));
+    batch.partition = u32::from(mine);
+    state.when_at(&Command::SubmitOneOffBatch(batch.clone()), SEPT).then_rejected("shard_not_owner");
+    state.ownership = Ownership::shard("south", ["079".to_string()], [mine]);
+    state.when_at(&Command::SubmitOneOffBatch(batch), SEPT).then_accepted();
+}
+
+#[test]
+fn a_one_off_batch_stays_within_its_budget() {
+    let ids = same_partition(3);
+    let lines = vec![bank_line(&ids[0]), cash_line(&ids[1], "22333"), bank_line(&ids[2])];
+    let (events, state) = given(&one_off_world(2)).when_at(&one_off_batch("OO-1", lines), SEPT).then_accepted();
+    assert_eq!(line_codes(&events), ["instructed", "cash", "budget_insufficient"]);
+    assert_eq!(state.one_off(ONE_OFF).unwrap().1.available(), Decimal::ZERO);
+}
+
+#[test]
+fn one_off_and_regular_programs_do_not_mix() {
+    let world = and(rules(), &one_off_world(1));
+    // Regular commands naming the one-off program.
+    given(&world)
+        .when(&Command::FundBudget(FundBudget { program_id: ONE_OFF.into(), ..fund_payload("2025-09", "1000") }))
+        .then_rejected("program_kind_mismatch");
+    given(&world)
+        .when(&Command::SubmitPayoutBatch(SubmitPayoutBatch { program_id: ONE_OFF.into(), ..batch_payload("B1", "2025-09", &[(AN.id, "100000")]) }))
+        .then_rejected("program_kind_mismatch");
+    given(&world)
+        .when(&Command::EnrollBeneficiary(EnrollBeneficiary { program_id: ONE_OFF.into(), ..enroll_payload(&AN, "6c", "2025-01") }))
+        .then_rejected("program_kind_mismatch");
+    // One-off commands naming the regular program.
+    given(&world)
+        .when(&Command::FundOneOff(FundOneOff { program_id: PROGRAM.into(), amount: "1000".into(), reference: String::new() }))
+        .then_rejected("program_kind_mismatch");
+    let mut batch =
+        SubmitOneOffBatch { batch_id: "OO-1".into(), program_id: PROGRAM.into(), partition: u32::from(partition_of(AN.id)), lines: vec![bank_line(AN.id)] };
+    given(&world).when_at(&Command::SubmitOneOffBatch(batch.clone()), SEPT).then_rejected("program_kind_mismatch");
+    batch.program_id = "khong-co".into();
+    given(&world).when_at(&Command::SubmitOneOffBatch(batch.clone()), SEPT).then_rejected("program_unknown");
+    batch.program_id = "bad id".into();
+    given(&world).when_at(&Command::SubmitOneOffBatch(batch), SEPT).then_rejected("program_id_invalid");
+    // One namespace of program ids.
+    given(&world).when(&define_one_off_cmd(PROGRAM, "2025-08-30")).then_rejected("program_exists");
+    given(&world).when(&define_program_cmd(ONE_OFF, "Khác", &[("1", "1.0")])).then_rejected("program_exists");
+}
+
+fn define_one_off_cmd(program_id: &str, cutoff: &str) -> Command {
+    Command::DefineOneOffProgram(DefineOneOffProgram {
+        program_id: program_id.into(),
+        name: "Hỗ trợ 100.000 đồng".into(),
+        amount: "100000".into(),
+        eligible_cutoff: cutoff.into(),
+        period: "2025-09".into(),
+        legal_basis: "Nghị quyết 2025".into(),
+    })
+}
+
+#[test]
+fn a_one_off_program_is_defined_with_checked_terms() {
+    given(&[]).when(&define_one_off_cmd(ONE_OFF, "2025-08-30")).then_events(&[one_off_defined()]);
+    for cutoff in ["2025-02-30", "30/08/2025", "2025-8-30"] {
+        given(&[]).when(&define_one_off_cmd(ONE_OFF, cutoff)).then_rejected("cutoff_invalid");
+    }
+    let with = |edit: fn(&mut DefineOneOffProgram)| {
+        let Command::DefineOneOffProgram(mut c) = define_one_off_cmd(ONE_OFF, "2025-08-30") else { unreachable!() };
+        edit(&mut c);
+        Command::DefineOneOffProgram(c)
+    };
+    given(&[]).when(&with(|c| c.amount = "100.000".into())).then_rejected("amount_separator");
+    given(&[]).when(&with(|c| c.period = "2025-13".into())).then_rejected("period_invalid");
+    given(&[]).when(&with(|c| c.name = "\u{200b}".into())).then_rejected("program_name_invalid");
+    given(&[]).when(&with(|c| c.program_id = String::new())).then_rejected("program_id_invalid");
+    given(&[one_off_defined()])
+        .when(&Command::FundOneOff(FundOneOff { program_id: ONE_OFF.into(), amount: "5000000".into(), reference: "KB-1".into() }))
+        .then_events(&[EventData::OneOffFunded(OneOffFunded {
+            amount: vnd(5_000_000),
+            period: period("2025-09"),
+            program_id: ONE_OFF.into(),
+            reference: "KB-1".into(),
+        })]);
+}
+
+#[test]
+fn one_off_commands_are_for_the_admin_and_the_program_s_agencies() {
+    use ansinh::core::authz::{authorize, Role, Roles};
+    let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+    let roles = Roles(
+        [
+            ("ministry".to_string(), Role::Admin),
+            ("agency-oneoff".to_string(), Role::Agency { provinces: set(&[]), programs: set(&[ONE_OFF]) }),
+            ("agency-056".to_string(), Role::Agency { provinces: set(&[PROVINCE]), programs: set(&[PROGRAM]) }),
+            ("bank-vcb".to_string(), Role::Bank { bin: VCB.to_string() }),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let state = given(&one_off_world(1));
+    let commands = [
+        define_one_off_cmd(ONE_OFF, "2025-08-30"),
+        Command::FundOneOff(FundOneOff { program_id: ONE_OFF.into(), amount: "1000".into(), reference: String::new() }),
+        one_off_batch("OO-1", vec![bank_line(AN.id)]),
+    ];
+    for command in &commands {
+        for (sender, allowed) in [("ministry", true), ("agency-oneoff", true), ("agency-056", false), ("bank-vcb", false), ("stranger", false)] {
+            let r = authorize(&roles, &state, Some(sender), command);
+            assert_eq!(r.is_ok(), allowed, "{sender} {}: {r:?}", command.type_name());
+            if let Err(r) = r {
+                assert_eq!(r.code, "unauthorized");
+            }
+        }
+    }
 }
 
 // ---- the contract: every code has a scenario ------------------------------------------------

@@ -29,6 +29,9 @@ impl Grant {
     pub fn covers(&self, province: &str, program_id: &str) -> bool {
         match self.role {
             ApiRole::Auditor => true,
+            // A one-off program is national (issue 12): its budget, batches and payouts carry
+            // province `national`, and an agency of the program reads them whatever its provinces.
+            ApiRole::Agency if province == crate::core::state::ONE_OFF_PROVINCE => self.programs.contains(program_id),
             ApiRole::Agency => self.provinces.contains(province) && self.programs.contains(program_id),
             ApiRole::CitizenService => false,
         }

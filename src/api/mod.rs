@@ -23,6 +23,7 @@ pub mod client;
 pub mod csv_export;
 pub mod model;
 pub mod nation;
+mod one_off;
 mod openapi;
 mod reconciliation;
 mod routes;
@@ -239,6 +240,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/batches/{batch_id}/reconciliation.csv", get(reconciliation::reconciliation_csv))
         .route("/v1/budgets/{province}/{program_id}/{period}", get(routes::budget))
         .route("/v1/programs/{program_id}", get(routes::program))
+        .route("/v1/one-off/{program_id}/cash", get(one_off::cash))
         .fallback(routes::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

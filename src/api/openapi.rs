@@ -33,6 +33,7 @@ use utoipa::OpenApi;
         reconciliation::reconciliation_csv,
         routes::budget,
         routes::program,
+        super::one_off::cash,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -42,6 +43,7 @@ use utoipa::OpenApi;
         (name = "batches", description = "Monthly payout lists: progress, lines, the unpaid list, reconciliation per bank."),
         (name = "budgets", description = "Funded, committed, settled, released, available."),
         (name = "programs", description = "Public program rules."),
+        (name = "one-off", description = "National one-off programs (issue 12): what is to be paid in cash, by commune."),
         (name = "log", description = "The hash chain."),
         (name = "service", description = "Health, readiness, metrics, this document."),
     )

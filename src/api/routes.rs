@@ -193,7 +193,7 @@ pub async fn payout(State(state): State<ApiState>, caller: Caller, p: Result<Pat
 
 #[utoipa::path(get, path = "/v1/budgets/{province}/{program_id}/{period}", tag = "budgets", security(("bearer" = [])),
     params(
-        ("province" = String, Path, description = "3-digit province code.", example = "056"),
+        ("province" = String, Path, description = "3-digit province code, or `national` for a one-off program's budget at this shard.", example = "056"),
         ("program_id" = String, Path, description = "Program id.", example = "social-allowance"),
         ("period" = String, Path, description = "Benefit month, YYYY-MM.", example = "2025-01"),
     ),
@@ -210,8 +210,9 @@ pub async fn budget(
     p: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<BudgetOut>, ApiError> {
     let (province, program_id, period) = path(p)?;
-    if province.len() != 3 || !province.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::BadRequest("province_invalid", "province must be a 3-digit code, e.g. 056".into()));
+    let national = province == crate::core::state::ONE_OFF_PROVINCE;
+    if !national && (province.len() != 3 || !province.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(ApiError::BadRequest("province_invalid", "province must be a 3-digit code, e.g. 056, or national (a one-off program)".into()));
     }
     identifier("program_id", &program_id)?;
     let period = Period::parse(&period).map_err(|e| ApiError::BadRequest("period_invalid", format!("period must be YYYY-MM: {e}")))?.to_string();

@@ -26,6 +26,7 @@ pub mod amqp;
 pub mod broker;
 pub mod embedded;
 pub mod latency;
+pub mod oneoff_data;
 pub mod process;
 pub mod shards;
 

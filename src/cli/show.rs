@@ -34,8 +34,20 @@ pub enum What {
     },
     /// A payout and its status history.
     Payout { payout_id: String },
-    /// A budget: funded, instructed, settled, released, available.
+    /// A budget: funded, instructed, settled, released, available. A one-off program's budget
+    /// at this shard is province `national`.
     Budget { province: String, program: String, period: String },
+    /// A one-off program's lines to be paid in cash: per commune (count, total), or with
+    /// --commune the lines of one commune (use --skip/--limit to page).
+    Cash {
+        program: String,
+        #[arg(long)]
+        commune: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 fn not_found(what: &str, key: &str) -> String {
@@ -54,7 +66,31 @@ pub fn run(config: &Config, args: &ShowArgs) -> CliResult {
         What::Batch { batch_id, lines, after, limit } => batch(&views, batch_id, *lines, *after, *limit, args.json),
         What::Payout { payout_id } => payout(&views, payout_id, args.json),
         What::Budget { province, program, period } => budget(&views, province, program, period, args.json),
+        What::Cash { program, commune, skip, limit } => cash(&views, program, commune.as_deref(), *skip, *limit, args.json),
     }
+}
+
+fn cash(views: &ViewReader, program: &str, commune: Option<&str>, skip: usize, limit: usize, as_json: bool) -> CliResult {
+    let Some(commune) = commune else {
+        let communes = views.cash_communes(program).map_err(|e| e.to_string())?;
+        if as_json {
+            return json(&communes);
+        }
+        outln!("To be paid in cash: {program} ({} communes)", count(communes.len() as u64));
+        let rows: Vec<Vec<String>> = communes.iter().map(|c| vec![c.commune.clone(), count(c.lines), vnd(c.amount.0)]).collect();
+        print_table(&["commune", "lines", "VND"], &rows);
+        return Ok(());
+    };
+    let view = views.cash(program, commune).map_err(|e| e.to_string())?.ok_or_else(|| not_found("cash list", &format!("{program}/{commune}")))?;
+    let lines = views.cash_lines(program, commune, skip, limit).map_err(|e| e.to_string())?;
+    if as_json {
+        return json(&serde_json::json!({ "program_id": program, "commune": commune, "lines_total": view.lines, "amount": view.amount, "lines": lines }));
+    }
+    outln!("To be paid in cash: {program} at commune {commune}: {} lines, {} VND", count(view.lines), vnd(view.amount.0));
+    let rows: Vec<Vec<String>> =
+        lines.iter().map(|l| vec![l.citizen_id.clone(), l.batch_id.clone(), l.line_no.to_string(), vnd(l.amount.as_decimal())]).collect();
+    print_table(&["citizen", "batch", "line", "VND"], &rows);
+    Ok(())
 }
 
 /// Also used by `audit replay` on views replayed into a temporary store.

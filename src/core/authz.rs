@@ -58,6 +58,12 @@ pub fn authorize(roles: &Roles, state: &State, sender: Option<&str>, command: &C
     let payout_scope = |payout_id: &str| state.payout(payout_id).map(|p| vec![(p.province(), p.program_id().to_string())]).unwrap_or_default();
     let scopes: Vec<(String, String)> = match (role, command) {
         (Role::Admin, Command::DefineProgram(_) | Command::SetStandardLevel(_) | Command::FundBudget(_)) => return Ok(()),
+        // A national one-off program: the admin, or an agency whose programs include it (its
+        // provinces do not apply: the program is national, its batches are by partition).
+        (Role::Admin, Command::DefineOneOffProgram(_) | Command::FundOneOff(_) | Command::SubmitOneOffBatch(_)) => return Ok(()),
+        (Role::Agency { programs, .. }, Command::DefineOneOffProgram(c)) => return if programs.contains(&c.program_id) { Ok(()) } else { Err(deny()) },
+        (Role::Agency { programs, .. }, Command::FundOneOff(c)) => return if programs.contains(&c.program_id) { Ok(()) } else { Err(deny()) },
+        (Role::Agency { programs, .. }, Command::SubmitOneOffBatch(c)) => return if programs.contains(&c.program_id) { Ok(()) } else { Err(deny()) },
         (Role::Admin, _) => return Err(deny()),
         (Role::Bank { bin }, Command::RecordSettlements(c)) => return if &c.bin == bin { Ok(()) } else { Err(deny()) },
         (Role::Bank { .. }, _) => return Err(deny()),

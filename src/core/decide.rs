@@ -43,6 +43,9 @@ pub fn decide(state: &State, command: &Command, issued_at: &Timestamp) -> Decisi
         Command::RecordSettlements(c) => record_settlements(state, c),
         Command::ReissuePayout(c) => reissue(state, c),
         Command::WriteOffPayout(c) => write_off(state, c),
+        Command::DefineOneOffProgram(c) => define_one_off(state, c),
+        Command::FundOneOff(c) => fund_one_off(state, c),
+        Command::SubmitOneOffBatch(c) => super::one_off::submit(state, c, issued_at),
     }
 }
 
@@ -78,29 +81,50 @@ fn province(raw: &str) -> Result<String, Rejection> {
     province_name(raw).map(|_| raw.to_string()).ok_or_else(|| Rejection::new("province_unknown", format!("province code {raw:?} is not in the table")))
 }
 
-fn amount(raw: &str) -> Result<Vnd, Rejection> {
+pub(super) fn amount(raw: &str) -> Result<Vnd, Rejection> {
     Vnd::parse(raw).map_err(|e| Rejection::new(e.code(), e.to_string()))
 }
 
 /// A reference, reason or legal basis (`text::free_text`): at most `TEXT_LEN_MAX` characters,
 /// none of them a control, line break or invisible formatting character.
-fn text(raw: &str, what: &str) -> Result<String, Rejection> {
+pub(super) fn text(raw: &str, what: &str) -> Result<String, Rejection> {
     text::free_text(raw, TEXT_LEN_MAX).map(str::to_string).map_err(|e| Rejection::new("reference_invalid", format!("{what} {e}")))
 }
 
-/// A defined program. An id outside the identifier set (1-64 of `[A-Za-z0-9._:-]`) is
-/// `program_id_invalid` in every command, as in `define_program`, not merely unknown.
-fn program<'s>(state: &'s State, program_id: &str) -> Result<&'s Program, Rejection> {
+/// A defined program of either kind. An id outside the identifier set (1-64 of
+/// `[A-Za-z0-9._:-]`) is `program_id_invalid` in every command, as in `define_program`, not
+/// merely unknown.
+fn any_program<'s>(state: &'s State, program_id: &str) -> Result<(super::handles::ProgramHandle, &'s Program), Rejection> {
     if !valid_identifier(program_id, IDENTIFIER_LEN_MAX) {
         return Err(Rejection::new("program_id_invalid", "program id must be 1-64 characters of [A-Za-z0-9._:-]"));
     }
-    state.program(program_id).map(|(_, p)| p).ok_or_else(|| Rejection::new("program_unknown", format!("program {program_id:?} is not defined")))
+    state.program(program_id).ok_or_else(|| Rejection::new("program_unknown", format!("program {program_id:?} is not defined")))
+}
+
+/// A defined regular program: a one-off program named by a regular-program command is
+/// `program_kind_mismatch`.
+fn program<'s>(state: &'s State, program_id: &str) -> Result<&'s Program, Rejection> {
+    let (h, p) = any_program(state, program_id)?;
+    if state.one_off_of(h).is_some() {
+        return Err(Rejection::new("program_kind_mismatch", format!("program {program_id:?} is a one-off program: use the one-off commands")));
+    }
+    Ok(p)
+}
+
+/// A defined one-off program: a regular program named by a one-off command is
+/// `program_kind_mismatch`.
+pub(super) fn one_off_program<'s>(state: &'s State, program_id: &str) -> Result<(super::handles::ProgramHandle, &'s super::state::OneOff), Rejection> {
+    let (h, _) = any_program(state, program_id)?;
+    let o = state
+        .one_off_of(h)
+        .ok_or_else(|| Rejection::new("program_kind_mismatch", format!("program {program_id:?} is a regular program, not a one-off program")))?;
+    Ok((h, o))
 }
 
 /// Parses a citizen ID and refuses a re-determined (old) number. The new number is not named:
 /// the sender may not be allowed to read it (rejection messages say what the code says and
 /// what the sender sent, never another person's, province's or enrollment's data).
-fn current_citizen(state: &State, raw: &str) -> Result<CitizenId, Rejection> {
+pub(super) fn current_citizen(state: &State, raw: &str) -> Result<CitizenId, Rejection> {
     let id = CitizenId::parse(raw).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
     if state.current_id(&id).is_some() {
         return Err(Rejection::new(
@@ -134,16 +158,20 @@ fn enrollment<'s>(state: &'s State, id: &CitizenId, program_id: &str) -> Result<
 
 // ---- program rules and budgets -------------------------------------------------------------
 
-fn define_program(state: &State, c: &DefineProgram) -> Decision {
-    if !valid_identifier(&c.program_id, IDENTIFIER_LEN_MAX) {
-        return Err(Rejection::new("program_id_invalid", "program id must be 1-64 characters of [A-Za-z0-9._:-]"));
-    }
-    let name = text::name(&c.name, NAME_LEN_MAX).map_err(|e| {
+fn program_name(raw: &str) -> Result<&str, Rejection> {
+    text::name(raw, NAME_LEN_MAX).map_err(|e| {
         Rejection::new(
             "program_name_invalid",
             format!("program name {e}: it must be 1-{NAME_LEN_MAX} characters with a letter, no control or invisible character"),
         )
-    })?;
+    })
+}
+
+fn define_program(state: &State, c: &DefineProgram) -> Decision {
+    if !valid_identifier(&c.program_id, IDENTIFIER_LEN_MAX) {
+        return Err(Rejection::new("program_id_invalid", "program id must be 1-64 characters of [A-Za-z0-9._:-]"));
+    }
+    let name = program_name(&c.name)?;
     let categories_max = state.limits.categories_max.min(CATEGORIES_MAX);
     if c.categories.is_empty() || c.categories.len() > categories_max || c.categories.keys().any(|k| !valid_identifier(k, 16)) {
         return Err(Rejection::new("categories_invalid", format!("1-{categories_max} categories with codes of 1-16 characters of [A-Za-z0-9._:-]")));
@@ -177,6 +205,39 @@ fn fund_budget(state: &State, c: &FundBudget) -> Decision {
     let reference = text(&c.reference, "reference")?;
     program(state, &c.program_id)?;
     Ok(vec![EventData::BudgetFunded(BudgetFunded { province, program_id: c.program_id.clone(), period, amount, reference })])
+}
+
+/// A national one-off program (issue 12): checked like `define_program`, plus its amount, the
+/// cutoff day and the month it is paid in. One namespace of program ids for both kinds.
+fn define_one_off(state: &State, c: &DefineOneOffProgram) -> Decision {
+    if !valid_identifier(&c.program_id, IDENTIFIER_LEN_MAX) {
+        return Err(Rejection::new("program_id_invalid", "program id must be 1-64 characters of [A-Za-z0-9._:-]"));
+    }
+    let name = program_name(&c.name)?;
+    let amount = amount(&c.amount)?;
+    let eligible_cutoff = BirthDate::parse(&c.eligible_cutoff).map_err(|_| {
+        Rejection::new("cutoff_invalid", format!("eligible_cutoff {:?} is not a real calendar date YYYY-MM-DD", truncate(&c.eligible_cutoff, 32)))
+    })?;
+    let period = period(&c.period)?;
+    let legal_basis = text(&c.legal_basis, "legal basis")?;
+    if state.program(&c.program_id).is_some() {
+        return Err(Rejection::new("program_exists", format!("program {:?} is already defined", c.program_id)));
+    }
+    Ok(vec![EventData::OneOffProgramDefined(OneOffProgramDefined {
+        program_id: c.program_id.clone(),
+        name: name.to_string(),
+        amount,
+        eligible_cutoff,
+        period,
+        legal_basis,
+    })])
+}
+
+fn fund_one_off(state: &State, c: &FundOneOff) -> Decision {
+    let amount = amount(&c.amount)?;
+    let reference = text(&c.reference, "reference")?;
+    let (_, o) = one_off_program(state, &c.program_id)?;
+    Ok(vec![EventData::OneOffFunded(OneOffFunded { program_id: c.program_id.clone(), period: o.period, amount, reference })])
 }
 
 // ---- enrollment lifecycle ------------------------------------------------------------------
@@ -410,7 +471,7 @@ fn submit_batch(state: &State, c: &SubmitPayoutBatch) -> Decision {
 }
 
 /// Raw input kept in a rejection event is bounded, so a hostile line cannot bloat the log.
-fn truncate(raw: &str, max_chars: usize) -> String {
+pub(super) fn truncate(raw: &str, max_chars: usize) -> String {
     raw.chars().take(max_chars).collect()
 }
 
@@ -507,7 +568,7 @@ fn transition_of(p: &PayoutRef<'_>, payout_id: &str, reason: Option<crate::domai
         province: p.province(),
         period: p.batch.period,
         amount: p.slot.amount(),
-        bin: p.account().bin(),
+        bin: p.bin(),
         reason,
         reference,
     }
@@ -515,7 +576,7 @@ fn transition_of(p: &PayoutRef<'_>, payout_id: &str, reason: Option<crate::domai
 
 fn decide_item(state: &State, bin: &str, item: &SettlementItem, changed: &HashMap<&str, PayoutStatus>) -> Result<(EventData, PayoutStatus), Rejection> {
     let p = state.payout(&item.payout_id).ok_or_else(|| Rejection::new("payout_unknown", format!("no payout {:?}", truncate(&item.payout_id, 80))))?;
-    if p.account().bin() != bin {
+    if p.bin() != bin {
         return Err(Rejection::new("bank_mismatch", format!("payout {} is routed to another bank", item.payout_id)));
     }
     let reference = text(&item.bank_reference, "bank reference")?;
@@ -542,6 +603,12 @@ fn decide_item(state: &State, bin: &str, item: &SettlementItem, changed: &HashMa
 
 fn open_payout<'s>(state: &'s State, payout_id: &str) -> Result<PayoutRef<'s>, Rejection> {
     let p = state.payout(payout_id).ok_or_else(|| Rejection::new("payout_unknown", format!("no payout {:?}", truncate(payout_id, 80))))?;
+    if p.one_off {
+        return Err(Rejection::new(
+            "program_kind_mismatch",
+            format!("payout {payout_id} is of one-off program {:?}: a one-off payout cannot be reissued or written off yet", p.program_id()),
+        ));
+    }
     if !p.is_open_for_reissue() {
         let why = match p.reissued_as() {
             Some(next) => format!("it was already reissued as {next}"),

@@ -3,6 +3,7 @@
 pub mod authz;
 pub mod decide;
 pub mod handles;
+pub mod one_off;
 pub mod payouts;
 pub mod people;
 pub mod rejection;

@@ -64,6 +64,27 @@ impl Slot {
         Slot { packed: a | (1 << 50), person, account_version }
     }
 
+    /// The slot of a one-off payout (issue 12): there is no person record, so `person` and
+    /// `account_version` hold the citizen number (40 bits: 12 digits < 2^40) and the BIN (20
+    /// bits: 6 digits < 2^20) instead: `person` the number's low 32 bits, `account_version`
+    /// its high 8 bits and the BIN above them.
+    pub fn one_off(citizen: u64, bin: u32, amount: Vnd) -> Slot {
+        assert!(citizen < 1 << 40 && bin < 1 << 24, "a citizen number has 12 digits and a BIN 6");
+        let mut slot = Slot::instructed((citizen & 0xffff_ffff) as PersonHandle, amount, 0);
+        slot.account_version = ((citizen >> 32) as u32) | (bin << 8);
+        slot
+    }
+
+    /// The citizen number of a one-off payout's slot (see `Slot::one_off`).
+    pub fn one_off_citizen(&self) -> u64 {
+        u64::from(self.person) | (u64::from(self.account_version & 0xff) << 32)
+    }
+
+    /// The BIN of a one-off payout's slot, as a number.
+    pub fn one_off_bin(&self) -> u32 {
+        self.account_version >> 8
+    }
+
     pub fn is_empty(&self) -> bool {
         self.status_code() == 0
     }
@@ -163,6 +184,16 @@ mod tests {
     #[test]
     fn a_slot_is_16_bytes() {
         assert_eq!(std::mem::size_of::<Slot>(), 16);
+    }
+
+    #[test]
+    fn a_one_off_slot_keeps_citizen_bin_and_amount() {
+        for (cid, bin) in [(56_095_001_234u64, 970_436u32), (999_999_999_999, 999_999), (1_001_000_000, 970_400)] {
+            let mut s = Slot::one_off(cid, bin, Vnd::from_u64(100_000).unwrap());
+            assert_eq!((s.one_off_citizen(), s.one_off_bin(), s.amount().to_u64()), (cid, bin, 100_000));
+            s.set_status(PayoutStatus::Failed, Some(FailureReason::AccountClosed));
+            assert_eq!((s.one_off_citizen(), s.one_off_bin(), s.status()), (cid, bin, PayoutStatus::Failed));
+        }
     }
 
     #[test]

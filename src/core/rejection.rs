@@ -119,6 +119,15 @@ pub const CODES: &[(&str, &str)] = &[
     ("payout_state", "the payout's status does not allow this transition"),
     ("reason_missing", "a failure or return needs a reason"),
     ("reason_unexpected", "a settled item carries a failure reason (settled and failed at once)"),
+    // One-off programs (issue 12)
+    ("program_kind_mismatch", "a regular-program command names a one-off program, or a one-off command names a regular program (a one-off payout cannot be reissued or written off yet)"),
+    ("one_off_already_paid", "the citizen already has a line paid or listed for cash in this one-off program (any earlier line, any batch)"),
+    ("cutoff_invalid", "a one-off program's eligible_cutoff is not a real calendar date YYYY-MM-DD"),
+    ("one_off_after_cutoff", "the personal ID number was assigned after the program's eligible_cutoff"),
+    ("id_assigned_on_invalid", "id_assigned_on is not a real date YYYY-MM-DD, is after the command's issued_at date, or is in a year before the birth year the citizen ID encodes"),
+    ("account_missing", "a one-off line has neither an account nor a commune to be paid in cash at"),
+    ("commune_invalid", "a commune code is not exactly 5 digits"),
+    ("partition_mismatch", "the line's citizen ID is not in the batch's partition (partition_of), or the batch's partition is not 0-1023"),
 ];
 
 #[cfg(test)]

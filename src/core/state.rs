@@ -12,7 +12,7 @@
 use super::handles::{cid_number, province_code, ProgramHandle, ProvinceCode};
 pub use super::payouts::{parse_payout_id, payout_id, Batch, BatchHandle, PayoutKey, PayoutStatus, Slot};
 pub use super::people::{Change, CompactAccount, Enrollment, EnrollmentStatus, People, Person, PersonHandle};
-use crate::domain::{CitizenId, FailureReason, Period, ProgramRules};
+use crate::domain::{BirthDate, CitizenId, FailureReason, Period, ProgramRules, Vnd};
 use crate::event::{EventData, PayoutKind, PayoutTransition};
 use hashbrown::{DefaultHashBuilder as RandomState, HashMap, HashTable};
 use rust_decimal::Decimal;
@@ -50,6 +50,59 @@ impl Program {
 
     pub fn category_index(&self, code: &str) -> Option<u8> {
         self.rules.categories.keys().position(|k| k == code).map(|i| u8::try_from(i).expect("at most 255 categories"))
+    }
+}
+
+/// A national one-off program (issue 12) at this shard: its terms, this shard's budget, and
+/// the citizen numbers that have a line taken (paid or listed for cash). No person record: a
+/// payee costs an 8-byte entry of `taken` (and the 16-byte slot of its payout, for settlement).
+#[derive(Clone)]
+pub struct OneOff {
+    pub amount: Vnd,
+    pub eligible_cutoff: BirthDate,
+    pub period: Period,
+    /// funded - committed (payouts and cash lines) + released (failures, returns).
+    available: Decimal,
+    /// Citizen numbers with a payout or a cash line in this program, hashed with the state's
+    /// `Indexes::hasher`.
+    taken: HashTable<u64>,
+}
+
+impl OneOff {
+    pub fn available(&self) -> Decimal {
+        self.available
+    }
+
+    /// How many citizens have a line taken (paid or listed for cash).
+    pub fn taken_count(&self) -> usize {
+        self.taken.len()
+    }
+
+    fn sorted_taken(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.taken.iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+impl PartialEq for OneOff {
+    fn eq(&self, other: &OneOff) -> bool {
+        (self.amount, self.eligible_cutoff, self.period, self.available) == (other.amount, other.eligible_cutoff, other.period, other.available)
+            && self.sorted_taken() == other.sorted_taken()
+    }
+}
+
+impl std::fmt::Debug for OneOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OneOff {{ amount: {}, cutoff: {}, period: {}, available: {}, taken: {} }}",
+            self.amount,
+            self.eligible_cutoff,
+            self.period,
+            self.available,
+            self.taken.len()
+        )
     }
 }
 
@@ -97,6 +150,8 @@ pub struct State {
     batch_by_id: HashMap<Box<str>, BatchHandle>,
     /// Reissues by the (batch, line) they descend from.
     reissues: HashMap<(BatchHandle, u32), Reissues>,
+    /// The one-off programs among `programs` (issue 12), by handle.
+    one_offs: HashMap<ProgramHandle, OneOff>,
 }
 
 /// Two states are equal when they hold the same facts: the indexes are compared by content (their
@@ -122,6 +177,7 @@ impl PartialEq for State {
             && self.batches == other.batches
             && self.batch_by_id == other.batch_by_id
             && self.reissues == other.reissues
+            && self.one_offs == other.one_offs
             && people(self) == people(other)
             && regular(self) == regular(other)
     }
@@ -174,6 +230,8 @@ pub struct PayoutRef<'s> {
     pub slot: Slot,
     /// How many reissues the line has had (names the next one).
     pub reissue_count: u32,
+    /// A payout of a one-off program: no person record; the slot holds citizen and BIN.
+    pub one_off: bool,
     state: &'s State,
 }
 
@@ -184,17 +242,33 @@ impl<'s> PayoutRef<'s> {
     pub fn root_id(&self) -> String {
         payout_id(&self.batch.id, self.key.line, 0)
     }
+    /// The person of a regular payout or reissue (a one-off payout has none).
     pub fn person(&self) -> &'s Person {
+        assert!(!self.one_off, "a one-off payout has no person record");
         self.state.people.get(self.slot.person)
     }
     pub fn citizen_id(&self) -> CitizenId {
-        super::handles::cid_of(self.person().cid)
+        match self.one_off {
+            true => super::handles::cid_of(self.slot.one_off_citizen()),
+            false => super::handles::cid_of(self.person().cid),
+        }
+    }
+    /// The BIN of the bank the payout was routed to.
+    pub fn bin(&self) -> String {
+        match self.one_off {
+            true => format!("{:06}", self.slot.one_off_bin()),
+            false => self.account().bin(),
+        }
     }
     pub fn program_id(&self) -> &'s str {
         &self.state.programs[usize::from(self.batch.program)].id
     }
+    /// The administering province; `"national"` for a one-off payout.
     pub fn province(&self) -> String {
-        super::handles::province_str(self.batch.province)
+        match self.one_off {
+            true => ONE_OFF_PROVINCE.to_string(),
+            false => super::handles::province_str(self.batch.province),
+        }
     }
     pub fn status(&self) -> PayoutStatus {
         self.slot.status()
@@ -202,7 +276,8 @@ impl<'s> PayoutRef<'s> {
     pub fn last_reason(&self) -> Option<FailureReason> {
         self.slot.reason()
     }
-    /// The account this payout was instructed to.
+    /// The account a regular payout or reissue was instructed to (a one-off payout's account is
+    /// in its `payout.instructed` record only).
     pub fn account(&self) -> &'s CompactAccount {
         self.person().account_at(self.slot.account_version)
     }
@@ -214,6 +289,9 @@ impl<'s> PayoutRef<'s> {
         self.slot.reissued().then(|| payout_id(&self.batch.id, self.key.line, self.key.reissue + 1))
     }
 }
+
+/// The `province` of a one-off program's payouts, budget view and ledger accounts.
+pub const ONE_OFF_PROVINCE: &str = "national";
 
 impl State {
     pub fn new(limits: Limits) -> State {
@@ -228,6 +306,28 @@ impl State {
 
     pub fn program_by_handle(&self, h: ProgramHandle) -> &Program {
         &self.programs[usize::from(h)]
+    }
+
+    /// The one-off program of a handle, if the program is one.
+    pub fn one_off_of(&self, h: ProgramHandle) -> Option<&OneOff> {
+        self.one_offs.get(&h)
+    }
+
+    /// A one-off program by id.
+    pub fn one_off(&self, program_id: &str) -> Option<(ProgramHandle, &OneOff)> {
+        let (h, _) = self.program(program_id)?;
+        self.one_offs.get(&h).map(|o| (h, o))
+    }
+
+    /// Whether a citizen number has a line taken (paid or listed for cash) in a one-off program.
+    pub fn one_off_taken(&self, program: ProgramHandle, citizen: u64) -> bool {
+        let hash = self.indexes.hasher.hash_one(citizen);
+        self.one_offs.get(&program).is_some_and(|o| o.taken.find(hash, |c| *c == citizen).is_some())
+    }
+
+    /// How many citizens have a line taken in every one-off program together.
+    pub fn one_off_count(&self) -> usize {
+        self.one_offs.values().map(|o| o.taken.len()).sum()
     }
 
     /// The rules of a program, by id.
@@ -338,7 +438,9 @@ impl State {
             + self.batch_by_id.keys().map(|k| k.len()).sum::<usize>();
         let reissues = table::<((BatchHandle, u32), Reissues)>(self.reissues.capacity())
             + self.reissues.values().map(|r| r.capacity() * std::mem::size_of::<Slot>()).sum::<usize>();
-        programs + budgets + reassigned + indexes + batches + reissues + self.people.heap_bytes()
+        let one_offs =
+            table::<(ProgramHandle, OneOff)>(self.one_offs.capacity()) + self.one_offs.values().map(|o| table::<u64>(o.taken.capacity())).sum::<usize>();
+        programs + budgets + reassigned + indexes + batches + reissues + one_offs + self.people.heap_bytes()
     }
 
     pub fn batch_count(&self) -> usize {
@@ -364,7 +466,7 @@ impl State {
             0 => root,
             n => *reissues?.get(n as usize - 1)?,
         };
-        Some(PayoutRef { key, batch, slot, reissue_count, state: self })
+        Some(PayoutRef { key, batch, slot, reissue_count, one_off: self.one_offs.contains_key(&batch.program), state: self })
     }
 
     // ---- evolve --------------------------------------------------------------------------
@@ -455,6 +557,47 @@ impl State {
                     lines: vec![Slot::EMPTY; e.lines_total as usize].into_boxed_slice(),
                 });
             }
+            EventData::OneOffProgramDefined(e) => {
+                let rules = ProgramRules { name: e.name.clone(), ..ProgramRules::default() };
+                let h = ProgramHandle::try_from(self.programs.len()).expect("fewer than 65,536 programs");
+                let previous = self.program_by_id.insert(e.program_id.as_str().into(), h);
+                assert!(previous.is_none(), "a program is never defined twice");
+                self.programs.push(Program { id: e.program_id.as_str().into(), rules });
+                let one_off =
+                    OneOff { amount: e.amount, eligible_cutoff: e.eligible_cutoff, period: e.period, available: Decimal::ZERO, taken: HashTable::new() };
+                self.one_offs.insert(h, one_off);
+            }
+            EventData::OneOffFunded(e) => {
+                let o = self.one_off_mut(&e.program_id);
+                assert_eq!(o.period, e.period, "a one-off budget is for its program's period");
+                o.available = o.available.checked_add(e.amount.as_decimal()).expect("budgets stay far below Decimal's range");
+            }
+            EventData::OneOffBatchSubmitted(e) => {
+                let program = self.program_handle(&e.program_id);
+                assert_eq!(self.one_offs.get(&program).map(|o| o.period), Some(e.period), "a one-off batch names a one-off program and its period");
+                let h = BatchHandle::try_from(self.batches.len()).expect("fewer than 4 billion batches");
+                let previous = self.batch_by_id.insert(e.batch_id.as_str().into(), h);
+                assert!(previous.is_none(), "a batch id is submitted once");
+                assert_eq!(e.lines_total, e.lines_instructed + e.lines_cash + e.lines_rejected, "a one-off batch's lines add up");
+                self.batches.push(Batch {
+                    id: e.batch_id.as_str().into(),
+                    program,
+                    province: 0,
+                    period: e.period,
+                    lines: vec![Slot::EMPTY; e.lines_total as usize].into_boxed_slice(),
+                });
+            }
+            EventData::OneOffCashListed(e) => {
+                let (batch, _) = self.batch(&e.batch_id).expect("a cash line's batch was submitted");
+                assert!((1..=self.batches[batch as usize].lines.len()).contains(&(e.line_no as usize)), "a cash line is a line of its batch");
+                assert_eq!(
+                    self.program_by_handle(self.batches[batch as usize].program).id.as_ref(),
+                    e.program_id.as_str(),
+                    "a cash line is of its batch's program"
+                );
+                self.take_one_off(&e.program_id, cid_number(&e.citizen_id), e.amount);
+            }
+            EventData::PayoutInstructed(e) if self.one_offs.contains_key(&self.program_handle(&e.program_id)) => self.instruct_one_off(e),
             EventData::PayoutInstructed(e) => self.instruct(e),
             EventData::PayoutSettled(t) => self.transition(t, PayoutStatus::Settled, &[PayoutStatus::Instructed], false),
             EventData::PayoutFailed(t) => self.transition(t, PayoutStatus::Failed, &[PayoutStatus::Instructed], true),
@@ -485,6 +628,43 @@ impl State {
     fn budget_mut(&mut self, province: &str, program_id: &str, period: Period) -> &mut Decimal {
         let key = (province_code(province), self.program_handle(program_id), period);
         self.budgets.get_mut(&key).expect("payouts draw on a funded budget")
+    }
+
+    fn one_off_mut(&mut self, program_id: &str) -> &mut OneOff {
+        let h = self.program_handle(program_id);
+        self.one_offs.get_mut(&h).expect("a one-off event names a one-off program")
+    }
+
+    /// Commits a one-off line's amount and takes its citizen: at most once per citizen and
+    /// program, never past the budget.
+    fn take_one_off(&mut self, program_id: &str, citizen: u64, amount: Vnd) {
+        let hasher = self.indexes.hasher.clone();
+        let o = self.one_off_mut(program_id);
+        assert_eq!(amount, o.amount, "a one-off line is for the program's amount");
+        o.available -= amount.as_decimal();
+        assert!(o.available >= Decimal::ZERO, "a budget is never overdrawn");
+        let hash = hasher.hash_one(citizen);
+        assert!(o.taken.find(hash, |c| *c == citizen).is_none(), "one one-off payout per citizen and program");
+        o.taken.insert_unique(hash, citizen, |c| hasher.hash_one(*c));
+    }
+
+    fn instruct_one_off(&mut self, e: &crate::event::PayoutInstructed) {
+        assert!(e.kind == PayoutKind::Regular && e.reissue_of.is_none(), "a one-off payout is never a reissue");
+        assert_eq!(e.province, ONE_OFF_PROVINCE, "a one-off payout's province is national");
+        let (batch_id, line, reissue) = parse_payout_id(&e.payout_id).expect("payout ids have their format");
+        assert_eq!((batch_id, line, reissue), (e.batch_id.as_str(), e.line_no, 0), "a payout id names its batch and line");
+        let (batch, b) = self.batch(batch_id).expect("a payout's batch was submitted");
+        assert_eq!(
+            (self.program_by_handle(b.program).id.as_ref(), b.period),
+            (e.program_id.as_str(), e.period),
+            "a one-off payout is of its batch's program and period"
+        );
+        let citizen = cid_number(&e.citizen_id);
+        self.take_one_off(&e.program_id, citizen, e.amount);
+        let bin: u32 = e.account.bin.parse().expect("BINs in events are 6 digits");
+        let target = self.batches[batch as usize].lines.get_mut(line as usize - 1).expect("a payout is a line of its batch");
+        assert!(target.is_empty(), "a payout is never written over");
+        *target = Slot::one_off(citizen, bin, e.amount);
     }
 
     fn instruct(&mut self, e: &crate::event::PayoutInstructed) {
@@ -538,8 +718,11 @@ impl State {
         assert_eq!(slot.amount(), t.amount, "a transition carries its payout's amount");
         slot.set_status(to, t.reason);
         if release {
-            let budget = self.budget_mut(&t.province, &t.program_id, t.period);
-            *budget += t.amount.as_decimal();
+            let program = self.batches[key.batch as usize].program;
+            match self.one_offs.get_mut(&program) {
+                Some(o) => o.available += t.amount.as_decimal(),
+                None => *self.budget_mut(&t.province, &t.program_id, t.period) += t.amount.as_decimal(),
+            }
         }
     }
 }

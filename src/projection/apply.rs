@@ -2,7 +2,7 @@
 
 use super::views::*;
 use super::{Txn, ViewError};
-use crate::core::state::parse_payout_id;
+use crate::core::state::{parse_payout_id, ONE_OFF_PROVINCE};
 use crate::event::{Event, EventData, PayoutKind, PayoutTransition};
 
 fn treasury(province: &str, program: &str) -> String {
@@ -18,6 +18,11 @@ fn clearing(bin: &str) -> String {
 /// citizen's share is derived from their payouts (see the module documentation).
 fn beneficiaries(province: &str, program: &str) -> String {
     format!("beneficiaries:{province}:{program}")
+}
+
+/// What a one-off program listed to be paid in cash at a commune.
+fn cash(program: &str, commune: &str) -> String {
+    format!("cash:{program}:{commune}")
 }
 
 fn bin_number(bin: &str) -> u32 {
@@ -183,6 +188,52 @@ pub(super) fn apply(txn: &mut Txn<'_>, seq: u64, event: &Event) -> Result<(), Vi
         EventData::PayoutReturned(t) => transition(txn, seq, at, t, "returned")?,
         EventData::PayoutWrittenOff(t) => transition(txn, seq, at, t, "written_off")?,
         EventData::SettlementItemRejected(_) | EventData::CommandRejected(_) => {}
+        // A one-off program (issue 12): its amount shown as the national level of its period;
+        // its budget and ledger accounts are those of province `national` (this shard's share).
+        EventData::OneOffProgramDefined(e) => {
+            let v = txn.program(format!("prog/{}", e.program_id))?;
+            v.program_id = e.program_id.clone();
+            v.name = e.name.clone();
+            v.legal_basis = e.legal_basis.clone();
+            v.standard_levels.entry(ONE_OFF_PROVINCE.into()).or_default().insert(e.period.to_string(), e.amount);
+        }
+        EventData::OneOffFunded(e) => {
+            let period = e.period.to_string();
+            let v = txn.budget(format!("bud/{ONE_OFF_PROVINCE}/{}/{}", e.program_id, period))?;
+            v.province = ONE_OFF_PROVINCE.into();
+            v.program_id = e.program_id.clone();
+            v.period = period.clone();
+            v.funded = v.funded.plus(e.amount);
+            v.derive();
+            txn.post(&treasury(ONE_OFF_PROVINCE, &e.program_id), &budget(ONE_OFF_PROVINCE, &e.program_id, &period), e.amount.as_decimal())?;
+        }
+        EventData::OneOffBatchSubmitted(e) => {
+            let v = txn.batch(format!("bat/{}", e.batch_id))?;
+            v.batch_id = e.batch_id.clone();
+            v.program_id = e.program_id.clone();
+            v.province = ONE_OFF_PROVINCE.into();
+            v.period = e.period.to_string();
+            v.submitted_at = at.to_string();
+            v.submitted_seq = seq;
+            v.lines_total = e.lines_total;
+            v.lines_instructed = e.lines_instructed;
+            v.lines_rejected = e.lines_rejected;
+        }
+        // Committed from the budget (counted in its `instructed`) and moved to the commune's cash
+        // account, where it stays: the cash disbursement itself is not recorded by the engine yet.
+        EventData::OneOffCashListed(e) => {
+            let v = txn.cash(format!("cash/{}/{}", e.program_id, e.commune))?;
+            v.program_id = e.program_id.clone();
+            v.commune = e.commune.clone();
+            v.lines += 1;
+            v.amount = v.amount.plus(e.amount);
+            v.seqs.push(seq);
+            let period = txn.batch(format!("bat/{}", e.batch_id))?.period.clone();
+            let bud = txn.budget(format!("bud/{ONE_OFF_PROVINCE}/{}/{}", e.program_id, period))?;
+            bud.instructed = bud.instructed.plus(e.amount);
+            bud.derive();
+            txn.post(&budget(ONE_OFF_PROVINCE, &e.program_id, &period), &cash(&e.program_id, &e.commune), e.amount.as_decimal())?;
+        }
     }
     Ok(())
 }

@@ -272,7 +272,7 @@ impl Views {
         assert_eq!(delta, Decimal::ZERO, "every group's ledger postings balance (double entry)");
         if fold.compact {
             for doc in fold.docs.values_mut().chain(fold.people.values_mut()) {
-                if matches!(doc, Doc::Citizen(_) | Doc::Batch(_) | Doc::Block(_) | Doc::Budget(_) | Doc::Program(_)) {
+                if matches!(doc, Doc::Citizen(_) | Doc::Batch(_) | Doc::Block(_) | Doc::Budget(_) | Doc::Program(_) | Doc::Cash(_)) {
                     *doc = Doc::Encoded(doc.to_bytes());
                 }
             }
@@ -476,6 +476,7 @@ enum Doc {
     Index(CitizenIndexChunk),
     Budget(BudgetView),
     Program(ProgramView),
+    Cash(CashView),
     /// Balance now, and as it was before this group (for the zero-sum check).
     Account(Balance, Balance),
     /// A document of an earlier chunk of a fold, kept in its stored form (a fraction of the
@@ -493,6 +494,7 @@ impl Doc {
             Doc::Index(v) => encode(v),
             Doc::Budget(v) => encode(v),
             Doc::Program(v) => encode(v),
+            Doc::Cash(v) => encode(v),
             Doc::Account(v, _) => encode(v),
             Doc::Encoded(b) => b.clone(),
         }
@@ -564,6 +566,7 @@ impl Txn<'_> {
     accessor!(batch, Batch, BatchView, |v| Doc::Batch(Box::new(v)));
     accessor!(budget, Budget, BudgetView, Doc::Budget);
     accessor!(program, Program, ProgramView, Doc::Program);
+    accessor!(cash, Cash, CashView, Doc::Cash);
 
     /// The states of the block holding `line` of a batch, and the line's index in it.
     pub(crate) fn line(&mut self, batch_id: &str, line: u32) -> Result<&mut LineState, ViewError> {

@@ -239,16 +239,77 @@ impl ViewReader {
                     payout_id: Some(p.payout_id),
                     code: None,
                     message: None,
+                    cash_commune: None,
                 },
-                EventData::PayoutLineRejected(r) if r.batch_id == batch_id => {
-                    LineView { line_no: r.line_no, citizen_id: r.citizen_id, amount: r.amount, payout_id: None, code: Some(r.code), message: Some(r.message) }
-                }
+                EventData::OneOffCashListed(c) if c.batch_id == batch_id => LineView {
+                    line_no: c.line_no,
+                    citizen_id: c.citizen_id.to_string(),
+                    amount: c.amount.to_string(),
+                    payout_id: None,
+                    code: None,
+                    message: None,
+                    cash_commune: Some(c.commune),
+                },
+                EventData::PayoutLineRejected(r) if r.batch_id == batch_id => LineView {
+                    line_no: r.line_no,
+                    citizen_id: r.citizen_id,
+                    amount: r.amount,
+                    payout_id: None,
+                    code: Some(r.code),
+                    message: Some(r.message),
+                    cash_commune: None,
+                },
                 other => return Err(corrupt(format!("seq {seq} should be a line of the batch, it is {}", other.type_name()))),
             };
             if u64::from(line.line_no) != seq - b.submitted_seq {
                 return Err(corrupt(format!("seq {seq} holds line {}, not line {}", line.line_no, seq - b.submitted_seq)));
             }
             out.push(line);
+        }
+        Ok(out)
+    }
+
+    /// What a one-off program listed to be paid in cash at a commune: count, total, seqs.
+    pub fn cash(&self, program_id: &str, commune: &str) -> Result<Option<CashView>, ViewError> {
+        self.get(&format!("cash/{program_id}/{commune}"))
+    }
+
+    /// The communes with lines to be paid in cash in a one-off program, with their totals
+    /// (`seqs` left empty), in commune order.
+    pub fn cash_communes(&self, program_id: &str) -> Result<Vec<CashView>, ViewError> {
+        let prefix = format!("cash/{program_id}/");
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            let mut view: CashView = decode(&k, &v)?;
+            view.seqs = Vec::new();
+            out.push(view);
+        }
+        Ok(out)
+    }
+
+    /// The lines to be paid in cash at a commune, in the order they were listed, after the
+    /// first `skip`, at most `limit`: read from their `one_off.cash_listed` records.
+    pub fn cash_lines(&self, program_id: &str, commune: &str, skip: usize, limit: usize) -> Result<Vec<CashLine>, ViewError> {
+        let Some(view) = self.cash(program_id, commune)? else { return Ok(Vec::new()) };
+        let mut out = Vec::with_capacity(limit.min(view.seqs.len()));
+        for &seq in view.seqs.iter().skip(skip).take(limit) {
+            match self.event(seq)?.data {
+                EventData::OneOffCashListed(c) if c.program_id == program_id && c.commune == commune => out.push(CashLine {
+                    seq,
+                    batch_id: c.batch_id,
+                    line_no: c.line_no,
+                    citizen_id: c.citizen_id.to_string(),
+                    amount: c.amount,
+                    commune: c.commune,
+                }),
+                other => {
+                    return Err(ViewError::Corrupt {
+                        key: format!("cash/{program_id}/{commune}"),
+                        detail: format!("seq {seq} should be a cash line of the commune, it is {}", other.type_name()),
+                    })
+                }
+            }
         }
         Ok(out)
     }

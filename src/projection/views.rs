@@ -235,6 +235,31 @@ pub struct LineView {
     pub payout_id: Option<String>,
     pub code: Option<String>,
     pub message: Option<String>,
+    /// A one-off line listed to be paid in cash: its commune.
+    pub cash_commune: Option<String>,
+}
+
+/// The lines of a one-off program to be paid in cash at one commune, stored under
+/// `cash/<program_id>/<commune>`: their count and total, and the seq of each line's
+/// `one_off.cash_listed` record (the lines themselves are read from the log).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CashView {
+    pub program_id: String,
+    pub commune: String,
+    pub lines: u64,
+    pub amount: Balance,
+    pub seqs: Vec<u64>,
+}
+
+/// One line to be paid in cash, as read from its `one_off.cash_listed` record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CashLine {
+    pub seq: u64,
+    pub batch_id: String,
+    pub line_no: u32,
+    pub citizen_id: String,
+    pub amount: Vnd,
+    pub commune: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -35,6 +35,9 @@ pub const AUDITOR: &str = "auditor-0123456789abcdef0123456789abcdef";
 pub const AGENCY_KH: &str = "agency-kh-0123456789abcdef0123456789abcd";
 pub const AGENCY_HCM: &str = "agency-hcm-0123456789abcdef0123456789abc";
 pub const SERVICE: &str = "citizen-service-0123456789abcdef01234567";
+/// An agency of the one-off program only (issue 12), with no province.
+pub const AGENCY_ONE_OFF: &str = "agency-oneoff-0123456789abcdef0123456789";
+pub const ONE_OFF: &str = "ho-tro-100k";
 
 pub fn token(name: &str, token: &str, role: ApiRole, provinces: &[&str]) -> ApiToken {
     let programs = if provinces.is_empty() { vec![] } else { vec![PROGRAM.to_string()] };
@@ -47,6 +50,14 @@ pub fn tokens() -> Vec<ApiToken> {
         token("kh", AGENCY_KH, ApiRole::Agency, &["056"]),
         token("hcm", AGENCY_HCM, ApiRole::Agency, &["079"]),
         token("service", SERVICE, ApiRole::CitizenService, &[]),
+        ApiToken {
+            name: "oneoff".into(),
+            token: Some(AGENCY_ONE_OFF.into()),
+            token_sha256: None,
+            role: ApiRole::Agency,
+            provinces: vec![],
+            programs: vec![ONE_OFF.to_string()],
+        },
     ]
 }
 
@@ -78,6 +89,27 @@ pub fn populate(t: &mut TestEngine) {
     commands.push(change_account_cmd(BINH.id, bidv_account_input(&BINH)));
     commands.push(reissue_cmd("KH-2025-01-000002"));
     commands.push(settlements_cmd(BIDV, vec![settled_item("KH-2025-01-000002-R1", "FT2")]));
+    // Issue 12: a one-off program with AN listed to be paid in cash at commune 22333.
+    commands.push(Command::DefineOneOffProgram(ansinh::command::DefineOneOffProgram {
+        program_id: ONE_OFF.into(),
+        name: "Quà tặng 100.000 đồng".into(),
+        amount: "100000".into(),
+        eligible_cutoff: "2025-01-15".into(),
+        period: "2025-02".into(),
+        legal_basis: String::new(),
+    }));
+    commands.push(Command::FundOneOff(ansinh::command::FundOneOff { program_id: ONE_OFF.into(), amount: "1000000".into(), reference: String::new() }));
+    commands.push(Command::SubmitOneOffBatch(ansinh::command::SubmitOneOffBatch {
+        batch_id: "OO-1".into(),
+        program_id: ONE_OFF.into(),
+        partition: u32::from(ansinh::shard::partition_of(AN.id)),
+        lines: vec![ansinh::command::OneOffLine {
+            citizen_id: AN.id.into(),
+            id_assigned_on: "2021-06-01".into(),
+            account: None,
+            commune: Some("22333".into()),
+        }],
+    }));
     for (i, c) in commands.into_iter().enumerate() {
         t.execute_one(envelope(&format!("api-test-{i}"), c)).then_accepted();
     }
