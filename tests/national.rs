@@ -424,3 +424,78 @@ fn the_nation_routes_answer_from_the_shard_that_holds_the_citizen_and_name_a_sto
     let (status, body) = http_get(plain.addr, &format!("/v1/nation/citizens/{}/payouts", AN.id), AUDITOR);
     assert_eq!((status, body["error"].as_str()), (404, Some("nation_not_configured")), "{body}");
 }
+
+/// The one rule routing does not keep across shards (ARCHITECTURE.md "Shards"): one enrollment
+/// per citizen and program. AN is enrolled in province 056 at north and in 079 at south, and both
+/// pay her January; she is also paid the one-off programme by both (engines opened unsharded,
+/// so each owns every partition: what a misrouted ring would do). BINH is enrolled at both but
+/// paid at north only: a warning, not a failure. `verify --shards` verifies each shard, then
+/// fails the nation naming both double payments with AN's ID masked.
+#[test]
+fn verify_shards_fails_naming_a_citizen_paid_by_two_shards_for_one_period() {
+    use ansinh::command::{DefineOneOffProgram, FundOneOff, OneOffLine, SubmitOneOffBatch};
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let one_off = |shard: &str| {
+        let t = "2025-09-01T08:00:00+07:00";
+        let at = |id: &str, c: Command| CommandEnvelope { issued_at: t.into(), ..envelope(&format!("{shard}-{id}"), c) };
+        vec![
+            at(
+                "oo-define",
+                Command::DefineOneOffProgram(DefineOneOffProgram {
+                    program_id: "ho-tro-100k".into(),
+                    name: "Quà tặng 100.000 đồng".into(),
+                    amount: "100000".into(),
+                    eligible_cutoff: "2025-08-30".into(),
+                    period: "2025-09".into(),
+                    legal_basis: String::new(),
+                }),
+            ),
+            at("oo-fund", Command::FundOneOff(FundOneOff { program_id: "ho-tro-100k".into(), amount: "1000000".into(), reference: "KB".into() })),
+            at(
+                "oo-batch",
+                Command::SubmitOneOffBatch(SubmitOneOffBatch {
+                    batch_id: format!("OO-{shard}"),
+                    program_id: "ho-tro-100k".into(),
+                    partition: u32::from(ansinh::shard::partition_of(AN.id)),
+                    lines: vec![OneOffLine { citizen_id: AN.id.into(), id_assigned_on: "2021-06-01".into(), account: None, commune: Some("22333".into()) }],
+                }),
+            ),
+        ]
+    };
+    for shard in ["north", "south"] {
+        let mut engine = open_engine(&root.path().join(shard));
+        let mut envelopes: Vec<CommandEnvelope> = commands(shard).into_iter().enumerate().map(|(i, c)| envelope(&format!("{shard}-{i}"), c)).collect();
+        if shard == "south" {
+            // AN and BINH enrolled again, in south's province; AN's January paid again.
+            for (i, who) in [&AN, &BINH].into_iter().enumerate() {
+                let mut e = enroll_payload(who, "6c", "2025-01");
+                e.province = "079".into();
+                envelopes.push(envelope(&format!("south-again-{i}"), Command::EnrollBeneficiary(e)));
+            }
+            let mut batch = batch_payload("S2", "2025-01", &[(AN.id, "750000")]);
+            batch.province = "079".into();
+            envelopes.push(envelope("south-again-batch", Command::SubmitPayoutBatch(batch)));
+        }
+        envelopes.extend(one_off(shard));
+        for e in envelopes {
+            for outcome in engine.execute(&[e]).expect("the engine stores the group") {
+                assert_eq!(outcome.status, OutcomeStatus::Accepted, "{outcome:#?}");
+                assert!(outcome.lines.iter().all(|l| l.code.is_none()), "every line paid: {outcome:#?}");
+            }
+        }
+    }
+    let nation = Nation3 { root, names: vec!["north", "south"] };
+    nation.write_config(&[]);
+    let out = nation.cli(&["audit", "verify", "--shards"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("shard north: OK") && t.contains("shard south: OK") && t.contains("national: all 2 shards verified OK"), "each shard is sound: {t}");
+    let an = ansinh::domain::CitizenId::parse(AN.id).unwrap().masked();
+    assert!(t.contains(&format!("national: FAILED paid on more than one shard: citizen {an} program {PROGRAM} period 2025-01 on shards north, south")), "{t}");
+    assert!(t.contains(&format!("national: FAILED one-off paid on more than one shard: citizen {an} program ho-tro-100k on shards north, south")), "{t}");
+    let binh = ansinh::domain::CitizenId::parse(BINH.id).unwrap().masked();
+    assert!(t.contains(&format!("national: WARNING enrolled on more than one shard: citizen {binh} program {PROGRAM} on shards north, south")), "{t}");
+    assert!(t.contains("2 payment(s) made on more than one shard"), "{t}");
+    assert!(!t.contains(AN.id) && !t.contains(BINH.id), "citizen IDs are masked: {t}");
+    assert_eq!(t.matches("national: FAILED paid on more than one shard").count(), 1, "only AN's January: {t}");
+}

@@ -166,6 +166,130 @@ pub fn verify_shard(source: &Source, head: &ShardHead, options: &VerifyOptions, 
     verify::verify(source, &options, progress)
 }
 
+/// What the national cross-check found over the logs of several shards (`audit verify --shards`).
+///
+/// Routing keeps every one-per-citizen rule shard-local except *one enrollment per citizen and
+/// program* (ARCHITECTURE.md "Shards"): a citizen can be enrolled in one program in provinces of
+/// two shards, and each shard then pays its enrollment. Nothing prevents that; this detects it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CrossCheck {
+    /// (citizen, regular program, period) with a regular payout instructed by more than one shard.
+    pub regular_paid_twice: Vec<Doubled>,
+    /// (citizen, one-off program) paid or listed for cash by more than one shard.
+    pub one_off_paid_twice: Vec<Doubled>,
+    /// (citizen, program) with an enrollment not terminated on more than one shard (a warning:
+    /// it becomes a double payment when both shards pay the same period).
+    pub enrolled_twice: Vec<Doubled>,
+}
+
+/// One finding: the citizen (masked only when printed), the program, the period (regular
+/// payouts only) and the shards, in the order they were given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Doubled {
+    pub citizen_id: crate::domain::CitizenId,
+    pub program_id: String,
+    pub period: Option<String>,
+    pub shards: Vec<String>,
+}
+
+impl Doubled {
+    /// For output: the citizen ID masked as everywhere else (`056******123`).
+    pub fn describe(&self) -> String {
+        let period = self.period.as_ref().map(|p| format!(" period {p}")).unwrap_or_default();
+        format!("citizen {} program {}{period} on shards {}", self.citizen_id.masked(), self.program_id, self.shards.join(", "))
+    }
+}
+
+impl CrossCheck {
+    pub fn failed(&self) -> bool {
+        !self.regular_paid_twice.is_empty() || !self.one_off_paid_twice.is_empty()
+    }
+}
+
+/// Reads the log of every shard (already verified: a record that does not inspect is an error
+/// here) and finds what was paid, or is enrolled, on more than one shard. Memory: one map entry
+/// per distinct (citizen, program, period) paid and per (citizen, program) enrolled, nation-wide
+/// (about 40 bytes each).
+pub fn cross_check(shards: &[(String, &Source)], progress: &mut dyn FnMut(u64)) -> Result<CrossCheck, AuditError> {
+    use crate::event::{EventData, PayoutKind};
+    use std::collections::HashMap;
+    assert!(shards.len() <= 64, "a shard set is a 64-bit mask");
+    // Programs and periods interned so that a key is small.
+    let mut programs: HashMap<String, u32> = HashMap::new();
+    let mut periods: HashMap<String, u32> = HashMap::new();
+    let intern = |map: &mut HashMap<String, u32>, s: &str| -> u32 {
+        let next = u32::try_from(map.len()).expect("fewer than 2^32 programs and periods");
+        *map.entry(s.to_string()).or_insert(next)
+    };
+    // (citizen number, program, period + 1; 0 for a one-off) -> shards paying it.
+    let mut paid: HashMap<(u64, u32, u32), u64> = HashMap::new();
+    // (citizen number, program) -> shards with it enrolled (bits cleared at termination).
+    let mut enrolled: HashMap<(u64, u32), u64> = HashMap::new();
+    let number = |c: &crate::domain::CitizenId| -> u64 { c.as_str().parse().expect("a citizen ID is 12 digits") };
+    let mut seen = 0u64;
+    for (index, (name, source)) in shards.iter().enumerate() {
+        let bit = 1u64 << index;
+        for raw in source.records(1)? {
+            let raw = raw?;
+            let inspected =
+                super::chain::inspect(&raw).map_err(|f| AuditError::Invalid(format!("shard {name}: a record does not read ({}); verify it first", f.what)))?;
+            seen += 1;
+            if seen % 65_536 == 0 {
+                progress(seen);
+            }
+            match &inspected.event.data {
+                EventData::PayoutInstructed(p) if p.kind == PayoutKind::Regular => {
+                    let program = intern(&mut programs, &p.program_id);
+                    let period = if p.province == crate::core::state::ONE_OFF_PROVINCE { 0 } else { 1 + intern(&mut periods, &p.period.to_string()) };
+                    *paid.entry((number(&p.citizen_id), program, period)).or_insert(0) |= bit;
+                }
+                EventData::OneOffCashListed(c) => {
+                    let program = intern(&mut programs, &c.program_id);
+                    *paid.entry((number(&c.citizen_id), program, 0)).or_insert(0) |= bit;
+                }
+                EventData::BeneficiaryEnrolled(e) => {
+                    let program = intern(&mut programs, &e.program_id);
+                    *enrolled.entry((number(&e.citizen_id), program)).or_insert(0) |= bit;
+                }
+                EventData::BeneficiaryTerminated(t) => {
+                    let program = intern(&mut programs, &t.program_id);
+                    if let Some(set) = enrolled.get_mut(&(number(&t.citizen_id), program)) {
+                        *set &= !bit;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    progress(seen);
+    let program_names: HashMap<u32, &str> = programs.iter().map(|(k, v)| (*v, k.as_str())).collect();
+    let period_names: HashMap<u32, &str> = periods.iter().map(|(k, v)| (*v, k.as_str())).collect();
+    let names = |set: u64| -> Vec<String> { (0..shards.len()).filter(|i| set & (1 << i) != 0).map(|i| shards[i].0.clone()).collect() };
+    let citizen = |n: u64| crate::domain::CitizenId::parse(&format!("{n:012}")).expect("numbers come from checked citizen IDs");
+    let mut report = CrossCheck::default();
+    for ((n, program, period), set) in paid.into_iter().filter(|(_, set)| set.count_ones() > 1) {
+        let d = Doubled {
+            citizen_id: citizen(n),
+            program_id: program_names[&program].to_string(),
+            period: (period > 0).then(|| period_names[&(period - 1)].to_string()),
+            shards: names(set),
+        };
+        if period == 0 {
+            report.one_off_paid_twice.push(d);
+        } else {
+            report.regular_paid_twice.push(d);
+        }
+    }
+    for ((n, program), set) in enrolled.into_iter().filter(|(_, set)| set.count_ones() > 1) {
+        report.enrolled_twice.push(Doubled { citizen_id: citizen(n), program_id: program_names[&program].to_string(), period: None, shards: names(set) });
+    }
+    let order = |a: &Doubled, b: &Doubled| (a.citizen_id.as_str(), &a.program_id, &a.period).cmp(&(b.citizen_id.as_str(), &b.program_id, &b.period));
+    report.regular_paid_twice.sort_by(order);
+    report.one_off_paid_twice.sort_by(order);
+    report.enrolled_twice.sort_by(order);
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,16 +112,63 @@ pub fn verify_shards(config: &Config, views: bool) -> CliResult {
     let options = VerifyOptions { views, cache_capacity_bytes: cache_bytes(config), ..VerifyOptions::default() };
     outln!("Verifying the {} shards of {}", shards.shard.len(), shards.namespace);
     let mut results = Vec::new();
+    // The verified shards' sources, kept open for the national cross-check.
+    let mut verified = Vec::new();
     for s in &shards.shard {
         outln!("\nshard {}: data dir {}", s.name, s.data_dir.display());
         let opened = data_dir_source(&s.data_dir, config);
         let outcome = match opened {
-            Ok((_db, source)) => verify_one(&s.name, Ok(source), &options, None),
+            Ok((db, source)) => {
+                let outcome = verify_one(&s.name, Ok(source), &options, None);
+                if matches!(outcome, Outcome::Ok(_)) {
+                    verified.push((s.name.clone(), db));
+                }
+                outcome
+            }
             Err(e) => verify_one(&s.name, Err(e), &options, None),
         };
         results.push((s.name.clone(), outcome));
     }
-    summarize("verification", "verified OK", &results)
+    let shards_passed = summarize("verification", "verified OK", &results);
+    let national = cross_check(&verified, results.len());
+    shards_passed.and(national)
+}
+
+/// The national cross-check over the shards that verified: what was paid on more than one shard
+/// fails the nation; a citizen enrolled in one program on more than one shard is a warning.
+fn cross_check(verified: &[(String, sled::Db)], configured: usize) -> CliResult {
+    let mut sources = Vec::with_capacity(verified.len());
+    for (name, db) in verified {
+        sources.push((name.clone(), Source::data_dir(db).map_err(|e| format!("shard {name}: {e}"))?));
+    }
+    let named: Vec<(String, &Source)> = sources.iter().map(|(n, s)| (n.clone(), s)).collect();
+    let progress = bar(0, "national cross-check");
+    let found = national::cross_check(&named, &mut |n| progress.set_position(n)).map_err(|e| format!("national cross-check: {e}"))?;
+    progress.finish_and_clear();
+    let over =
+        if verified.len() == configured { format!("all {configured} shards") } else { format!("the {} of {configured} shards that verified", verified.len()) };
+    outln!();
+    for d in &found.enrolled_twice {
+        outln!("national: WARNING enrolled on more than one shard: {}", d.describe());
+    }
+    for d in &found.regular_paid_twice {
+        outln!("national: FAILED paid on more than one shard: {}", d.describe());
+    }
+    for d in &found.one_off_paid_twice {
+        outln!("national: FAILED one-off paid on more than one shard: {}", d.describe());
+    }
+    let doubled = found.regular_paid_twice.len() + found.one_off_paid_twice.len();
+    if found.failed() {
+        return Err(format!(
+            "national cross-check over {over}: {doubled} payment(s) made on more than one shard (listed above); \
+             the rule one enrollment per citizen and program is not enforced across shards (ARCHITECTURE.md \"Shards\")"
+        ));
+    }
+    outln!(
+        "national: cross-check over {over}: no citizen paid on more than one shard for one program and period ({} enrolled on more than one shard)",
+        found.enrolled_twice.len()
+    );
+    Ok(())
 }
 
 /// `audit national-checkpoint`: each shard's head read once, from its data dir when it can be
