@@ -534,3 +534,177 @@ fn a_shard_killed_mid_stream_loses_and_doubles_nothing() {
         assert!(!recs.iter().any(|r| matches!(r.event.data, EventData::CommandRejected(_))), "{name}: nothing refused");
     }
 }
+
+// ---- One-off programmes across shards (issue 12) --------------------------------------------
+
+const ONE_OFF: &str = "ho-tro-100k";
+const ONE_OFF_AT: &str = "2025-08-31T08:00:00+07:00";
+
+/// The n-th test payee: a man born in 1990 whose number is registered in Hà Nội (001).
+fn payee(n: usize) -> String {
+    format!("001090{n:06}")
+}
+
+/// A one-off line: two payees in three with an account, the third paid in cash at a commune.
+fn one_off_line(citizen: &str) -> serde_json::Value {
+    let n: usize = citizen[6..].parse().unwrap();
+    if n % 3 == 2 {
+        serde_json::json!({"citizen_id": citizen, "id_assigned_on": "2021-03-15", "commune": "00004"})
+    } else {
+        serde_json::json!({"citizen_id": citizen, "id_assigned_on": "2021-03-15",
+            "account": {"bin": "970436", "account_no": format!("10{n:08}"), "holder_name": "NGUYEN VAN AN"}})
+    }
+}
+
+fn one_off_command(id: &str, kind: &str, payload: serde_json::Value) -> String {
+    serde_json::json!({"command_id": id, "v": 1, "issued_at": ONE_OFF_AT, "type": kind, "payload": payload}).to_string() + "\n"
+}
+
+/// `submit_one_off_batch` commands for `citizens`, grouped by partition, at most `per_batch`
+/// lines each; batch ids start with `tag`.
+fn one_off_batches(tag: &str, citizens: &[String], per_batch: usize) -> String {
+    let mut by_partition: BTreeMap<u16, Vec<&String>> = BTreeMap::new();
+    for c in citizens {
+        by_partition.entry(ansinh::shard::partition_of(c)).or_default().push(c);
+    }
+    let mut out = String::new();
+    for (p, cs) in by_partition {
+        for (i, chunk) in cs.chunks(per_batch).enumerate() {
+            let batch = format!("{tag}-{p}-{i}");
+            let lines: Vec<serde_json::Value> = chunk.iter().map(|c| one_off_line(c)).collect();
+            out += &one_off_command(
+                &format!("submit-{batch}"),
+                "submit_one_off_batch",
+                serde_json::json!({"batch_id": batch, "program_id": ONE_OFF, "partition": p, "lines": lines}),
+            );
+        }
+    }
+    out
+}
+
+impl Shards {
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let file = self.dir.path().join(name);
+        std::fs::write(&file, text).expect("a command file");
+        file
+    }
+
+    /// Defines the one-off programme on every shard (`all`) and funds each shard for `payees`.
+    fn define_and_fund_one_off(&self, payees: usize) {
+        let define = self.write(
+            "oo-define.jsonl",
+            &one_off_command(
+                "oo-define",
+                "define_one_off_program",
+                serde_json::json!({"program_id": ONE_OFF, "name": "Quà tặng 100.000 đồng", "amount": "100000",
+                    "eligible_cutoff": "2025-08-30", "period": "2025-09"}),
+            ),
+        );
+        let defined = self.publish(&define, ADMIN, &[]);
+        accepted(&defined, "define_one_off_program");
+        assert_eq!(defined.len(), self.layout.len(), "every shard defined the programme");
+        for (name, _, _) in self.layout.clone() {
+            let amount = (100_000 * payees).to_string();
+            let fund = self.write(
+                &format!("oo-fund-{name}.jsonl"),
+                &one_off_command(&format!("oo-fund-{name}"), "fund_one_off", serde_json::json!({"program_id": ONE_OFF, "amount": amount})),
+            );
+            let funded = self.publish(&fund, ADMIN, &["--to-shard", &name]);
+            accepted(&funded, "fund_one_off");
+            assert_eq!(funded.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), [name.as_str()], "the fund reached its shard only");
+        }
+    }
+
+    fn partitions_of(&self, name: &str) -> BTreeSet<u16> {
+        let r: shards::Remembered = serde_json::from_slice(&std::fs::read(self.data_dir(name).join(shards::OWNERSHIP_FILE)).expect("ownership.json")).unwrap();
+        r.partitions.into_iter().collect()
+    }
+
+    /// Every one-off payee of every stopped shard's log: (citizen, "bank" | "cash") per shard;
+    /// asserts each is on the shard owning its partition and none is there twice.
+    fn one_off_payees(&self) -> BTreeMap<String, Vec<(String, &'static str)>> {
+        let mut all: BTreeMap<String, Vec<(String, &'static str)>> = BTreeMap::new();
+        for (name, _, _) in &self.layout {
+            let owned = self.partitions_of(name);
+            for r in records(&self.engine(name)) {
+                let (citizen, how) = match &r.event.data {
+                    EventData::PayoutInstructed(p) if p.program_id == ONE_OFF => (p.citizen_id.to_string(), "bank"),
+                    EventData::OneOffCashListed(c) => (c.citizen_id.to_string(), "cash"),
+                    _ => continue,
+                };
+                assert!(owned.contains(&ansinh::shard::partition_of(&citizen)), "{name} paid {citizen}, of a partition it does not own");
+                all.entry(citizen).or_default().push((name.clone(), how));
+            }
+        }
+        all
+    }
+}
+
+/// One-off lines over three shards: each line instructed or listed for cash exactly once, by the
+/// shard owning its partition; the same citizen in two offices' batches is paid once (the other
+/// line `one_off_already_paid`); a batch published straight to a shard that does not own its
+/// partition is refused whole (`shard_not_owner`) and nothing of it is applied there.
+#[test]
+fn one_off_lines_are_paid_once_each_by_the_shard_owning_their_partition() {
+    const PAYEES: usize = 150;
+    let mut s = Shards::new("oneoff", &[("a", &["001"], 1), ("b", &["079"], 1), ("c", &["092"], 1)]);
+    for name in ["a", "b", "c"] {
+        s.start(name);
+    }
+    s.define_and_fund_one_off(PAYEES + 10);
+    let citizens: Vec<String> = (0..PAYEES).map(payee).collect();
+    let batches = s.write("oo-batches.jsonl", &one_off_batches("OO", &citizens, 4));
+    let outcomes = s.publish(&batches, ADMIN, &[]);
+    accepted(&outcomes, "one-off batches");
+    let owners: BTreeMap<String, BTreeSet<u16>> = ["a", "b", "c"].iter().map(|n| (n.to_string(), s.partitions_of(n))).collect();
+    for (shard, o) in &outcomes {
+        let p: u16 = o.command_id.split('-').nth(2).unwrap().parse().unwrap();
+        assert!(owners[shard].contains(&p), "batch {} of partition {p} was decided by {shard}, which does not own it", o.command_id);
+        assert!(o.lines.iter().all(|l| l.code.is_none() && matches!(l.status.as_str(), "instructed" | "cash_listed")), "{o:?}");
+    }
+    let shards_used: BTreeSet<&str> = outcomes.iter().map(|(sh, _)| sh.as_str()).collect();
+    assert_eq!(shards_used.len(), 3, "150 payees spread over the three shards: {shards_used:?}");
+
+    // Two offices each list citizen X (a new payee) in a batch of X's partition.
+    let x = payee(PAYEES);
+    let p = ansinh::shard::partition_of(&x);
+    let office = |o: &str| {
+        one_off_command(
+            &format!("office-{o}"),
+            "submit_one_off_batch",
+            serde_json::json!({"batch_id": format!("OO-office-{o}"), "program_id": ONE_OFF, "partition": p, "lines": [one_off_line(&x)]}),
+        )
+    };
+    let first = s.publish(&s.write("office-1.jsonl", &office("1")), ADMIN, &[]);
+    let second = s.publish(&s.write("office-2.jsonl", &office("2")), ADMIN, &[]);
+    accepted(&first, "office 1");
+    accepted(&second, "office 2");
+    assert_eq!(first[0].0, second[0].0, "one partition, one shard");
+    assert!(first[0].1.lines[0].code.is_none(), "{:?}", first[0].1);
+    assert_eq!(second[0].1.lines[0].code.as_deref(), Some("one_off_already_paid"), "{:?}", second[0].1);
+
+    // A batch of a partition of a, published straight to b's own commands exchange.
+    let of_a = (PAYEES + 1..).map(payee).find(|c| owners["a"].contains(&ansinh::shard::partition_of(c))).unwrap();
+    let stray: ansinh::command::CommandEnvelope = serde_json::from_str(&one_off_command(
+        "stray-oneoff",
+        "submit_one_off_batch",
+        serde_json::json!({"batch_id": "OO-stray", "program_id": ONE_OFF, "partition": ansinh::shard::partition_of(&of_a), "lines": [one_off_line(&of_a)]}),
+    ))
+    .unwrap();
+    let refused = publish_straight(&s, ADMIN, &s.bus("b").commands_exchange(), "command", &stray);
+    assert_eq!((refused.status, refused.code.as_deref()), (OutcomeStatus::Rejected, Some("shard_not_owner")), "{refused:?}");
+    s.stop_all();
+
+    let paid = s.one_off_payees();
+    let expected: BTreeSet<String> = citizens.iter().cloned().chain([x.clone()]).collect();
+    assert_eq!(paid.keys().cloned().collect::<BTreeSet<_>>(), expected, "every line paid, nothing else (not the stray)");
+    for (c, at) in &paid {
+        assert_eq!(at.len(), 1, "{c} paid once nation-wide: {at:?}");
+        let n: usize = c[6..].parse().unwrap();
+        assert_eq!(at[0].1, if n % 3 == 2 { "cash" } else { "bank" }, "{c}");
+    }
+    let b = records(&s.engine("b"));
+    let refusal = b.iter().find(|r| r.event.command_id == "stray-oneoff").expect("b recorded its refusal");
+    assert!(matches!(&refusal.event.data, EventData::CommandRejected(r) if r.code == "shard_not_owner"));
+    assert_eq!(b.iter().filter(|r| r.event.command_id == "stray-oneoff").count(), 1, "the refusal is all b wrote of it");
+}
