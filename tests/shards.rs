@@ -780,3 +780,155 @@ fn a_shard_killed_mid_stream_of_one_off_batches_pays_each_line_once_and_the_nati
     let (ok, out, err) = s.run(&["audit", "verify", "--shards", "--chain-only"], Duration::from_secs(60));
     assert!(ok && out.contains("no citizen paid on more than one shard"), "verify --shards: {out}{err}");
 }
+
+/// An outside client of the documented contract only (events/README.md "One-off programs",
+/// "Publishing"; README): commands are JSON built by hand, the partition is computed here with
+/// SHA-256 as the contract says, messages go out with lapin to `<namespace>.route` (keys `all`,
+/// `shard.<name>`) and `<namespace>.oneoff` (key = the partition in decimal), with `user_id`,
+/// `reply_to`, `correlation_id` and `message_id`; replies are read as JSON. Nothing of the crate's
+/// command types or its `partition_of` is used in this module.
+mod outside_client {
+    use futures_util::StreamExt;
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    use serde_json::{json, Value};
+    use sha2::{Digest, Sha256};
+    use std::time::Duration;
+
+    /// First two bytes of SHA-256 over the 12 ASCII digits, big-endian, mod 1024.
+    pub fn partition(citizen_id: &str) -> u16 {
+        let d = Sha256::digest(citizen_id.as_bytes());
+        u16::from_be_bytes([d[0], d[1]]) % 1024
+    }
+
+    pub struct Client {
+        conn: Connection,
+        channel: lapin::Channel,
+        replies: lapin::Consumer,
+        reply_to: String,
+        user: String,
+    }
+
+    impl Client {
+        pub async fn connect(user: &str) -> Client {
+            let url = format!("amqp://{user}:{user}@127.0.0.1:5672/%2f");
+            let conn = Connection::connect(&url, ConnectionProperties::default()).await.expect("the broker");
+            let channel = conn.create_channel().await.expect("a channel");
+            channel.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+            let q = channel
+                .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+                .await
+                .expect("a reply queue");
+            let replies = channel
+                .basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+                .await
+                .expect("consuming replies");
+            Client { conn, channel, replies, reply_to: q.name().to_string(), user: user.to_string() }
+        }
+
+        /// Publishes one command (persistent, mandatory, confirmed) and returns the `expected`
+        /// replies to it as JSON.
+        pub async fn send(&mut self, exchange: &str, key: &str, command: &Value, expected: usize) -> Vec<Value> {
+            let id = command["command_id"].as_str().expect("a command id").to_string();
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_user_id(self.user.as_str().into())
+                .with_reply_to(self.reply_to.as_str().into())
+                .with_correlation_id(id.as_str().into())
+                .with_message_id(id.as_str().into());
+            let body = serde_json::to_vec(command).unwrap();
+            let confirm = self
+                .channel
+                .basic_publish(exchange.into(), key.into(), BasicPublishOptions { mandatory: true, ..Default::default() }, &body, props)
+                .await
+                .expect("published")
+                .await
+                .expect("confirmed");
+            assert!(confirm.is_ack() && confirm.take_message().is_none(), "{id}: a queue took it");
+            let mut out = Vec::new();
+            while out.len() < expected {
+                let d = tokio::time::timeout(Duration::from_secs(60), self.replies.next()).await.expect("a reply in time").expect("a delivery").expect("ok");
+                assert_eq!(d.properties.correlation_id().as_ref().map(|c| c.to_string()), Some(id.clone()), "replies come in order");
+                out.push(serde_json::from_slice(&d.data).expect("a JSON reply"));
+            }
+            out
+        }
+
+        pub async fn close(self) {
+            let _ = self.conn.close(200, "".into()).await;
+        }
+    }
+
+    pub fn command(id: &str, kind: &str, payload: Value) -> Value {
+        json!({"command_id": id, "v": 1, "issued_at": "2025-08-31T08:00:00+07:00", "type": kind, "payload": payload})
+    }
+}
+
+#[test]
+fn an_outside_client_publishes_a_one_off_programme_with_only_the_documented_contract() {
+    use outside_client::{command, partition, Client};
+    use serde_json::json;
+    let mut s = Shards::new("outside", &[("north", &["001"], 1), ("south", &["079"], 1)]);
+    s.start("north");
+    s.start("south");
+    let (route, oneoff) = (format!("{}.route", s.namespace), format!("{}.oneoff", s.namespace));
+    let citizens: Vec<String> = (0..40).map(|n| format!("079302{n:06}")).collect();
+    let (replies, by_partition) = s.rt.block_on(async {
+        let mut c = Client::connect(ADMIN).await;
+        let mut replies = Vec::new();
+        let define = command(
+            "ext-define",
+            "define_one_off_program",
+            json!({"program_id": "ext-100k", "name": "Quà tặng", "amount": "100000", "eligible_cutoff": "2025-08-30", "period": "2025-09"}),
+        );
+        replies.extend(c.send(&route, "all", &define, 2).await);
+        for shard in ["north", "south"] {
+            let fund = command(&format!("ext-fund-{shard}"), "fund_one_off", json!({"program_id": "ext-100k", "amount": "4000000"}));
+            replies.extend(c.send(&route, &format!("shard.{shard}"), &fund, 1).await);
+        }
+        let mut by_partition: std::collections::BTreeMap<u16, Vec<&String>> = Default::default();
+        for id in &citizens {
+            by_partition.entry(partition(id)).or_default().push(id);
+        }
+        for (p, ids) in &by_partition {
+            let lines: Vec<_> = ids.iter().map(|id| json!({"citizen_id": id, "id_assigned_on": "2020-01-10", "commune": "26734"})).collect();
+            let batch = command(
+                &format!("ext-batch-{p}"),
+                "submit_one_off_batch",
+                json!({"batch_id": format!("EXT-{p}"), "program_id": "ext-100k", "partition": p, "lines": lines}),
+            );
+            replies.extend(c.send(&oneoff, &p.to_string(), &batch, 1).await);
+        }
+        c.close().await;
+        (replies, by_partition.into_iter().map(|(p, v)| (p, v.len())).collect::<Vec<_>>())
+    });
+    for r in &replies {
+        assert_eq!(r["status"], "accepted", "{r}");
+    }
+    let defined_by: BTreeSet<&str> = replies[..2].iter().map(|r| r["command_id"].as_str().unwrap()).collect();
+    assert_eq!(defined_by, BTreeSet::from(["ext-define"]));
+    let batch_replies = &replies[4..];
+    assert_eq!(batch_replies.len(), by_partition.len(), "one reply per batch");
+    let mut listed = 0;
+    for (r, (_, n)) in batch_replies.iter().zip(&by_partition) {
+        let lines = r["lines"].as_array().expect("the lines' outcomes");
+        assert_eq!(lines.len(), *n);
+        assert!(lines.iter().all(|l| l["status"] == "cash_listed" && l.get("code").is_none()), "{r}");
+        listed += lines.len();
+    }
+    assert_eq!(listed, citizens.len(), "every line listed for cash");
+    s.stop_all();
+    // Each listed once, by the shard its partition routed to (the crate's view of the same thing).
+    let mut seen = BTreeSet::new();
+    for name in ["north", "south"] {
+        let owned = s.partitions_of(name);
+        for r in records(&s.engine(name)) {
+            if let EventData::OneOffCashListed(c) = &r.event.data {
+                assert!(owned.contains(&partition(c.citizen_id.as_str())) && seen.insert(c.citizen_id.to_string()), "{name}: {}", c.citizen_id);
+            }
+        }
+    }
+    assert_eq!(seen.len(), citizens.len());
+}

@@ -202,8 +202,11 @@ fn free_api() -> Result<SocketAddr, String> {
     Ok(([127, 0, 0, 1], port).into())
 }
 
-/// Writes the K-shard config and returns its path, the namespace, and each shard's (name, data dir, api).
-fn write_config(config: &Config, broker: &Broker, shards: usize, dir: &Path) -> Result<(PathBuf, String, Vec<(String, PathBuf, SocketAddr)>), String> {
+/// Each shard's (name, data dir, api).
+type ShardPlaces = Vec<(String, PathBuf, SocketAddr)>;
+
+/// Writes the K-shard config and returns its path, the namespace, and each shard's places.
+fn write_config(config: &Config, broker: &Broker, shards: usize, dir: &Path) -> Result<(PathBuf, String, ShardPlaces), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000).unwrap_or(0);
     let namespace = format!("ansinh-bs{shards}-{}-{ms}", std::process::id());
