@@ -298,7 +298,14 @@ fn run_once(
             std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
             children.push(ServeChild::spawn(&config_path, &["--shard", name], &dir.join(format!("{name}.log")), *api)?);
         }
-        for ((name, _, _), child) in entries.iter().zip(children.iter_mut()) {
+        for ((name, data_dir, _), child) in entries.iter().zip(children.iter_mut()) {
+            // A shard declares the queues after its probe, which leaves `ownership.json`: asking
+            // for a queue before that only fills the log with the broker's 404s.
+            let started = Instant::now();
+            while !data_dir.join(crate::bus::shards::OWNERSHIP_FILE).exists() && started.elapsed() < STALL {
+                child.check_running()?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             child.wait_consuming(&admin, &format!("{namespace}.{name}.commands"), STALL).await?;
         }
         let r = timed(broker, &admin, &namespace, &entries, &mut children, batches, lines, progress).await;
