@@ -4,7 +4,13 @@
 # Development and CI: passwords equal user names. In production set ANSINH_PASSWORD_<USER>
 # variables or change the passwords afterwards with `rabbitmqctl change_password`.
 #
-#   scripts/rabbitmq-setup.sh [VHOST [PREFIX]]     (default vhost "/", prefix "ansinh")
+#   scripts/rabbitmq-setup.sh [VHOST [PREFIX ...]]     (default vhost "/", prefix "ansinh")
+#
+# Sharded (ARCHITECTURE.md "Shards"), give every shard's prefix, <namespace>.<shard>, e.g.
+#   scripts/rabbitmq-setup.sh / ansinh.north ansinh.central ansinh.south
+# so that each shard's events exchange gets the topic permissions below: a user without topic
+# permissions on an exchange may bind any key there, so a shard left out would let an agency
+# or a bank bind `#` on its events exchange.
 #
 # Users, and what RabbitMQ lets each do (PREFIX stands for bus.prefix; the queue and exchange
 # patterns match any prefix starting "ansinh", so test runs with prefixes like ansinh-t-<n>
@@ -34,8 +40,9 @@
 # config (config/dev.toml maps these users).
 set -euo pipefail
 vhost="${1:-/}"
-prefix="${2:-ansinh}"
-events="$prefix.events"
+shift || true
+prefixes=("$@")
+[ ${#prefixes[@]} -gt 0 ] || prefixes=(ansinh)
 here="$(cd "$(dirname "$0")" && pwd)"
 ctl() { rabbitmqctl -q "$@" </dev/null; }  # rabbitmqctl reads stdin: keep it off the loop's input
 
@@ -67,11 +74,15 @@ user() { # name configure write read
   echo "user $name: configure '$2' write '$3' read '$4'"
 }
 
-topic() { # name write read: which routing keys the user may publish to and bind on PREFIX.events
-  if ! grep -qxF -- "$1$tab$events$tab$2$tab$3" <<<"$topics"; then
-    ctl set_topic_permissions -p "$vhost" "$1" "$events" "$2" "$3" >/dev/null
-  fi
-  echo "user $1: on $events publish keys '$2', bind keys '$3'"
+topic() { # name write read: which routing keys the user may publish to and bind on each PREFIX.events
+  local events
+  for prefix in "${prefixes[@]}"; do
+    events="$prefix.events"
+    if ! grep -qxF -- "$1$tab$events$tab$2$tab$3" <<<"$topics"; then
+      ctl set_topic_permissions -p "$vhost" "$1" "$events" "$2" "$3" >/dev/null
+    fi
+    echo "user $1: on $events publish keys '$2', bind keys '$3'"
+  done
 }
 
 # Test runs use prefixes like ansinh-t-<n>: every queue and exchange pattern matches any prefix
@@ -82,12 +93,14 @@ user ansinh-engine '^(ansinh.*|amq\.gen.*)$' '^(ansinh.*|amq\.gen.*|amq\.default
 commands='ansinh[^.]*(\.[^.]+)?\.commands|ansinh[^.]*\.(route|oneoff)'
 user ansinh-admin '^amq\.gen.*$' "^($commands)$" '^amq\.gen.*$'
 own='ansinh[^.]*\.agency-056\.[^.]+'
-user ansinh-agency-056 "^(amq\.gen.*|$own)$" "^($commands|amq\.gen.*|$own)$" "^(amq\.gen.*|$own|ansinh[^.]*\.events)$"
+# A shard's own exchanges and queues are under <namespace>.<shard>: the optional segment.
+shard='(\.[^.]+)?'
+user ansinh-agency-056 "^(amq\.gen.*|$own)$" "^($commands|amq\.gen.*|$own)$" "^(amq\.gen.*|$own|ansinh[^.]*$shard\.events)$"
 topic ansinh-agency-056 '^$' '^((beneficiary\.enrolled|budget\.funded|payout_batch\.submitted|standard_level\.set)\.(056|058)|standard_level\.set\.national)$'
 own='ansinh[^.]*\.auditor\.[^.]+'
-user ansinh-auditor "^(amq\.gen.*|$own)$" "^(amq\.gen.*|$own)$" "^(amq\.gen.*|$own|ansinh[^.]*\.(events|checkpoints))$"
+user ansinh-auditor "^(amq\.gen.*|$own)$" "^(amq\.gen.*|$own)$" "^(amq\.gen.*|$own|ansinh[^.]*$shard\.(events|checkpoints))$"
 tail -n +2 "$here/../data/banks.tsv" | cut -f1 | while read -r bin; do
-  user "ansinh-bank-$bin" "^(amq\.gen.*|ansinh[^.]*\.bank\.$bin)$" "^(amq\.gen.*|ansinh[^.]*\.commands|ansinh[^.]*\.bank\.$bin)$" "^(amq\.gen.*|ansinh[^.]*\.events|ansinh[^.]*\.bank\.$bin)$"
+  user "ansinh-bank-$bin" "^(amq\.gen.*|ansinh[^.]*$shard\.bank\.$bin)$" "^(amq\.gen.*|ansinh[^.]*$shard\.commands|ansinh[^.]*$shard\.bank\.$bin)$" "^(amq\.gen.*|ansinh[^.]*$shard\.events|ansinh[^.]*$shard\.bank\.$bin)$"
   topic "ansinh-bank-$bin" '^$' "^(payout\.(instructed|settled|failed|returned|written_off)|settlement_item\.rejected)\.$bin$"
 done
-echo "done: vhost $vhost, topic permissions on $events"
+echo "done: vhost $vhost, topic permissions on ${prefixes[*]/%/.events}"

@@ -47,6 +47,10 @@ pub struct BankArgs {
     /// Exit once this many instructions were reported (for tests and demos; 0 = run until stopped).
     #[arg(long, default_value_t = 0)]
     pub exit_after: u64,
+    /// In a sharded deployment: the shard of the config's `[shards]` whose instructions this
+    /// connector takes and reports to (one connector per shard and bank).
+    #[arg(long)]
+    pub shard: Option<String>,
 }
 
 pub fn run(config: &Config, args: &BankArgs) -> CliResult {
@@ -55,6 +59,9 @@ pub fn run(config: &Config, args: &BankArgs) -> CliResult {
     }
     if !(0.0..=1.0).contains(&args.failure_rate) || args.batch_max == 0 || args.batch_max > config.limits.settlement_items_max {
         return Err(format!("--failure-rate must be 0-1 and --batch-max 1-{}", config.limits.settlement_items_max));
+    }
+    if let Some(name) = args.shard.as_deref().filter(|n| config.shards.get(n).is_none()) {
+        return Err(format!("--shard {name:?} is not a shard of the config's [shards]"));
     }
     let url = args.amqp.clone().unwrap_or_else(|| config.bus.amqp_url.clone());
     let user = user_of(&url)?;
@@ -91,7 +98,10 @@ async fn session(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let e = |e: lapin::Error| e.to_string();
-    let bus = &config.bus;
+    let bus = &match &args.shard {
+        Some(name) => crate::bus::shards::shard_bus(&config.bus, &config.shards, name),
+        None => config.bus.clone(),
+    };
     let conn = Connection::connect(url, ConnectionProperties::default().with_connection_name(format!("ansinh-bank-{}", args.bin).into())).await.map_err(e)?;
     let ch = conn.create_channel().await.map_err(e)?;
     // The engine declares the events exchange; passive: the bank needs no right to create it.
