@@ -58,6 +58,12 @@ pub struct Intake<'a> {
     pub observer: &'a dyn IntakeObserver,
 }
 
+/// A group closes once its deliveries' bodies reach this many bytes (one command may be up to
+/// `intake::COMMAND_BYTES_MAX`, the same 16 MiB). Measured by `bench shards` (BENCHMARKS.md): with
+/// only the count bound, 2,000-line one-off batches made groups of ~800,000 lines and a shard's
+/// peak RSS 3.4-4.2 GB for a million lines.
+pub const GROUP_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 impl Intake<'_> {
     /// Runs until `shutdown` turns true (returns Ok after finishing the group in hand) or the
     /// connection fails (returns the error; unacked deliveries will be redelivered).
@@ -78,11 +84,19 @@ impl Intake<'_> {
             };
             // The group closes `wait` after its first delivery (or when full): a steady stream
             // must not keep it open, or every command waits for the stream to pause.
+            // It also closes past GROUP_BYTES_MAX of bodies: a group is decided, sealed, stored
+            // and answered whole, so a thousand batch messages of a few thousand lines each
+            // would hold millions of lines' events and outcomes in memory at once.
             let deadline = tokio::time::Instant::now() + wait;
+            let mut bytes = first.data.len();
             let mut group = vec![first];
-            while group.len() < self.group_max {
+            while group.len() < self.group_max && bytes < GROUP_BYTES_MAX {
                 match tokio::time::timeout_at(deadline, consumer.next()).await {
-                    Ok(Some(d)) => group.push(d?),
+                    Ok(Some(d)) => {
+                        let d = d?;
+                        bytes += d.data.len();
+                        group.push(d);
+                    }
                     Ok(None) | Err(_) => break,
                 }
             }
