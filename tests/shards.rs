@@ -459,6 +459,7 @@ fn the_probe_predicts_the_real_one_off_exchange_and_a_moved_ring_stops_serve() {
 /// its province's shard.
 #[test]
 fn a_shard_killed_mid_stream_loses_and_doubles_nothing() {
+    let _apart = kill_tests_apart();
     const PEOPLE: usize = 2_000;
     let mut s = Shards::new("crash", &[("north", &["001"], 1), ("south", &["079"], 1)]);
     let north_files = s.demo_files("001", 11, PEOPLE, 20);
@@ -714,6 +715,7 @@ fn one_off_lines_are_paid_once_each_by_the_shard_owning_their_partition() {
 /// and a national checkpoint over the stopped shards' data dirs is taken and verifies.
 #[test]
 fn a_shard_killed_mid_stream_of_one_off_batches_pays_each_line_once_and_the_nation_verifies() {
+    let _apart = kill_tests_apart();
     const PAYEES: usize = 1_000;
     let mut s = Shards::new("oocrash", &[("a", &["001"], 1), ("b", &["079"], 1)]);
     let a_events = s.count_events("a");
@@ -931,4 +933,256 @@ fn an_outside_client_publishes_a_one_off_programme_with_only_the_documented_cont
         }
     }
     assert_eq!(seen.len(), citizens.len());
+}
+
+// ---- Regular programmes across shards: one citizen, two provinces, a moved province ---------
+
+/// Held by the two kill tests and the three tests below for their whole run: on two shared cores
+/// the kill tests' trigger (a share of the killed shard's events seen on the bus) lagged behind
+/// a shard that had already finished when these ran beside them ("finished before the kill").
+static KILL_TESTS_APART: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn kill_tests_apart() -> std::sync::MutexGuard<'static, ()> {
+    KILL_TESTS_APART.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const P1: &str = "2025-02";
+const P2: &str = "2025-03";
+
+/// (citizen ID, full name, date of birth, category, entitlement): IDs that agree with their sex
+/// (male) and birth year; the entitlement is 500,000 x the category's coefficient.
+const MOVERS: [(&str, &str, &str, &str, &str); 2] =
+    [("056200676516", "Hoàng Đức Cường", "2000-07-23", "6c", "750000"), ("054029553086", "Vũ Thanh Phong", "1929-12-13", "5c", "500000")];
+
+fn regular(id: &str, kind: &str, payload: serde_json::Value) -> String {
+    serde_json::json!({"command_id": id, "v": 1, "issued_at": "2025-01-20T08:00:00+07:00", "type": kind, "payload": payload}).to_string() + "\n"
+}
+
+fn enroll_json(tag: &str, who: usize, province: &str, from: &str) -> String {
+    let (id, name, dob, category, _) = MOVERS[who];
+    regular(
+        &format!("{tag}-enroll-{id}"),
+        "enroll_beneficiary",
+        serde_json::json!({"citizen_id": id, "program_id": PROGRAM, "province": province, "full_name": name, "date_of_birth": dob,
+            "sex": "male", "category": category, "effective_from": from,
+            "account": {"bin": "970436", "account_no": format!("10{}", &id[4..]), "holder_name": "NGUYEN VAN AN"},
+            "attestation": {"level": 2, "provider": "VNeID", "reference": format!("VNEID-L2-{id}"), "verified_at": "2025-01-10T09:30:00+07:00"}}),
+    )
+}
+
+fn fund_json(tag: &str, province: &str, period: &str) -> String {
+    regular(
+        &format!("{tag}-fund-{province}-{period}"),
+        "fund_budget",
+        serde_json::json!({"province": province, "program_id": PROGRAM, "period": period, "amount": "5000000"}),
+    )
+}
+
+fn batch_json(tag: &str, province: &str, period: &str, who: &[usize]) -> String {
+    let lines: Vec<serde_json::Value> = who.iter().map(|w| serde_json::json!({"citizen_id": MOVERS[*w].0, "amount": MOVERS[*w].4})).collect();
+    let batch = format!("{tag}-{province}-{period}");
+    regular(
+        &format!("submit-{batch}"),
+        "submit_payout_batch",
+        serde_json::json!({"batch_id": batch, "program_id": PROGRAM, "province": province, "period": period, "lines": lines}),
+    )
+}
+
+impl Shards {
+    /// The program and its national level, to every shard (`all`): one accepted reply per shard.
+    fn define_regular(&self) {
+        let rules =
+            regular(
+                "reg-define",
+                "define_program",
+                serde_json::json!({"program_id": PROGRAM, "name": "Trợ cấp xã hội hằng tháng", "categories": {"5c": "1.0", "6c": "1.5"}}),
+            ) + &regular("reg-level", "set_standard_level", serde_json::json!({"program_id": PROGRAM, "effective_from": "2024-07", "amount": "500000"}));
+        let out = self.publish(&self.write("reg-rules.jsonl", &rules), ADMIN, &[]);
+        accepted(&out, "rules");
+        assert_eq!(out.len(), 2 * self.layout.len(), "both rules decided by every shard");
+    }
+
+    /// Publishes `text` (routed by `ansinh publish`): a fund as the admin, anything else as the
+    /// agency; (shard, outcome) per reply.
+    fn send(&self, name: &str, text: &str, extra: &[&str]) -> Vec<(String, Outcome)> {
+        let user = if text.contains(r#""type":"fund_budget""#) { ADMIN } else { AGENCY };
+        self.publish(&self.write(&format!("{name}.jsonl"), text), user, extra)
+    }
+
+    /// One command, accepted by exactly `shard`; its outcome.
+    fn send_one(&self, name: &str, text: &str, shard: &str, extra: &[&str]) -> Outcome {
+        let mut out = self.send(name, text, extra);
+        assert_eq!(out.len(), 1, "{name}: one reply: {out:?}");
+        let (at, o) = out.remove(0);
+        assert_eq!(at, shard, "{name} reached {shard}");
+        assert_eq!(o.status, OutcomeStatus::Accepted, "{name}: {:?} {:?}", o.code, o.message);
+        o
+    }
+
+    /// Every regular payout instructed in every stopped shard's log: (citizen, period) -> shards.
+    fn regular_payouts(&self) -> BTreeMap<(String, String), Vec<String>> {
+        let mut all: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for (name, _, _) in &self.layout {
+            for r in records(&self.engine(name)) {
+                if let EventData::PayoutInstructed(p) = &r.event.data {
+                    if p.program_id == PROGRAM {
+                        all.entry((p.citizen_id.to_string(), p.period.to_string())).or_default().push(name.clone());
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// `audit verify --shards` over the stopped shards' data dirs: passes; its output.
+    fn verify_nation(&self) -> String {
+        let (ok, out, err) = self.run(&["audit", "verify", "--shards"], Duration::from_secs(60));
+        assert!(ok && out.contains("no citizen paid on more than one shard"), "verify --shards:\n{out}{err}");
+        assert!(!out.contains("FAILED"), "{out}");
+        out
+    }
+}
+
+fn line_codes(o: &Outcome) -> Vec<(&str, Option<&str>)> {
+    o.lines.iter().map(|l| (l.status.as_str(), l.code.as_deref())).collect()
+}
+
+/// One citizen listed in two provinces' batches for one period, the provinces on two shards:
+/// the shard holding the citizen's enrollment pays, the other refuses the line (it never heard
+/// of the citizen: `not_enrolled`), and one payout exists nation-wide.
+#[test]
+fn the_same_citizen_in_two_provinces_lists_on_two_shards_is_paid_once() {
+    let _apart = kill_tests_apart();
+    let mut s = Shards::new("twolists", &[("a", &["001"], 1), ("b", &["079"], 1)]);
+    s.start("a");
+    s.start("b");
+    s.define_regular();
+    s.send_one("fund-x", &fund_json("t1", "001", P1), "a", &[]);
+    s.send_one("fund-y", &fund_json("t1", "079", P1), "b", &[]);
+    s.send_one("enroll-x", &enroll_json("t1", 0, "001", P1), "a", &[]);
+    let at_a = s.send_one("batch-x", &batch_json("t1", "001", P1, &[0]), "a", &[]);
+    assert_eq!(line_codes(&at_a), [("instructed", None)], "{at_a:?}");
+    let at_b = s.send_one("batch-y", &batch_json("t1", "079", P1, &[0]), "b", &[]);
+    assert_eq!(line_codes(&at_b), [("rejected", Some("not_enrolled"))], "{at_b:?}");
+    s.stop_all();
+    let paid = s.regular_payouts();
+    assert_eq!(paid, BTreeMap::from([((MOVERS[0].0.to_string(), P1.to_string()), vec!["a".to_string()])]), "one payout nation-wide");
+    s.verify_nation();
+}
+
+/// A citizen moving from province X (shard a) to Y (shard b): terminated at a and enrolled at b
+/// from the same month, each period is paid by one shard; a's batch for the later period and
+/// b's batch for the earlier one are refused line by line; the nation verifies.
+#[test]
+fn a_citizen_moving_between_provinces_on_two_shards_is_paid_each_period_once() {
+    let _apart = kill_tests_apart();
+    let mut s = Shards::new("mover", &[("a", &["001"], 1), ("b", &["079"], 1)]);
+    s.start("a");
+    s.start("b");
+    s.define_regular();
+    // Both shards funded for both periods: a refusal below is not a budget's.
+    for (province, shard) in [("001", "a"), ("079", "b")] {
+        for period in [P1, P2] {
+            s.send_one(&format!("fund-{province}-{period}"), &fund_json("t2", province, period), shard, &[]);
+        }
+    }
+    s.send_one("enroll-x", &enroll_json("t2", 0, "001", P1), "a", &[]);
+    let p1 = s.send_one("pay-p1-a", &batch_json("t2", "001", P1, &[0]), "a", &[]);
+    assert_eq!(line_codes(&p1), [("instructed", None)], "{p1:?}");
+    let terminate = regular(
+        "t2-terminate",
+        "terminate_beneficiary",
+        serde_json::json!({"citizen_id": MOVERS[0].0, "program_id": PROGRAM, "effective_from": P2, "reason": "moved to province 079"}),
+    );
+    s.send_one("terminate-x", &terminate, "a", &["--province", "001"]);
+    s.send_one("enroll-y", &enroll_json("t2", 0, "079", P2), "b", &[]);
+    let p2 = s.send_one("pay-p2-b", &batch_json("t2", "079", P2, &[0]), "b", &[]);
+    assert_eq!(line_codes(&p2), [("instructed", None)], "{p2:?}");
+    let late = s.send_one("pay-p2-a", &batch_json("t2", "001", P2, &[0]), "a", &[]);
+    assert_eq!(line_codes(&late), [("rejected", Some("beneficiary_terminated"))], "{late:?}");
+    let early = s.send_one("pay-p1-b", &batch_json("t2", "079", P1, &[0]), "b", &[]);
+    assert_eq!(line_codes(&early), [("rejected", Some("not_yet_eligible"))], "{early:?}");
+    s.stop_all();
+    let c = MOVERS[0].0.to_string();
+    let expected = BTreeMap::from([((c.clone(), P1.to_string()), vec!["a".to_string()]), ((c, P2.to_string()), vec!["b".to_string()])]);
+    assert_eq!(s.regular_payouts(), expected, "each period paid once, by the shard the citizen was enrolled at");
+    let out = s.verify_nation();
+    assert!(out.contains("(0 enrolled on more than one shard)"), "the enrollment at a was terminated: {out}");
+}
+
+/// ARCHITECTURE.md "Rebalancing", step by step: province 001 moves from shard a to shard b
+/// after a paid period 1. Once both restart, 001's commands published through `<ns>.route`
+/// reach b, and one published straight to a is refused `shard_not_owner`; b re-enrolls the
+/// beneficiaries from period 2, pays period 2 and refuses period 1; nobody is paid for one period
+/// by two shards, and the nation verifies.
+#[test]
+fn a_province_moved_between_shards_by_the_rebalancing_procedure_pays_nobody_twice() {
+    let _apart = kill_tests_apart();
+    let mut s = Shards::new("rebalance", &[("a", &["001", "092"], 1), ("b", &["079"], 1)]);
+    s.start("a");
+    s.start("b");
+    s.define_regular();
+    s.send_one("fund-p1", &fund_json("t3", "001", P1), "a", &[]);
+    for who in 0..2 {
+        s.send_one(&format!("enroll-a-{who}"), &enroll_json("t3a", who, "001", "2024-11"), "a", &[]);
+    }
+    let p1 = s.send_one("pay-p1-a", &batch_json("t3", "001", P1, &[0, 1]), "a", &[]);
+    assert_eq!(line_codes(&p1), [("instructed", None), ("instructed", None)], "{p1:?}");
+
+    // 1. No more publishing for 001. 2. While a still owns 001, its beneficiaries are terminated
+    // at a from the first period a has not paid (else each stays enrolled on two shards).
+    for (who, (id, ..)) in MOVERS.iter().enumerate() {
+        let terminate = regular(
+            &format!("t3-terminate-{id}"),
+            "terminate_beneficiary",
+            serde_json::json!({"citizen_id": id, "program_id": PROGRAM, "effective_from": P2, "reason": "province 001 moves to shard b"}),
+        );
+        s.send_one(&format!("terminate-a-{who}"), &terminate, "a", &["--province", "001"]);
+    }
+    // 3. a drained: 0 ready, 0 unacknowledged on its queue.
+    let queue = s.bus("a").commands_queue();
+    wait_for(Duration::from_secs(30), "a's commands queue to drain", || {
+        let out = Command::new("rabbitmqctl").args(["list_queues", "-q", "name", "messages", "messages_unacknowledged"]).output().expect("rabbitmqctl runs");
+        assert!(out.status.success(), "rabbitmqctl: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let row = text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|f| f.first() == Some(&queue.as_str())).expect("a's queue is listed");
+        row[1..] == ["0", "0"]
+    });
+    // 4. 001 leaves a for b; weights and order unchanged.
+    s.stop_all();
+    s.layout[0].1 = vec!["092".into()];
+    s.layout[1].1 = vec!["079".into(), "001".into()];
+    s.write_config();
+    // 5. Restart a, then b.
+    s.start("a");
+    s.start("b");
+    // 6. Re-enroll at b from the first period a has not paid (through `<ns>.route`, key
+    // province.001), and fund b for 001 from that period.
+    for who in 0..2 {
+        s.send_one(&format!("enroll-b-{who}"), &enroll_json("t3b", who, "001", P2), "b", &[]);
+    }
+    s.send_one("fund-p2", &fund_json("t3", "001", P2), "b", &[]);
+    // A command for 001 put straight on a's own commands exchange: refused whole.
+    let stray: ansinh::command::CommandEnvelope = serde_json::from_str(&batch_json("t3-stray", "001", P2, &[0, 1])).unwrap();
+    let refused = publish_straight(&s, AGENCY, &s.bus("a").commands_exchange(), "command", &stray);
+    assert_eq!((refused.status, refused.code.as_deref()), (OutcomeStatus::Rejected, Some("shard_not_owner")), "{refused:?}");
+    let p2 = s.send_one("pay-p2-b", &batch_json("t3", "001", P2, &[0, 1]), "b", &[]);
+    assert_eq!(line_codes(&p2), [("instructed", None), ("instructed", None)], "{p2:?}");
+    let again = s.send_one("pay-p1-b", &batch_json("t3-again", "001", P1, &[0, 1]), "b", &[]);
+    assert_eq!(line_codes(&again), [("rejected", Some("not_yet_eligible")), ("rejected", Some("not_yet_eligible"))], "{again:?}");
+    s.stop_all();
+
+    let mut expected = BTreeMap::new();
+    for (id, ..) in MOVERS {
+        expected.insert((id.to_string(), P1.to_string()), vec!["a".to_string()]);
+        expected.insert((id.to_string(), P2.to_string()), vec!["b".to_string()]);
+    }
+    assert_eq!(s.regular_payouts(), expected, "period 1 paid by a, period 2 by b, nobody twice");
+    let a = records(&s.engine("a"));
+    assert!(
+        a.iter().any(|r| r.event.command_id == stray.command_id && matches!(&r.event.data, EventData::CommandRejected(r) if r.code == "shard_not_owner")),
+        "a recorded its refusal"
+    );
+    let out = s.verify_nation();
+    assert!(out.contains("(0 enrolled on more than one shard)"), "a's enrollments of 001 were terminated: {out}");
 }
