@@ -163,12 +163,44 @@ fn latency_suite_answers_every_command_on_both_sides() {
 }
 
 #[test]
+fn shards_suite_relays_every_one_off_line_through_two_shards_and_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = broker_config(dir.path());
+    let r = bench_with("shards", "3000", &["--config", &config, "--shards", "2"]);
+    assert_eq!(r["size"].as_u64(), Some(3_000));
+    let messages = figure(&r, "batch messages");
+    for k in ["2 shard(s)", "1 shard(s)"] {
+        assert_eq!(figure(&r, &format!("{k}: line events seen")) as u64, 3_000, "{k}: one payout.instructed or one_off.cash_listed per line");
+        assert_eq!(figure(&r, &format!("{k}: replies")), messages, "{k}: one reply per batch message");
+        positive(&r, &format!("{k}: aggregate one-off lines/s"));
+        positive(&r, &format!("{k}: decision state per one-off payee"));
+    }
+    let spread = figure(&r, "2 shard(s): s0 lines") + figure(&r, "2 shard(s): s1 lines");
+    assert_eq!(spread as u64, 3_000, "each line relayed by one of the two shards");
+    assert!(figure(&r, "2 shard(s): s0 lines") > 0.0 && figure(&r, "2 shard(s): s1 lines") > 0.0, "the ring gives both shards partitions");
+    let notes: Vec<&str> = r["notes"].as_array().expect("notes").iter().filter_map(Value::as_str).collect();
+    let namespaces: Vec<&str> = notes.iter().filter_map(|n| n.strip_prefix("broker namespace ")).collect();
+    assert_eq!(namespaces.len(), 2, "{notes:?}");
+    for n in namespaces {
+        assert!(n.contains("(deleted at the end)"), "{n}");
+        let ns = n.split(' ').next().expect("a namespace");
+        let mut queues = Vec::new();
+        let mut exchanges = vec![format!("{ns}.route"), format!("{ns}.oneoff")];
+        for shard in ["s0", "s1"] {
+            queues.push(format!("{ns}.{shard}.commands"));
+            exchanges.push(format!("{ns}.{shard}.events"));
+        }
+        assert_gone(&queues, &exchanges);
+    }
+}
+
+#[test]
 fn broker_suites_fail_loudly_without_a_broker() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("nobroker.toml");
     // Port 1 on loopback: nothing listens there.
     std::fs::write(&config, "[bus]\namqp_url = \"amqp://guest:guest@127.0.0.1:1/%2f\"\n").expect("config written");
-    for suite in ["amqp", "latency"] {
+    for suite in ["amqp", "latency", "shards"] {
         let tmp = tempfile::tempdir().expect("temp dir");
         let out = Command::new(env!("CARGO_BIN_EXE_ansinh"))
             .arg("--config")

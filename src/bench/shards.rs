@@ -122,6 +122,9 @@ struct Run {
     peak_rss: Vec<(String, Option<u64>)>,
     lines_per_shard: Vec<(String, usize)>,
     state_bytes: usize,
+    namespace: String,
+    /// What the broker did not confirm deleted at the end.
+    left: Vec<String>,
 }
 
 pub fn run(config: &Config, shards: usize, lines: usize, tmp: &Path) -> Result<Report, String> {
@@ -193,7 +196,10 @@ pub fn run(config: &Config, shards: usize, lines: usize, tmp: &Path) -> Result<R
         peak / 1_048_576.0
     ));
     report.note("all shard processes, the broker and the bench's publisher and observers share this machine's 2 cores");
-    report.note(format!("broker namespaces ansinh-bs*-{} (deleted at the end of each run)", std::process::id()));
+    for r in [&sharded, &single] {
+        let fate = if r.left.is_empty() { "deleted at the end".to_string() } else { format!("left behind: {}", r.left.join(", ")) };
+        report.note(format!("broker namespace {} ({fate})", r.namespace));
+    }
     Ok(report)
 }
 
@@ -344,7 +350,7 @@ fn run_once(
         eprintln!("bench shards: warning: left on the broker: {}", left.join(", "));
     }
     let lines_per_shard = entries.iter().map(|(n, _, _)| n.clone()).zip(per_shard).collect();
-    Ok(Run { shards, wall, publish, replies, events_seen, peak_rss, lines_per_shard, state_bytes })
+    Ok(Run { shards, wall, publish, replies, events_seen, peak_rss, lines_per_shard, state_bytes, namespace, left })
 }
 
 type Timed = (Duration, Duration, usize, usize, Vec<usize>);
