@@ -11,7 +11,7 @@
 //! `payout.instructed.*` on the events exchange sees each instruction (deduplicated by seq); the
 //! engine also routes each to its bank's durable quorum queue, as in production.
 
-use super::broker::{metrics_delta, Broker, Progress, ServeChild, STALL};
+use super::broker::{metrics_delta, settle, Broker, Progress, ServeChild, STALL};
 use super::embedded::{Month, BATCH_LINES};
 use super::{Report, Scratch};
 use crate::command::CommandEnvelope;
@@ -343,15 +343,6 @@ async fn engine_side(
         stages,
         peak_rss,
     })
-}
-
-async fn settle(pending: &mut Vec<lapin::PublisherConfirm>) -> Result<(), String> {
-    for confirm in pending.drain(..) {
-        if confirm.await.map_err(|e| e.to_string())?.is_nack() {
-            return Err("the broker refused (nacked) a publish".into());
-        }
-    }
-    Ok(())
 }
 
 fn durable(queue_type: &str) -> FieldTable {

@@ -330,6 +330,21 @@ impl Drop for ServeChild {
     }
 }
 
+/// Awaits every publisher confirm in `pending`: an error for a nack, and for a mandatory publish
+/// the broker returned as unroutable.
+pub async fn settle(pending: &mut Vec<lapin::PublisherConfirm>) -> Result<(), String> {
+    for confirm in pending.drain(..) {
+        let c = confirm.await.map_err(|e| e.to_string())?;
+        if c.is_nack() {
+            return Err("the broker refused (nacked) a publish".into());
+        }
+        if c.take_message().is_some() {
+            return Err("the broker returned a publish as unroutable: no queue is bound for its key".into());
+        }
+    }
+    Ok(())
+}
+
 /// Prints a progress line on stderr at most every 5 seconds.
 pub struct Progress {
     suite: &'static str,

@@ -12,7 +12,7 @@
 //! events exchange, published by that shard's relay with confirms. Observers count each
 //! (shard, seq) once. Per-shard peak RSS is VmHWM, sampled by the kernel.
 
-use super::broker::{Broker, Progress, ServeChild, STALL};
+use super::broker::{settle, Broker, Progress, ServeChild, STALL};
 use super::{Report, Scratch};
 use crate::bus::shards::{oneoff_exchange, route_exchange, shard_key, ALL_KEY};
 use crate::config::Config;
@@ -21,7 +21,7 @@ use crate::shard::{partition_of, PARTITIONS};
 use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Channel, Connection};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -261,27 +261,8 @@ fn envelope(command_id: &str, kind: &str, payload: serde_json::Value) -> Vec<u8>
 }
 
 async fn publish(ch: &Channel, exchange: &str, key: &str, user: &str, reply_to: &str, id: &str, body: &[u8]) -> Result<lapin::PublisherConfirm, String> {
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_user_id(user.into())
-        .with_reply_to(reply_to.into())
-        .with_correlation_id(id.into())
-        .with_message_id(id.into());
+    let props = crate::bus::command_properties(user, &reply_to.into(), id);
     ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions { mandatory: true, ..Default::default() }, body, props).await.map_err(|e| e.to_string())
-}
-
-async fn settle(pending: &mut Vec<lapin::PublisherConfirm>) -> Result<(), String> {
-    for confirm in pending.drain(..) {
-        let c = confirm.await.map_err(|e| e.to_string())?;
-        if c.is_nack() {
-            return Err("the broker refused (nacked) a publish".into());
-        }
-        if c.take_message().is_some() {
-            return Err("the broker returned a publish as unroutable: no shard queue bound for its key".into());
-        }
-    }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

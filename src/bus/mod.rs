@@ -31,6 +31,19 @@ use storage::Storage;
 use tokio::sync::{watch, Notify};
 use writer::{OnGroup, Writer};
 
+/// The properties of a command message (events/README.md, "The message contract"): persistent
+/// JSON, `user_id` = the connection's user, replies to `reply_to`, `correlation_id` and
+/// `message_id` = the command id.
+pub fn command_properties(user: &str, reply_to: &lapin::types::ShortString, command_id: &str) -> lapin::BasicProperties {
+    lapin::BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_user_id(user.into())
+        .with_reply_to(reply_to.clone())
+        .with_correlation_id(command_id.into())
+        .with_message_id(command_id.into())
+}
+
 /// Publishes a command the way the engine expects it (events/README.md, "The message
 /// contract"): persistent JSON to the commands exchange, `user_id` = the connection's user,
 /// replies to `reply_to`, `correlation_id` and `message_id` = the command id. Await the
@@ -43,13 +56,7 @@ pub async fn publish_command(
     envelope: &crate::command::CommandEnvelope,
 ) -> lapin::Result<lapin::PublisherConfirm> {
     let body = serde_json::to_vec(envelope).expect("commands serialize");
-    let props = lapin::BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_user_id(user.into())
-        .with_reply_to(reply_to.clone())
-        .with_correlation_id(envelope.command_id.as_str().into())
-        .with_message_id(envelope.command_id.as_str().into());
+    let props = command_properties(user, reply_to, &envelope.command_id);
     let options = lapin::options::BasicPublishOptions::default();
     channel.basic_publish(bus.commands_exchange().as_str().into(), topology::COMMAND_ROUTING_KEY.into(), options, &body, props).await
 }
@@ -65,13 +72,7 @@ pub async fn publish_command_routed(
     envelope: &crate::command::CommandEnvelope,
 ) -> lapin::Result<lapin::PublisherConfirm> {
     let body = serde_json::to_vec(envelope).expect("commands serialize");
-    let props = lapin::BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_user_id(user.into())
-        .with_reply_to(reply_to.clone())
-        .with_correlation_id(envelope.command_id.as_str().into())
-        .with_message_id(envelope.command_id.as_str().into());
+    let props = command_properties(user, reply_to, &envelope.command_id);
     let options = lapin::options::BasicPublishOptions { mandatory: true, ..lapin::options::BasicPublishOptions::default() };
     channel.basic_publish(route.exchange.as_str().into(), route.routing_key.as_str().into(), options, &body, props).await
 }
