@@ -65,6 +65,7 @@ impl Shards {
             "[bus]\namqp_url = {url:?}\ngroup_wait_ms = 5\nrelay_poll_ms = 50\nreconnect_backoff_max_ms = 1000\n\n\
              [[bus.users]]\nname = {ADMIN:?}\nrole = \"admin\"\n\n\
              [[bus.users]]\nname = {AGENCY:?}\nrole = \"agency\"\nprovinces = [\"001\", \"056\", \"079\", \"092\"]\nprograms = [{PROGRAM:?}]\n\n\
+             [[bus.users]]\nname = \"ansinh-bank-970436\"\nrole = \"bank\"\nbin = \"970436\"\n\n\
              [shards]\nnamespace = {ns:?}\n",
             url = url(ENGINE),
             ns = self.namespace
@@ -641,6 +642,59 @@ impl Shards {
             }
         }
         all
+    }
+}
+
+/// A bank runs one connector per shard (`bank-connector --shard NAME`): each takes its shard's
+/// one-off instructions from `<namespace>.<shard>.bank.<bin>` and reports them settled to that
+/// shard, under the bank's own broker user and the setup script's permissions.
+#[test]
+fn a_bank_connector_per_shard_settles_that_shards_one_off_payouts() {
+    const PAYEES: usize = 30;
+    let mut s = Shards::new("bank", &[("a", &["001"], 1), ("b", &["079"], 1)]);
+    for name in ["a", "b"] {
+        s.start(name);
+    }
+    s.define_and_fund_one_off(PAYEES);
+    let citizens: Vec<String> = (0..PAYEES).map(payee).collect();
+    let outcomes = s.publish(&s.write("bank-batches.jsonl", &one_off_batches("BK", &citizens, 5)), ADMIN, &[]);
+    accepted(&outcomes, "one-off batches");
+    let mut per_shard: BTreeMap<String, usize> = BTreeMap::new();
+    for (shard, o) in &outcomes {
+        *per_shard.entry(shard.clone()).or_default() += o.count_lines("instructed");
+    }
+    assert_eq!(per_shard.len(), 2, "both shards took payees: {per_shard:?}");
+    let bank = "ansinh-bank-970436";
+    let mut connectors = Vec::new();
+    for (shard, n) in &per_shard {
+        let log = std::fs::File::create(s.dir.path().join(format!("bank-{shard}.log"))).unwrap();
+        let args = ["bank-connector", "--bin", "970436", "--shard", shard, "--amqp", &url(bank), "--failure-rate", "0", "--batch-wait-ms", "100"];
+        let child =
+            s.ansinh().args(args).args(["--exit-after", &n.to_string()]).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("bank-connector runs");
+        connectors.push((shard.clone(), child));
+    }
+    for (shard, child) in &mut connectors {
+        let status = wait_child(child, SECS_120, "the bank connector");
+        let log = std::fs::read_to_string(s.dir.path().join(format!("bank-{shard}.log"))).unwrap_or_default();
+        assert!(status.success(), "bank-connector --shard {shard}: {status}\n{log}");
+    }
+    // The reports are in the shards' queues; a shard stopped by SIGTERM decides the group in
+    // hand, so once no report waits ready, stopping loses none.
+    for shard in per_shard.keys() {
+        let queue = s.bus(shard).commands_queue();
+        wait_for(SECS_120, "the bank's reports taken by their shard", || s.queue_counts(&queue).is_some_and(|(ready, _)| ready == 0));
+    }
+    s.stop_all();
+    for (shard, n) in &per_shard {
+        let records = records(&s.engine(shard));
+        let settled: BTreeSet<String> = records
+            .iter()
+            .filter_map(|r| match &r.event.data {
+                EventData::PayoutSettled(p) if p.program_id == ONE_OFF => Some(p.payout_id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(settled.len(), *n, "{shard}: every one-off payout it instructed settled by its own connector");
     }
 }
 
