@@ -374,10 +374,20 @@ impl SmallDisk {
         }
         Ok(SmallDisk { dir: dir.to_path_buf() })
     }
-    /// Unmounts now (not lazily): fails while any file on it is open.
+    /// Unmounts now (not lazily): fails while any file on it is open. sled's background
+    /// flusher ends a moment after its database is dropped, holding the file until then, so a
+    /// busy mount is tried again for up to 5 s; a handle really left open still fails.
     fn unmount(self) {
-        let out = std::process::Command::new("umount").arg(&self.dir).output().expect("umount runs");
-        assert!(out.status.success(), "unmounting {}: {} (a file on it is still open)", self.dir.display(), String::from_utf8_lossy(&out.stderr).trim());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = std::process::Command::new("umount").arg(&self.dir).output().expect("umount runs");
+            if out.status.success() {
+                break;
+            }
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            assert!(why.contains("busy") && Instant::now() < deadline, "unmounting {}: {why} (a file on it is still open)", self.dir.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
         std::mem::forget(self); // unmounted already: nothing left for Drop
     }
     fn resize(&self, size: &str) {
