@@ -374,9 +374,11 @@ impl SmallDisk {
         }
         Ok(SmallDisk { dir: dir.to_path_buf() })
     }
-    /// Unmounts now (not lazily): fails while any file on it is open. sled's background
-    /// flusher ends a moment after its database is dropped, holding the file until then, so a
-    /// busy mount is tried again for up to 5 s; a handle really left open still fails.
+    /// Unmounts now (not lazily): fails while any file on it is open. A fresh-clone CI run once
+    /// found the mount busy right after the engine was dropped and passed on every other run
+    /// (cause not found: some thread of sled's letting go of its file a moment late is the
+    /// likely one), so a busy mount is tried again for up to 5 s; a handle really left open
+    /// still fails.
     fn unmount(self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
