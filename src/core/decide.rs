@@ -394,23 +394,37 @@ fn reassign(state: &State, c: &ReassignCitizenId, issued_at: &Timestamp) -> Deci
 
 // ---- payouts ---------------------------------------------------------------------------------
 
-fn submit_batch(state: &State, c: &SubmitPayoutBatch) -> Decision {
-    if !valid_identifier(&c.batch_id, IDENTIFIER_LEN_MAX) {
-        return Err(Rejection::new("batch_id_invalid", "batch id must be 1-64 characters of [A-Za-z0-9._:-]"));
+/// A batch id's form, checked alike for regular and one-off batches.
+pub(super) fn batch_id_valid(batch_id: &str) -> Result<(), Rejection> {
+    if valid_identifier(batch_id, IDENTIFIER_LEN_MAX) {
+        Ok(())
+    } else {
+        Err(Rejection::new("batch_id_invalid", "batch id must be 1-64 characters of [A-Za-z0-9._:-]"))
     }
+}
+
+/// A batch of `lines` lines is neither empty nor past `batch_lines_max`, and its id is new (the
+/// ids of regular and one-off batches are one namespace).
+pub(super) fn batch_sized_and_new(state: &State, batch_id: &str, lines: usize) -> Result<(), Rejection> {
+    if lines == 0 {
+        return Err(Rejection::new("batch_empty", "the batch has no lines"));
+    }
+    if lines > state.limits.batch_lines_max {
+        return Err(Rejection::new("batch_too_large", format!("{lines} lines, at most {} per batch", state.limits.batch_lines_max)));
+    }
+    if state.batch(batch_id).is_some() {
+        return Err(Rejection::new("batch_exists", format!("batch {batch_id:?} was already submitted")));
+    }
+    Ok(())
+}
+
+fn submit_batch(state: &State, c: &SubmitPayoutBatch) -> Decision {
+    batch_id_valid(&c.batch_id)?;
     let province = province(&c.province)?;
     let period = period(&c.period)?;
     let program = program(state, &c.program_id)?;
     let rules = &program.rules;
-    if c.lines.is_empty() {
-        return Err(Rejection::new("batch_empty", "the batch has no lines"));
-    }
-    if c.lines.len() > state.limits.batch_lines_max {
-        return Err(Rejection::new("batch_too_large", format!("{} lines, at most {} per batch", c.lines.len(), state.limits.batch_lines_max)));
-    }
-    if state.batch(&c.batch_id).is_some() {
-        return Err(Rejection::new("batch_exists", format!("batch {:?} was already submitted", c.batch_id)));
-    }
+    batch_sized_and_new(state, &c.batch_id, c.lines.len())?;
     if rules.standard_level(&province, period).is_none() {
         return Err(Rejection::new("standard_level_missing", format!("no standard level in force for province {province} in {period}")));
     }

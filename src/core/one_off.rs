@@ -4,12 +4,12 @@
 //! without one but with a commune becomes `one_off.cash_listed`, any other a
 //! `payout_line.rejected`. A citizen gets at most one line taken per program, over every batch.
 
-use super::decide::{current_citizen, one_off_program, truncate};
+use super::decide::{batch_id_valid, batch_sized_and_new, current_citizen, one_off_program, truncate};
 use super::handles::cid_number;
 use super::rejection::Rejection;
 use super::state::{payout_id, OneOff, State, ONE_OFF_PROVINCE};
 use crate::command::{OneOffLine, SubmitOneOffBatch};
-use crate::domain::{valid_identifier, Account, BirthDate, CitizenId, IDENTIFIER_LEN_MAX};
+use crate::domain::{Account, BirthDate, CitizenId};
 use crate::event::*;
 use crate::shard::{partition_of, PARTITIONS};
 use crate::timefmt::Timestamp;
@@ -23,9 +23,7 @@ enum Outcome {
 }
 
 pub(super) fn submit(state: &State, c: &SubmitOneOffBatch, issued_at: &Timestamp) -> Result<Vec<EventData>, Rejection> {
-    if !valid_identifier(&c.batch_id, IDENTIFIER_LEN_MAX) {
-        return Err(Rejection::new("batch_id_invalid", "batch id must be 1-64 characters of [A-Za-z0-9._:-]"));
-    }
+    batch_id_valid(&c.batch_id)?;
     let partition = u16::try_from(c.partition)
         .ok()
         .filter(|p| *p < PARTITIONS)
@@ -37,15 +35,7 @@ pub(super) fn submit(state: &State, c: &SubmitOneOffBatch, issued_at: &Timestamp
         ));
     }
     let (_, program) = one_off_program(state, &c.program_id)?;
-    if c.lines.is_empty() {
-        return Err(Rejection::new("batch_empty", "the batch has no lines"));
-    }
-    if c.lines.len() > state.limits.batch_lines_max {
-        return Err(Rejection::new("batch_too_large", format!("{} lines, at most {} per batch", c.lines.len(), state.limits.batch_lines_max)));
-    }
-    if state.batch(&c.batch_id).is_some() {
-        return Err(Rejection::new("batch_exists", format!("batch {:?} was already submitted", c.batch_id)));
-    }
+    batch_sized_and_new(state, &c.batch_id, c.lines.len())?;
     let handle = state.one_off(&c.program_id).map(|(h, _)| h).expect("found above");
     let issued = issued_at.date();
     let mut available = program.available();
