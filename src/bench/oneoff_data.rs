@@ -31,6 +31,12 @@ fn mix(n: u64) -> u64 {
 const HOLDERS: [&str; 8] =
     ["NGUYEN VAN AN", "TRAN THI BINH", "LE VAN CUONG", "PHAM THI DUNG", "HOANG VAN EM", "HUYNH THI GIANG", "VO VAN HAI", "DANG THI KHANH"];
 
+/// How many distinct lines the generator makes: (province, sex, year) combinations times a
+/// million serials.
+pub fn distinct_lines_max() -> u64 {
+    province_codes().count() as u64 * 2 * YEARS * 1_000_000
+}
+
 /// The reference tables as lists, once.
 struct Tables {
     provinces: Vec<&'static str>,
@@ -46,7 +52,7 @@ impl Tables {
     fn line(&self, n: u64) -> (u16, OneOffLine) {
         let combos = self.provinces.len() as u64 * 2 * YEARS;
         let (combo, serial) = (n % combos, n / combos);
-        assert!(serial < 1_000_000, "at most {} distinct lines", combos * 1_000_000);
+        assert!(serial < 1_000_000, "at most {} distinct lines", distinct_lines_max());
         let province = self.provinces[(combo / (2 * YEARS)) as usize];
         let female = (combo / YEARS) % 2;
         let year = 1930 + combo % YEARS;

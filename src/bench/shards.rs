@@ -17,7 +17,10 @@ use super::{Report, Scratch};
 use crate::bus::shards::{oneoff_exchange, route_exchange, shard_key, ALL_KEY};
 use crate::config::Config;
 use crate::outcome::{Outcome, OutcomeStatus};
-use crate::shard::{partition_of, PARTITIONS};
+use super::oneoff_data::OneOffBatches;
+use crate::command::Command;
+#[cfg(test)]
+use crate::shard::partition_of;
 use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -47,69 +50,21 @@ pub struct BatchMessage {
     pub lines: usize,
 }
 
-/// `lines` deterministic one-off lines (valid citizen IDs of every province of the table, born
-/// 1930-2024; nine in ten with an account at a bank of the table, the tenth to be paid in cash
-/// at its commune), grouped by partition into `submit_one_off_batch` messages.
+/// `lines` one-off lines of `bench::oneoff_data` (valid, distinct citizen IDs of every province,
+/// nine in ten with an account at a bank of the table, the tenth to be paid in cash at its
+/// commune), grouped by partition into `submit_one_off_batch` messages of up to [`BATCH_LINES`].
 pub fn programme(lines: usize) -> Vec<BatchMessage> {
-    let provinces: Vec<&str> = crate::domain::reference::province_codes().collect();
-    let bins: Vec<&str> = crate::domain::reference::bank_bins().collect();
-    let mut open: Vec<Vec<serde_json::Value>> = vec![Vec::new(); usize::from(PARTITIONS)];
-    let mut chunks = vec![0u32; usize::from(PARTITIONS)];
-    let mut out = Vec::with_capacity(lines / BATCH_LINES + usize::from(PARTITIONS));
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = || {
-        // xorshift64*: deterministic, no dependency.
-        rng ^= rng >> 12;
-        rng ^= rng << 25;
-        rng ^= rng >> 27;
-        rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    };
-    let flush = |partition: u16, lines: Vec<serde_json::Value>, chunk: u32, out: &mut Vec<BatchMessage>| {
-        let command_id = format!("{PROGRAM}-p{partition:04}-{chunk:04}");
-        let n = lines.len();
-        let envelope = serde_json::json!({
-            "command_id": command_id,
-            "issued_at": ISSUED_AT,
-            "type": "submit_one_off_batch",
-            "payload": {"batch_id": command_id, "program_id": PROGRAM, "partition": partition, "lines": lines},
-        });
-        out.push(BatchMessage { partition, command_id, body: serde_json::to_vec(&envelope).expect("json"), lines: n });
-    };
-    for i in 0..lines {
-        let r = next();
-        let year = 1930 + (r % 95) as u32;
-        let female = (r >> 8) & 1 == 1;
-        let century_digit = if year < 2000 { 0 } else { 2 } + u32::from(female);
-        // (province, sequence part) is distinct for every line up to provinces x 1,000,000 lines,
-        // so every ID is distinct; year and sex vary at random.
-        let province = provinces[(i / 1_000_000) % provinces.len()];
-        let citizen_id = format!("{province}{century_digit}{:02}{:06}", year % 100, i % 1_000_000);
-        let partition = partition_of(&citizen_id);
-        let assigned = if year <= 2021 { "2021-07-01".to_string() } else { format!("{year}-12-01") };
-        let line = if r % 10 == 9 {
-            serde_json::json!({"citizen_id": citizen_id, "id_assigned_on": assigned, "commune": format!("{:05}", 100 + (r >> 24) % 29_000)})
-        } else {
-            serde_json::json!({
-                "citizen_id": citizen_id,
-                "id_assigned_on": assigned,
-                "account": {"bin": bins[(r >> 20) as usize % bins.len()], "account_no": format!("{:012}", r % 1_000_000_000_000), "holder_name": "NGUYEN VAN AN"},
-            })
-        };
-        let slot = &mut open[usize::from(partition)];
-        slot.push(line);
-        if slot.len() == BATCH_LINES {
-            let full = std::mem::take(slot);
-            chunks[usize::from(partition)] += 1;
-            flush(partition, full, chunks[usize::from(partition)], &mut out);
-        }
-    }
-    for (p, slot) in open.into_iter().enumerate() {
-        if !slot.is_empty() {
-            chunks[p] += 1;
-            flush(p as u16, slot, chunks[p], &mut out);
-        }
-    }
-    out
+    OneOffBatches::new(PROGRAM, ISSUED_AT, lines as u64, BATCH_LINES)
+        .map(|envelope| {
+            let Command::SubmitOneOffBatch(batch) = &envelope.command else { unreachable!("OneOffBatches yields one-off batches only") };
+            BatchMessage {
+                partition: u16::try_from(batch.partition).expect("a partition is below 1024"),
+                lines: batch.lines.len(),
+                command_id: envelope.command_id.clone(),
+                body: serde_json::to_vec(&envelope).expect("commands serialize"),
+            }
+        })
+        .collect()
 }
 
 /// What one run (K shards) measured.
@@ -131,7 +86,7 @@ pub fn run(config: &Config, shards: usize, lines: usize, tmp: &Path) -> Result<R
     if shards == 0 || shards > 16 {
         return Err("--shards must be 1-16".into());
     }
-    let most = crate::domain::reference::province_codes().count() * 1_000_000;
+    let most = super::oneoff_data::distinct_lines_max() as usize;
     if lines == 0 || lines > most {
         return Err(format!("--lines must be 1-{most} (distinct citizen IDs the generator makes)"));
     }
