@@ -155,6 +155,37 @@ impl Broker {
     }
 }
 
+/// A free port on loopback, for a child's HTTP API.
+pub fn free_local_addr() -> Result<SocketAddr, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("finding a free port: {e}"))?.port();
+    Ok(([127, 0, 0, 1], port).into())
+}
+
+/// The `[engine]`, `[limits]` and `[bus]` sections of a child's config: the loaded config's
+/// settings, its broker at `url`, and `engine_extra` / `bus_extra` (whole `key = value` lines)
+/// in their sections.
+pub fn child_settings(config: &Config, url: &str, engine_extra: &str, bus_extra: &str) -> Result<String, String> {
+    let s = |v: &str| toml::Value::from(v).to_string();
+    let limits = toml::to_string(&config.limits).map_err(|e| e.to_string())?;
+    let (engine, bus) = (&config.engine, &config.bus);
+    Ok(format!(
+        "[engine]\n{engine_extra}group_commands_max = {}\ncache_capacity_mb = {}\ncheckpoint_every_events = {}\n\n[limits]\n{limits}\n\
+         [bus]\n{bus_extra}amqp_url = {}\nqueue_type = {}\nprefetch = {}\ndelivery_limit = {}\ngroup_wait_ms = {}\nrelay_batch_max = {}\n\
+         relay_poll_ms = {}\nreconnect_backoff_max_ms = {}\n",
+        engine.group_commands_max,
+        engine.cache_capacity_mb,
+        engine.checkpoint_every_events,
+        s(url),
+        s(&bus.queue_type),
+        bus.prefetch,
+        bus.delivery_limit,
+        bus.group_wait_ms,
+        bus.relay_batch_max,
+        bus.relay_poll_ms,
+        bus.reconnect_backoff_max_ms,
+    ))
+}
+
 /// `ansinh serve` as a child process, killed when dropped if still running.
 pub struct ServeChild {
     child: Option<Child>,
@@ -168,32 +199,17 @@ impl ServeChild {
     /// data dir, the run's prefix, an agency role for the bench's user and a free API port) into
     /// `dir`, then starts `ansinh --config FILE serve` with its output in `dir/serve.log`.
     pub fn start(config: &Config, broker: &Broker, data_dir: &Path, dir: &Path) -> Result<ServeChild, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("finding a free port: {e}"))?.port();
-        let api: SocketAddr = ([127, 0, 0, 1], port).into();
-        let bus = broker.bus(config);
+        let api = free_local_addr()?;
         let s = |v: &str| toml::Value::from(v).to_string();
-        let limits = toml::to_string(&config.limits).map_err(|e| e.to_string())?;
         let toml = format!(
-            "[engine]\ndata_dir = {data}\ngroup_commands_max = {gmax}\ncache_capacity_mb = {cache}\ncheckpoint_every_events = {ckpt}\n\n\
-             [limits]\n{limits}\n\
-             [api]\nlisten = {listen}\n\n\
-             [bus]\namqp_url = {url}\nprefix = {prefix}\nqueue_type = {qtype}\nprefetch = {prefetch}\ndelivery_limit = {dlimit}\n\
-             group_wait_ms = {wait}\nrelay_batch_max = {relay}\nrelay_poll_ms = {poll}\nreconnect_backoff_max_ms = {backoff}\n\n\
-             [[bus.users]]\nname = {user}\nrole = \"agency\"\nprovinces = [{province}]\nprograms = [{program}]\n",
-            data = s(&data_dir.display().to_string()),
-            gmax = config.engine.group_commands_max,
-            cache = config.engine.cache_capacity_mb,
-            ckpt = config.engine.checkpoint_every_events,
+            "{settings}\n[api]\nlisten = {listen}\n\n[[bus.users]]\nname = {user}\nrole = \"agency\"\nprovinces = [{province}]\nprograms = [{program}]\n",
+            settings = child_settings(
+                config,
+                &broker.url,
+                &format!("data_dir = {}\n", s(&data_dir.display().to_string())),
+                &format!("prefix = {}\n", s(&broker.prefix))
+            )?,
             listen = s(&api.to_string()),
-            url = s(&bus.amqp_url),
-            prefix = s(&bus.prefix),
-            qtype = s(&bus.queue_type),
-            prefetch = bus.prefetch,
-            dlimit = bus.delivery_limit,
-            wait = bus.group_wait_ms,
-            relay = bus.relay_batch_max,
-            poll = bus.relay_poll_ms,
-            backoff = bus.reconnect_backoff_max_ms,
             user = s(&broker.user),
             province = s(PROVINCE),
             program = s(PROGRAM),

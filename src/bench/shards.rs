@@ -12,13 +12,13 @@
 //! events exchange, published by that shard's relay with confirms. Observers count each
 //! (shard, seq) once. Per-shard peak RSS is VmHWM, sampled by the kernel.
 
-use super::broker::{settle, Broker, Progress, ServeChild, STALL};
+use super::broker::{child_settings, free_local_addr, settle, Broker, Progress, ServeChild, STALL};
+use super::oneoff_data::OneOffBatches;
 use super::{Report, Scratch};
 use crate::bus::shards::{oneoff_exchange, route_exchange, shard_key, ALL_KEY};
+use crate::command::Command;
 use crate::config::Config;
 use crate::outcome::{Outcome, OutcomeStatus};
-use super::oneoff_data::OneOffBatches;
-use crate::command::Command;
 #[cfg(test)]
 use crate::shard::partition_of;
 use futures_util::StreamExt;
@@ -158,11 +158,6 @@ pub fn run(config: &Config, shards: usize, lines: usize, tmp: &Path) -> Result<R
     Ok(report)
 }
 
-fn free_api() -> Result<SocketAddr, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("finding a free port: {e}"))?.port();
-    Ok(([127, 0, 0, 1], port).into())
-}
-
 /// Each shard's (name, data dir, api).
 type ShardPlaces = Vec<(String, PathBuf, SocketAddr)>;
 
@@ -172,32 +167,17 @@ fn write_config(config: &Config, broker: &Broker, shards: usize, dir: &Path) -> 
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000).unwrap_or(0);
     let namespace = format!("ansinh-bs{shards}-{}-{ms}", std::process::id());
     let s = |v: &str| toml::Value::from(v).to_string();
-    let limits = toml::to_string(&config.limits).map_err(|e| e.to_string())?;
-    let bus = &config.bus;
     let mut toml = format!(
-        "[engine]\ngroup_commands_max = {gmax}\ncache_capacity_mb = {cache}\ncheckpoint_every_events = {ckpt}\n\n[limits]\n{limits}\n\
-         [bus]\namqp_url = {url}\nqueue_type = {qtype}\nprefetch = {prefetch}\ndelivery_limit = {dlimit}\ngroup_wait_ms = {wait}\n\
-         relay_batch_max = {relay}\nrelay_poll_ms = {poll}\nreconnect_backoff_max_ms = {backoff}\n\n[[bus.users]]\nname = {user}\nrole = \"admin\"\n\n\
-         [shards]\nnamespace = {ns}\n",
-        gmax = config.engine.group_commands_max,
-        cache = config.engine.cache_capacity_mb,
-        ckpt = config.engine.checkpoint_every_events,
-        url = s(&broker.url),
-        qtype = s(&bus.queue_type),
-        prefetch = bus.prefetch,
-        dlimit = bus.delivery_limit,
-        wait = bus.group_wait_ms,
-        relay = bus.relay_batch_max,
-        poll = bus.relay_poll_ms,
-        backoff = bus.reconnect_backoff_max_ms,
-        user = s(&broker.user),
-        ns = s(&namespace),
+        "{}\n[[bus.users]]\nname = {}\nrole = \"admin\"\n\n[shards]\nnamespace = {}\n",
+        child_settings(config, &broker.url, "", "")?,
+        s(&broker.user),
+        s(&namespace)
     );
     let mut entries = Vec::new();
     for i in 0..shards {
         let name = format!("s{i}");
         let data_dir = dir.join(&name);
-        let api = free_api()?;
+        let api = free_local_addr()?;
         toml.push_str(&format!(
             "\n[[shards.shard]]\nname = {}\nweight = 1\ndata_dir = {}\napi_listen = {}\n",
             s(&name),
