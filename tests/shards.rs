@@ -7,7 +7,7 @@
 
 mod amqp_support;
 
-use amqp_support::{connect, ensure_broker, parse_outcomes, path, read_commands, url, wait_child, wait_for, write_commands, ADMIN, AGENCY, ENGINE};
+use amqp_support::{connect, delete_all, ensure_broker, parse_outcomes, path, read_commands, url, wait_child, wait_for, write_commands, ADMIN, AGENCY, ENGINE};
 use ansinh::bus::shards::{self, National};
 use ansinh::bus::BusConfig;
 use ansinh::event::EventData;
@@ -244,7 +244,6 @@ impl Shards {
     }
 
     async fn delete_topology(&self) {
-        let Ok(ch) = self.conn.create_channel().await else { return };
         let mut queues = self.extra_queues.clone();
         let mut exchanges = vec![shards::route_exchange(&self.namespace), shards::oneoff_exchange(&self.namespace)];
         for (name, _, _) in &self.layout {
@@ -252,12 +251,7 @@ impl Shards {
             queues.extend(q);
             exchanges.extend(x);
         }
-        for q in queues {
-            let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
-        }
-        for x in exchanges {
-            let _ = ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
-        }
+        delete_all(&self.conn, &queues, &exchanges).await;
     }
 }
 

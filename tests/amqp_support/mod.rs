@@ -464,18 +464,9 @@ impl Fixture {
     }
 
     async fn delete_topology(&self) {
-        let ch = match self.conn.create_channel().await {
-            Ok(ch) => ch,
-            Err(_) => return,
-        };
         let (mut queues, exchanges) = self.bus().topology_names();
         queues.extend(self.extra_queues.lock().expect("lock").iter().cloned());
-        for q in queues {
-            let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
-        }
-        for x in exchanges {
-            let _ = ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
-        }
+        delete_all(&self.conn, &queues, &exchanges).await;
     }
 }
 
@@ -533,6 +524,18 @@ impl Collector {
     /// The first arrival of each event of this type, by seq.
     pub fn of_type(&self, type_name: &str) -> BTreeMap<u64, Record> {
         self.with(|s| s.iter().filter(|x| x.record.event.data.type_name() == type_name).map(|x| (x.record.seq, x.record.clone())).collect())
+    }
+}
+
+/// Deletes a test's queues and exchanges, best effort (what is already gone is no error to the
+/// broker; a lost channel leaves the rest for the broker's own clean-up of a test prefix).
+pub async fn delete_all(conn: &Connection, queues: &[String], exchanges: &[String]) {
+    let Ok(ch) = conn.create_channel().await else { return };
+    for q in queues {
+        let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+    }
+    for x in exchanges {
+        let _ = ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
     }
 }
 
